@@ -1,0 +1,177 @@
+"""One dataclass per command. Flags are generated from the fields (flag, YAML key and attribute are one
+word); precedence is default < YAML (`--config`) < explicit flag. Cross-field checks live in __post_init__."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import GiftError
+from .weighting import METHODS
+
+
+def arg(default: Any = None, help: str = "", required: bool = False, choices: tuple | None = None) -> Any:
+    meta = {"help": help, "required": required, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _require_finite(name: str, value: float, positive: bool = False) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or (positive and value <= 0):
+        raise GiftError(f"--{name.replace('_', '-')} must be a finite{' positive' if positive else ''} number, got {value!r}")
+
+
+@dataclass
+class TemplateArgs:
+    """Shared by every command that formats prompts with a chat template."""
+
+    system_prompt: str | None = arg(None, "system message prepended to every conversation")
+    suffix: str | None = arg(None, "text appended to the last user turn (e.g. the paper's step-by-step instruction)")
+    chat_template: str | None = arg(None, "a Jinja chat template file overriding the tokenizer's own")
+
+
+@dataclass
+class DataArgs:
+    prompt_field: str | None = arg(None, "JSONL field holding the prompt (default: detect)")
+    response_field: str | None = arg(None, "JSONL field holding the response (default: detect)")
+    max_length: int = arg(1024, "longest sequence in tokens (prompt + response)")
+    truncate: bool = arg(False, "truncate longer rows instead of dropping them")
+
+
+@dataclass
+class AnnotateConfig(TemplateArgs, DataArgs):
+    teacher: str = arg(None, "instruct model directory, .gguf file or hub id", required=True)
+    data: str = arg(None, "training JSONL", required=True)
+    out: str = arg(None, "output directory for annotations.parquet and meta.json", required=True)
+    batch_size: int = arg(8, "rows per forward pass")
+    dtype: str = arg("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    overwrite: bool = arg(False, "replace a non-empty --out")
+    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
+
+    def __post_init__(self) -> None:
+        if self.max_length < 2 or self.batch_size < 1:
+            raise GiftError("--max-length must be at least 2 and --batch-size at least 1")
+
+
+@dataclass
+class TrainConfig(TemplateArgs, DataArgs):
+    model: str = arg(None, "model to train (the base model for GIFT)", required=True)
+    data: str = arg(None, "annotation directory (from gift annotate), or JSONL for sft/dft", required=True)
+    out: str = arg(None, "output directory for the adapter", required=True)
+    method: str = arg("gift", "token weighting", choices=METHODS)
+    gamma: float = arg(1.0, "GIFT weight exponent: w = max(q, floor)^gamma")
+    floor: float = arg(1e-4, "lower bound on teacher confidence")
+    rho_ratio: float = arg(0.6, "share of tokens kept by Rho-1")
+    rank: int = arg(64, "LoRA rank r")
+    alpha: float = arg(128.0, "LoRA alpha")
+    lora_dropout: float = arg(0.05, "LoRA dropout")
+    target_modules: list[str] = arg(["all-linear"], "modules to adapt (PEFT names; all-linear = every linear projection)")
+    lr: float = arg(2e-4, "peak learning rate")
+    weight_decay: float = arg(0.0, "AdamW weight decay")
+    max_grad_norm: float = arg(1.0, "gradient clipping (0 = off)")
+    epochs: float = arg(1.0, "passes over the data")
+    max_steps: int | None = arg(None, "optimiser steps (overrides --epochs)")
+    batch_size: int = arg(4, "rows per micro-batch per device")
+    grad_accum: int = arg(1, "micro-batches per optimiser step")
+    warmup_ratio: float = arg(0.1, "share of steps with linear warm-up (then cosine decay)")
+    seed: int = arg(0, "seed for data order, LoRA init and dropout")
+    save_steps: int = arg(50, "checkpoint every N steps (for --resume)")
+    resume: bool = arg(False, "continue from the last checkpoint in OUT.partial")
+    dtype: str = arg("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    overwrite: bool = arg(False, "replace a non-empty --out")
+    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
+
+    def __post_init__(self) -> None:
+        for name in ("gamma", "floor", "lr", "alpha", "epochs"):
+            _require_finite(name, getattr(self, name), positive=name != "gamma")
+        if self.rank < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.save_steps < 1:
+            raise GiftError("--rank, --batch-size, --grad-accum and --save-steps must be at least 1")
+        if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1 or not 0 < self.rho_ratio <= 1:
+            raise GiftError("--lora-dropout and --warmup-ratio must be in [0, 1), --rho-ratio in (0, 1]")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise GiftError("--max-steps must be at least 1")
+
+
+@dataclass
+class MergeConfig:
+    instruct: str = arg(None, "instruct model directory, .gguf file or hub id", required=True)
+    adapter: str = arg(None, "adapter directory from gift train", required=True)
+    out: str = arg(None, "output model directory", required=True)
+    scale: float = arg(1.0, "λ: W' = W + λ·(α/r)·B·A")
+    dtype: str = arg("auto", "dtype of the saved weights: auto keeps the instruct model's")
+    overwrite: bool = arg(False, "replace a non-empty --out")
+    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
+
+    def __post_init__(self) -> None:
+        _require_finite("scale", self.scale)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(element type, is_list) of a field annotation such as `int | None` or `list[str]`."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return _base_type(args[0])
+    if typing.get_origin(tp) is list:
+        return args[0], True
+    return tp, False
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per field; every default is None so explicit flags can be told apart from defaults."""
+    parser.add_argument("--config", help="YAML file of values (flags given here win)")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, is_list = _base_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata.get("help", "")}
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if f.metadata.get("choices"):
+            kw["choices"] = f.metadata["choices"]
+        parser.add_argument(flag, type=tp, nargs="+" if is_list else None, **kw)
+
+
+def from_args(cls: type, ns: argparse.Namespace) -> Any:
+    """Build `cls` from defaults < YAML < explicit flags, and name any missing required field."""
+    values: dict[str, Any] = {}
+    if getattr(ns, "config", None):
+        values.update(load_yaml(ns.config))
+    values.update({k: v for k, v in vars(ns).items() if v is not None and k != "config"})
+    return build(cls, values)
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise GiftError(f"unknown setting {unknown[0]!r} for {cls.__name__}; known: {', '.join(sorted(names))}")
+    missing = [n for n, f in names.items() if f.metadata.get("required") and values.get(n) is None]
+    if missing:
+        raise GiftError(f"missing required setting --{missing[0].replace('_', '-')}")
+    return cls(**values)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise GiftError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise GiftError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise GiftError(f"{path}: expected a mapping of settings at the top level")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

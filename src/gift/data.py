@@ -1,0 +1,205 @@
+"""Training data: JSONL records in the formats users have -> chat-templated token ids with label masks.
+
+Accepted records (first match wins, or name the fields with `prompt_field`/`response_field`):
+TRL's `messages` and `prompt`/`completion` (strings or message lists), and the field pairs of the
+files in ../shared/data: `instruction`/`response`, `question`/`answer`, `problem`/`solution`.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import GiftError
+
+IGNORE = -100  # label of positions that carry no loss (prompt, padding), as in Hugging Face
+FIELD_PAIRS = [("prompt", "completion"), ("instruction", "response"), ("question", "answer"), ("problem", "solution")]
+STEP_BY_STEP = "Please reason step by step, and put your final answer within \\boxed{}."  # the paper's suffix
+
+Message = dict[str, str]
+
+
+@dataclass
+class Example:
+    """One training example: the conversation up to the answer, and the answer itself."""
+
+    prompt: list[Message]
+    response: str
+    line: int  # 1-based line in the source file, for error messages
+
+
+@dataclass
+class TemplateOptions:
+    """How an example becomes chat text; recorded in meta.json so later stages can check it."""
+
+    system_prompt: str | None = None
+    suffix: str | None = None  # appended to the last user turn, e.g. STEP_BY_STEP
+    chat_template: str | None = None  # a Jinja template overriding the tokenizer's own
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE on prompt positions; the response tokens and the end-of-turn token otherwise
+    line: int = 0  # source line, for error messages
+
+
+@dataclass
+class EncodeReport:
+    """What happened to each row: kept, truncated or dropped, with the reason counted."""
+
+    kept: int = 0
+    truncated: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """Read (line number, object) pairs; blank lines are skipped, every other problem names its line."""
+    path = Path(path)
+    if not path.exists():
+        raise GiftError(f"{path}: file not found")
+    if path.is_dir():
+        raise GiftError(f"{path}: is a directory; expected a .jsonl file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise GiftError(f"{path}:{line}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise GiftError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno}); fix or remove the line") from None
+        if not isinstance(obj, dict):
+            raise GiftError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+        rows.append((number, obj))
+    if not rows:
+        raise GiftError(f"{path}: file is empty; expected one JSON object per line")
+    return rows
+
+
+def _as_messages(value: Any, role: str, where: str) -> list[Message]:
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise GiftError(f"{where}: expected a string or a list of {{role, content}} messages")
+
+
+def to_example(obj: dict[str, Any], where: str, line: int, prompt_field: str | None = None,
+               response_field: str | None = None) -> Example:
+    """Normalise one record into an Example; `where` is 'file:line' for error messages."""
+    if prompt_field or response_field:
+        pairs = [(prompt_field or "prompt", response_field or "completion")]
+    elif "messages" in obj:
+        msgs = _as_messages(obj["messages"], "user", f"{where}: field 'messages'")
+        if len(msgs) < 2 or msgs[-1]["role"] != "assistant":
+            raise GiftError(f"{where}: 'messages' must end with an assistant turn after at least one other turn")
+        return _checked(Example(msgs[:-1], msgs[-1]["content"], line), where)
+    else:
+        pairs = FIELD_PAIRS
+    for p, r in pairs:
+        if p in obj and r in obj:
+            completion = obj[r]
+            if isinstance(completion, list):  # TRL conversational completion: the assistant turn(s)
+                completion = "".join(m["content"] for m in _as_messages(completion, "assistant", f"{where}: field '{r}'"))
+            if not isinstance(completion, str):
+                raise GiftError(f"{where}: field '{r}' must be a string")
+            return _checked(Example(_as_messages(obj[p], "user", f"{where}: field '{p}'"), completion, line), where)
+    names = " / ".join(f"{p}+{r}" for p, r in pairs)
+    raise GiftError(f"{where}: no prompt/response fields found (looked for {names}, or 'messages'); "
+                    f"name yours with --prompt-field and --response-field")
+
+
+def _checked(ex: Example, where: str) -> Example:
+    if not ex.response.strip():
+        raise GiftError(f"{where}: empty response; remove the row or fill it in")
+    if not ex.prompt or not any(m["content"].strip() for m in ex.prompt):
+        raise GiftError(f"{where}: empty prompt; remove the row or fill it in")
+    return ex
+
+
+def load_examples(path: str | Path, prompt_field: str | None = None, response_field: str | None = None) -> list[Example]:
+    """Read and validate every row of a JSONL file before any model work starts."""
+    return [to_example(obj, f"{path}:{n}", n, prompt_field, response_field) for n, obj in read_jsonl(path)]
+
+
+def prompt_messages(ex: Example, opts: TemplateOptions) -> list[Message]:
+    """The conversation shown to the model: optional system prompt, suffix on the last user turn."""
+    msgs = [dict(m) for m in ex.prompt]
+    if opts.suffix:
+        last_user = max(i for i, m in enumerate(msgs) if m["role"] == "user") if any(m["role"] == "user" for m in msgs) else -1
+        msgs[last_user]["content"] = f"{msgs[last_user]['content']}\n{opts.suffix}"
+    if opts.system_prompt is not None and msgs[0]["role"] != "system":
+        msgs.insert(0, {"role": "system", "content": opts.system_prompt})
+    return msgs
+
+
+def check_template(tokenizer: Any, opts: TemplateOptions, name: str) -> None:
+    if opts.chat_template is None and not getattr(tokenizer, "chat_template", None):
+        raise GiftError(f"{name}: tokenizer has no chat template; pass --chat-template FILE (a Jinja template) "
+                        f"or use the instruct model's tokenizer")
+
+
+def render(tokenizer: Any, messages: list[Message], opts: TemplateOptions, add_generation_prompt: bool) -> str:
+    """Chat text for `messages` through the tokenizer's (or the user's) template."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         chat_template=opts.chat_template)
+
+
+def encode(tokenizer: Any, ex: Example, opts: TemplateOptions) -> Encoded:
+    """Token ids of prompt + response + end-of-turn, labels masking everything but the response.
+
+    The end-of-turn token is whatever the template writes right after the response (`<|im_end|>`,
+    `<|eot_id|>`, ...); text the template adds after it (a newline) is cut off.
+    """
+    msgs = prompt_messages(ex, opts)
+    prompt_text = render(tokenizer, msgs, opts, add_generation_prompt=True)
+    full_text = render(tokenizer, msgs + [{"role": "assistant", "content": ex.response}], opts, add_generation_prompt=False)
+    if not full_text.startswith(prompt_text):
+        raise GiftError(f"line {ex.line}: the chat template does not render the prompt as a prefix of the conversation; "
+                        f"pass a simpler --chat-template")
+    start = full_text.find(ex.response, len(prompt_text))
+    if start < 0:  # the template rewrote the response (e.g. stripped whitespace): fall back to the stripped text
+        start = full_text.find(ex.response.strip(), len(prompt_text))
+    response_end = start + len(ex.response if full_text.startswith(ex.response, start) else ex.response.strip())
+    enc = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    first = next(i for i, (s, e) in enumerate(offsets) if e > len(prompt_text))
+    after = [i for i, (s, e) in enumerate(offsets) if s >= response_end and e > s]
+    if after:
+        ids = ids[: after[0] + 1]  # keep the end-of-turn token, drop what follows it
+    elif tokenizer.eos_token_id is not None:
+        ids = ids + [tokenizer.eos_token_id]
+    labels = [IGNORE] * first + ids[first:]
+    return Encoded(list(ids), labels, ex.line)
+
+
+def encode_all(tokenizer: Any, examples: list[Example], opts: TemplateOptions, max_length: int,
+               truncate: bool) -> tuple[list[Encoded], EncodeReport]:
+    """Encode every example; rows over `max_length` are truncated or dropped and counted, never silently."""
+    report, out = EncodeReport(), []
+    for ex in examples:
+        e = encode(tokenizer, ex, opts)
+        if len(e.input_ids) > max_length:
+            n_prompt = sum(1 for label in e.labels if label == IGNORE)
+            if not truncate:
+                report.dropped["longer than max_length"] += 1
+                continue
+            if n_prompt >= max_length:
+                report.dropped["prompt alone longer than max_length"] += 1
+                continue
+            e = Encoded(e.input_ids[:max_length], e.labels[:max_length], e.line)
+            report.truncated += 1
+        out.append(e)
+        report.kept += 1
+    if not out:
+        reasons = ", ".join(f"{n} {why}" for why, n in report.dropped.items())
+        raise GiftError(f"no rows left after encoding ({reasons}); raise --max-length or pass --truncate")
+    return out, report

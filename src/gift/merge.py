@@ -1,0 +1,152 @@
+"""gift merge: transfer a LoRA adapter onto the instruct model, W' = W + λ·(α/r)·B·A.
+
+Compatibility is checked before anything is written. A safetensors instruct model is merged shard by
+shard (the model is never instantiated, so peak memory is about one shard); GGUF or trusted pickled
+weights are loaded, merged in memory and saved as safetensors. Output: a Hugging Face model directory
+with the instruct tokenizer and chat template, renamed into place only when complete.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .atomic import atomic_dir, check_out_dir
+from .config import MergeConfig, to_dict
+from .errors import GiftError
+from .model import (check_weights_safe, load_config, load_model, load_tokenizer, model_shape, shape_mismatch,
+                    source_kwargs, vocab_fingerprint)
+from .train import TRAIN_META
+
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf"}
+LORA_A = ".lora_A.weight"
+
+
+class Delta:
+    """One adapted module: its low-rank factors and the factor λ·α/r they are scaled by."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, factor: float):
+        self.a, self.b, self.factor = a, b, factor
+
+    def apply(self, w: torch.Tensor, name: str) -> torch.Tensor:
+        if tuple(w.shape) != (self.b.shape[0], self.a.shape[1]):
+            raise GiftError(f"{name}: instruct weight has shape {tuple(w.shape)}, the adapter expects "
+                            f"{(self.b.shape[0], self.a.shape[1])}; the adapter was trained on another model shape")
+        return (w.float() + self.factor * (self.b.float() @ self.a.float())).to(w.dtype)
+
+
+def read_adapter(path: Path, scale: float, trust_pickle: bool) -> tuple[dict[str, Delta], dict[str, Any]]:
+    """{instruct weight name: Delta} and gift_train.json (empty for adapters not made by gift train)."""
+    cfg_path, st_path = path / "adapter_config.json", path / "adapter_model.safetensors"
+    if not cfg_path.is_file():
+        raise GiftError(f"{path}: no adapter_config.json; expected a PEFT adapter directory from gift train")
+    if st_path.is_file():
+        tensors = load_file(st_path)
+    elif (path / "adapter_model.bin").is_file() and trust_pickle:
+        tensors = torch.load(path / "adapter_model.bin", map_location="cpu", weights_only=True)
+    elif (path / "adapter_model.bin").is_file():
+        raise GiftError(f"{path}: adapter is stored only as a pickle (adapter_model.bin); convert it to "
+                        f"safetensors or pass --trust-pickle if you trust the file")
+    else:
+        raise GiftError(f"{path}: no adapter_model.safetensors")
+    config = json.loads(cfg_path.read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise GiftError(f"{path}: peft_type {config['peft_type']} is not LoRA")
+    deltas = {}
+    for key in tensors:
+        if not key.endswith(LORA_A):
+            continue
+        module = key[: -len(LORA_A)].removeprefix("base_model.model.")
+        a, b = tensors[key], tensors[key.replace(".lora_A.", ".lora_B.")]
+        r = a.shape[0]
+        alpha = _pattern(config.get("alpha_pattern") or {}, module, config["lora_alpha"])
+        factor = scale * alpha / (math.sqrt(r) if config.get("use_rslora") else r)
+        deltas[module + ".weight"] = Delta(a, b, factor)
+    if not deltas:
+        raise GiftError(f"{path}: adapter holds no LoRA weights")
+    meta_path = path / TRAIN_META
+    return deltas, json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+
+def _pattern(patterns: dict[str, Any], module: str, default: Any) -> Any:
+    """PEFT's per-module overrides: the first pattern that matches the end of the module name."""
+    for pat, value in patterns.items():
+        if re.fullmatch(rf"(.*\.)?{pat}", module):
+            return value
+    return default
+
+
+def check_compatible(cfg: MergeConfig, train_meta: dict[str, Any]) -> None:
+    """Architecture, shapes, vocabulary size and tokenizer of the instruct model against the adapter's."""
+    instruct_shape = model_shape(load_config(cfg.instruct))
+    if "model_shape" in train_meta:
+        problem = shape_mismatch(train_meta["model_shape"], instruct_shape, "the adapter's model", "the instruct model")
+        if problem:
+            raise GiftError(f"{cfg.adapter} cannot merge into {cfg.instruct}: {problem}")
+    if "vocab_fingerprint" in train_meta:
+        fp = vocab_fingerprint(load_tokenizer(cfg.instruct))
+        if fp != train_meta["vocab_fingerprint"]:
+            raise GiftError(f"{cfg.adapter} cannot merge into {cfg.instruct}: the tokenizers differ "
+                            f"({train_meta['vocab_fingerprint']} vs {fp}), so token ids would mean other text")
+
+
+def merge_shards(src: Path, deltas: dict[str, Delta], out: Path) -> None:
+    """Merge shard by shard; every adapted weight must exist in some shard before anything is written."""
+    shards = sorted(src.glob("*.safetensors"))
+    names: set[str] = set()
+    for shard in shards:
+        with safe_open(shard, framework="pt") as f:
+            names.update(f.keys())
+    missing = sorted(set(deltas) - names)
+    if missing:
+        raise GiftError(f"the adapter targets {missing[0].removesuffix('.weight')}, which the instruct model "
+                        f"does not have; was it trained on another architecture?")
+    for shard in shards:
+        tensors = load_file(shard)
+        for name in tensors.keys() & deltas.keys():
+            tensors[name] = deltas[name].apply(tensors[name], name)
+        save_file(tensors, out / shard.name, metadata={"format": "pt"})
+    for f in src.iterdir():
+        if f.is_file() and f.suffix not in WEIGHT_SUFFIXES and not f.name.startswith("."):
+            shutil.copy2(f, out / f.name)
+
+
+def merge_in_memory(cfg: MergeConfig, deltas: dict[str, Delta], out: Path) -> None:
+    """For instruct weights that are not safetensors (GGUF, trusted pickles): load, merge, save."""
+    model = load_model(cfg.instruct, "auto" if cfg.dtype == "auto" else cfg.dtype, cfg.trust_pickle)
+    state = model.state_dict()
+    missing = sorted(set(deltas) - set(state))
+    if missing:
+        raise GiftError(f"the adapter targets {missing[0].removesuffix('.weight')}, which the instruct model "
+                        f"does not have; was it trained on another architecture?")
+    with torch.no_grad():
+        for name, delta in deltas.items():
+            state[name].copy_(delta.apply(state[name], name))
+    model.save_pretrained(out)
+    load_tokenizer(cfg.instruct).save_pretrained(out)
+
+
+def merge(cfg: MergeConfig) -> Path:
+    out = check_out_dir(cfg.out, cfg.overwrite)
+    deltas, train_meta = read_adapter(Path(cfg.adapter), cfg.scale, cfg.trust_pickle)
+    check_weights_safe(cfg.instruct, cfg.trust_pickle)
+    check_compatible(cfg, train_meta)
+    path, kwargs = source_kwargs(cfg.instruct)
+    with atomic_dir(out, cfg.overwrite) as tmp:
+        if Path(path).is_dir() and not kwargs and any(Path(path).glob("*.safetensors")) and cfg.dtype == "auto":
+            merge_shards(Path(path), deltas, tmp)
+        else:
+            merge_in_memory(cfg, deltas, tmp)
+        (tmp / "gift_merge.json").write_text(json.dumps({
+            "gift_version": __version__, "config": to_dict(cfg), "modules": len(deltas),
+            "adapter_training": train_meta.get("config", {})}, indent=2) + "\n")
+    print(f"merged {len(deltas)} modules (scale {cfg.scale}) -> {out}")
+    return out

@@ -1,0 +1,126 @@
+"""Loading models and tokenizers from a local directory, a GGUF file or a hub id, and comparing pairs.
+
+Checkpoints are read from safetensors or GGUF; a pickled checkpoint (`.bin`, `.pt`) is refused unless
+the user passes `--trust-pickle`, since unpickling runs arbitrary code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import GiftError
+
+SHAPE_KEYS = ["hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+              "vocab_size"]
+
+
+def source_kwargs(source: str) -> tuple[str, dict[str, Any]]:
+    """(path or id, extra from_pretrained kwargs) for a model directory, a `.gguf` file, or a hub id."""
+    p = Path(source)
+    if p.is_file() and p.suffix == ".gguf":
+        return str(p.parent), {"gguf_file": p.name}
+    if p.is_dir() and not (p / "config.json").exists():
+        ggufs = sorted(p.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(p), {"gguf_file": ggufs[0].name}
+        if not ggufs:
+            raise GiftError(f"{p}: no config.json or .gguf file; expected a Hugging Face model directory")
+        raise GiftError(f"{p}: several .gguf files; name one, e.g. {ggufs[0]}")
+    return source, {}
+
+
+def check_weights_safe(source: str, trust_pickle: bool) -> None:
+    """Refuse a local checkpoint stored only as a pickle, unless the user trusts it."""
+    p = Path(source)
+    d = p.parent if p.is_file() else p
+    if not d.is_dir() or p.suffix == ".gguf" or any(d.glob("*.safetensors")) or any(d.glob("*.gguf")):
+        return
+    pickles = sorted(x.name for x in d.iterdir() if x.suffix in {".bin", ".pt", ".pth", ".pkl"})
+    if pickles and not trust_pickle:
+        raise GiftError(f"{d}: weights are stored only as a pickle ({pickles[0]}), which can run code when loaded; "
+                        f"convert them to safetensors, or pass --trust-pickle if you trust the file")
+
+
+def pick_dtype(name: str) -> torch.dtype:
+    """'auto' is bfloat16 on a GPU that has it and float32 otherwise (CPU)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    except KeyError:
+        raise GiftError(f"unknown dtype {name!r}; use auto, float32, bfloat16 or float16") from None
+
+
+def load_tokenizer(source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    path, kwargs = source_kwargs(source)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise GiftError(f"{source}: cannot load a tokenizer ({str(e).splitlines()[0]}); "
+                        f"pass a local model directory (no model hub is needed)") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_config(source: str) -> Any:
+    from transformers import AutoConfig
+
+    path, kwargs = source_kwargs(source)
+    try:
+        return AutoConfig.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise GiftError(f"{source}: cannot read the model config ({str(e).splitlines()[0]})") from None
+
+
+def load_model(source: str, dtype: str = "auto", trust_pickle: bool = False) -> Any:
+    """A causal LM in eval mode. GGUF weights are dequantised and the quantizer state dropped,
+    so the model trains, merges and saves like any other."""
+    from transformers import AutoModelForCausalLM
+
+    check_weights_safe(source, trust_pickle)
+    path, kwargs = source_kwargs(source)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype), use_safetensors=None if
+                                                     trust_pickle or "gguf_file" in kwargs else True, **kwargs)
+    except OSError as e:
+        raise GiftError(f"{source}: cannot load the model ({str(e).splitlines()[0]}); "
+                        f"pass a local model directory (no model hub is needed)") from None
+    if "gguf_file" in kwargs:
+        model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model.eval()
+
+
+def vocab_fingerprint(tokenizer: Any) -> str:
+    """Hash of token -> id and the special tokens: equal fingerprints mean token ids mean the same text."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    specials = sorted(str(t) for t in tokenizer.all_special_tokens)
+    return hashlib.sha256(json.dumps([vocab, specials], ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def template_fingerprint(template: str | None) -> str:
+    return hashlib.sha256((template or "").encode()).hexdigest()[:16]
+
+
+def model_shape(config: Any) -> dict[str, Any]:
+    """What two models must share for an adapter of one to load onto the other."""
+    text = config.get_text_config()
+    return {"model_type": config.model_type, **{k: getattr(text, k, None) for k in SHAPE_KEYS}}
+
+
+def shape_mismatch(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -> str | None:
+    """The first difference between two model_shape()s, as one line, or None."""
+    if a["model_type"] != b["model_type"]:
+        return f"architecture differs: {a_name} is {a['model_type']}, {b_name} is {b['model_type']}"
+    for key in SHAPE_KEYS:
+        if a.get(key) != b.get(key):
+            return f"{key} differs: {a_name} has {a.get(key)}, {b_name} has {b.get(key)}"
+    return None

@@ -1,0 +1,237 @@
+"""gift train: a LoRA adapter fitted with the token-weighted loss L = Σ w·CE / Σ w.
+
+The denominator is the whole optimiser step's, summed over gradient-accumulation micro-batches and
+over processes before the first backward pass, so the adapter does not depend on how a step is split
+(batch 4 × 1 equals 2 × 2 equals 1 × 4). Runs unchanged under `accelerate launch` (DDP/FSDP).
+Work happens in OUT.partial, which holds checkpoints for --resume and becomes OUT when finished.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from . import __version__
+from .annotate import pad_batch, read_annotations, template_options
+from .atomic import check_out_dir, publish, staging_dir
+from .config import TrainConfig, to_dict
+from .data import IGNORE, Encoded, check_template, encode_all, load_examples
+from .errors import GiftError
+from .loss import GoldLogprobs, weighted_nll
+from .model import load_model, load_tokenizer, model_shape, vocab_fingerprint
+from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, token_weights
+
+CHECKPOINT, LOG, TRAIN_META = "checkpoint", "log.jsonl", "gift_train.json"
+RESUME_KEYS = ("model", "data", "method", "gamma", "floor", "rho_ratio", "rank", "alpha", "lora_dropout",
+               "target_modules", "lr", "weight_decay", "max_grad_norm", "epochs", "max_steps", "batch_size",
+               "grad_accum", "warmup_ratio", "seed")
+
+
+@dataclass
+class TrainData:
+    rows: list[Encoded]
+    conf: list[list[float]] | None  # None for raw JSONL (sft/dft need no teacher)
+    eot_ids: set[int]
+    vocab_fingerprint: str
+
+
+def load_train_data(cfg: TrainConfig, tokenizer: Any) -> TrainData:
+    """An annotation directory as it is (no re-tokenising), or raw JSONL encoded with the model's template."""
+    path = Path(cfg.data)
+    if path.is_dir():
+        rows, conf, meta = read_annotations(path)
+        fp = vocab_fingerprint(tokenizer)
+        if meta["vocab_fingerprint"] != fp:
+            raise GiftError(f"{path}: annotated with a tokenizer ({meta['vocab_fingerprint']}) that differs from "
+                            f"{cfg.model}'s ({fp}); its token ids would mean other text. Re-annotate, or train a "
+                            f"model of the same tokenizer")
+        return TrainData(rows, conf, set(meta["eot_token_ids"]), fp)
+    if cfg.method in NEEDS_ANNOTATION:
+        raise GiftError(f"--method {cfg.method} needs teacher confidences: run gift annotate on {path} and "
+                        f"pass the annotation directory as --data")
+    examples = load_examples(path, cfg.prompt_field, cfg.response_field)
+    opts = template_options(cfg.system_prompt, cfg.suffix, cfg.chat_template)
+    check_template(tokenizer, opts, cfg.model)
+    rows, report = encode_all(tokenizer, examples, opts, cfg.max_length, cfg.truncate)
+    if report.dropped or report.truncated:
+        print(f"rows dropped: {dict(report.dropped)}, truncated: {report.truncated}")
+    eot = {next(y for y in reversed(r.labels) if y != IGNORE) for r in rows}
+    return TrainData(rows, None, eot, vocab_fingerprint(tokenizer))
+
+
+def collate(data: TrainData, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Model inputs plus flat per-token q and end-of-turn flags, in GoldLogprobs' output order."""
+    rows = [data.rows[i] for i in idx]
+    batch = pad_batch(rows, pad_id)
+    target_mask = batch["labels"][:, 1:] != IGNORE
+    conf = torch.ones(batch["labels"].shape)
+    if data.conf is not None:
+        for j, i in enumerate(idx):
+            conf[j, : len(data.conf[i])] = torch.tensor(data.conf[i])
+    targets = batch["labels"][:, 1:][target_mask]
+    batch["q"] = conf[:, 1:][target_mask]
+    batch["is_eot"] = torch.isin(targets, torch.tensor(sorted(data.eot_ids)))
+    return batch
+
+
+def step_indices(n: int, step: int, global_batch: int, seed: int) -> list[int]:
+    """Rows of optimiser step `step`: a seeded permutation per epoch, cut into global batches."""
+    per_epoch = math.ceil(n / global_batch)
+    epoch, within = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return perm[within * global_batch:(within + 1) * global_batch].tolist()
+
+
+def build_lora(model: Any, cfg: TrainConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.target_modules[0] if cfg.target_modules == ["all-linear"] else cfg.target_modules
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+                      task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as e:
+        raise GiftError(f"--target-modules {cfg.target_modules}: {str(e).splitlines()[0]}") from None
+
+
+def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, step: int, cfg: TrainConfig,
+                    accelerator: Any) -> None:
+    """Trainable weights, optimiser, schedule and every process's RNG, written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        save_file(trainable, tmp / "trainable.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                    "config": {k: getattr(cfg, k) for k in RESUME_KEYS}}, tmp / "state.pt")
+    accelerator.wait_for_everyone()
+    torch.save(torch.get_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, cfg: TrainConfig,
+                    accelerator: Any) -> int:
+    """Restore a checkpoint; refuses one written with different training settings."""
+    state = torch.load(path / "state.pt", weights_only=True)  # our own file, and still never unpickled blindly
+    for key, value in state["config"].items():
+        if getattr(cfg, key) != value:
+            raise GiftError(f"--resume: {key} was {value!r} in the interrupted run, now {getattr(cfg, key)!r}; "
+                            f"use the same settings or drop --resume")
+    trainable = load_file(path / "trainable.safetensors")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in trainable.items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(torch.load(path / f"rng-{accelerator.process_index}.pt", weights_only=True))
+    return state["step"]
+
+
+def train(cfg: TrainConfig) -> Path:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    t0 = time.time()
+    out, stage = Path(cfg.out), staging_dir(cfg.out)
+    check_out_dir(out, cfg.overwrite)
+    if cfg.resume and not (stage / CHECKPOINT).is_dir():
+        raise GiftError(f"--resume: no checkpoint in {stage}; start without --resume")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    tokenizer = load_tokenizer(cfg.model)
+    data = load_train_data(cfg, tokenizer)
+    world = accelerator.num_processes
+    global_batch = cfg.batch_size * cfg.grad_accum * world
+    per_epoch = math.ceil(len(data.rows) / global_batch)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+
+    set_seed(cfg.seed)
+    model = build_lora(load_model(cfg.model, cfg.dtype, cfg.trust_pickle), cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
+    start = 0
+    if cfg.resume:
+        start = load_checkpoint(stage / CHECKPOINT, model, optimizer, scheduler, cfg, accelerator)
+    elif accelerator.is_main_process:
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    scorer, optimizer = accelerator.prepare(GoldLogprobs(model), optimizer)
+    scorer.train()
+    wp = WeightParams(cfg.gamma, cfg.floor, cfg.rho_ratio)
+    log_path = stage / LOG
+    if accelerator.is_main_process:
+        kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= start] if cfg.resume else []
+        log_path.write_text("".join(ln + "\n" for ln in kept))
+
+    bar = tqdm(range(start, total), desc=f"train ({cfg.method})", unit="step", initial=start, total=total,
+               disable=not accelerator.is_main_process)
+    for step in bar:
+        idx = step_indices(len(data.rows), step, global_batch, cfg.seed)
+        idx = idx[: len(idx) // world * world]  # every process gets the same number of rows
+        mine = idx[accelerator.process_index::world]
+        micro = [collate(data, mine[i:i + cfg.batch_size], tokenizer.pad_token_id)
+                 for i in range(0, len(mine), cfg.batch_size)]
+        denominator = accelerator.reduce(
+            sum(normaliser(cfg.method, b["q"], b["is_eot"], wp) for b in micro).to(accelerator.device), "sum")
+        stats = torch.zeros(5, device=accelerator.device)  # Σ w·CE, Σ w, tokens, Σ w on q<0.5, Σ w·CE on q<0.5
+        for j, b in enumerate(micro):
+            b = {k: v.to(accelerator.device) for k, v in b.items()}
+            with accelerator.no_sync(scorer) if j < len(micro) - 1 else nullcontext():
+                logp = scorer(b["input_ids"], b["attention_mask"], b["labels"])
+                w = token_weights(cfg.method, b["q"], b["is_eot"], logp.detach(), wp)
+                loss = weighted_nll(logp, w, denominator) * world  # DDP averages gradients over processes
+                if not torch.isfinite(loss):
+                    lines = sorted(data.rows[i].line for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size])
+                    raise GiftError(f"non-finite loss at step {step + 1} (source lines {lines}); the last good "
+                                    f"checkpoint is in {stage / CHECKPOINT}; lower --lr or fix those rows, then --resume")
+                accelerator.backward(loss)
+            wce, low = (w * -logp.detach()), b["q"] < 0.5
+            stats += torch.stack([wce.sum(), w.sum(), torch.tensor(float(w.numel()), device=w.device),
+                                  w[low].sum(), wce[low].sum()])
+        grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        s = accelerator.reduce(stats, "sum").tolist()
+        record = {"step": step + 1, "loss": s[0] / denominator.item(), "lr": scheduler.get_last_lr()[0],
+                  "grad_norm": float(grad_norm), "mean_weight": s[1] / max(s[2], 1), "tokens": int(s[2]),
+                  "low_conf_weight_share": s[3] / s[1] if data.conf is not None and s[1] else None,
+                  "low_conf_loss_share": s[4] / s[0] if data.conf is not None and s[0] else None,
+                  "seconds": round(time.time() - t0, 3)}
+        if accelerator.is_main_process:
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
+        if (step + 1) % cfg.save_steps == 0 and step + 1 < total:
+            save_checkpoint(stage / CHECKPOINT, model, optimizer, scheduler, step + 1, cfg, accelerator)
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(scorer).model.save_pretrained(stage)
+        meta = {"gift_version": __version__, "config": to_dict(cfg), "steps": total, "global_batch": global_batch,
+                "processes": world, "rows": len(data.rows), "vocab_fingerprint": data.vocab_fingerprint,
+                "eot_token_ids": sorted(data.eot_ids), "model_shape": model_shape(model.config),
+                "seconds": round(time.time() - t0, 2)}
+        (stage / TRAIN_META).write_text(json.dumps(meta, indent=2) + "\n")
+        shutil.rmtree(stage / CHECKPOINT, ignore_errors=True)
+        publish(stage, out)
+        print(f"trained {total} steps ({cfg.method}) in {time.time() - t0:.1f}s -> {out}")
+    accelerator.wait_for_everyone()
+    return out

@@ -1,0 +1,66 @@
+"""Token weights for each training method, and the normaliser each one divides by.
+
+All functions take flat tensors over the labelled tokens of a micro-batch:
+`q` the teacher's confidence p_teacher(y_t | x, y_<t) (ones where no annotation exists),
+`is_eot` the end-of-turn positions, `logp` the training model's own log-probability (detached).
+
+| method | weight w_t                          | normaliser (summed over the optimiser step) |
+| sft    | 1                                   | number of tokens                            |
+| gift   | max(q, floor)^γ, 1 at end-of-turn   | Σ w_t                                       |
+| dft    | p_model(y_t), detached              | number of tokens (as in the DFT paper)      |
+| rho    | 1 on the top-k share by excess loss | number of selected tokens                   |
+
+Rho-1's excess loss is CE_model − CE_reference; the teacher plays the reference: −log p + log q.
+Its selection is per micro-batch, as in Rho-1; its normaliser is known before the forward pass.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+METHODS = ("sft", "gift", "dft", "rho")
+NEEDS_ANNOTATION = {"gift", "rho"}
+
+
+@dataclass(frozen=True)
+class WeightParams:
+    gamma: float = 1.0
+    floor: float = 1e-4  # the published code's floor on q
+    rho_ratio: float = 0.6  # share of tokens Rho-1 keeps
+
+
+def gift_weights(q: Tensor, is_eot: Tensor, p: WeightParams) -> Tensor:
+    w = q.clamp_min(p.floor).pow(p.gamma)
+    return torch.where(is_eot, torch.ones_like(w), w)  # the published code gives end-of-turn weight 1
+
+
+def rho_keep(n: int, p: WeightParams) -> int:
+    return math.ceil(p.rho_ratio * n) if n else 0
+
+
+def normaliser(method: str, q: Tensor, is_eot: Tensor, p: WeightParams) -> Tensor:
+    """This micro-batch's share of the step's denominator; needs no forward pass."""
+    if method == "gift":
+        return gift_weights(q, is_eot, p).sum()
+    if method == "rho":
+        return torch.tensor(float(rho_keep(q.numel(), p)))
+    return torch.tensor(float(q.numel()))
+
+
+def token_weights(method: str, q: Tensor, is_eot: Tensor, logp: Tensor, p: WeightParams) -> Tensor:
+    """w_t for each labelled token; `logp` must already be detached."""
+    if method == "sft":
+        return torch.ones_like(logp)
+    if method == "gift":
+        return gift_weights(q, is_eot, p)
+    if method == "dft":
+        return logp.exp()
+    if method == "rho":
+        excess = -logp + q.clamp_min(p.floor).log()
+        keep = torch.zeros_like(logp)
+        keep[excess.topk(rho_keep(logp.numel(), p)).indices] = 1.0
+        return keep
+    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")

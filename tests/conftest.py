@@ -1,0 +1,53 @@
+"""Fixtures: tiny random-weight base/instruct pairs built from code (no network), and small JSONL files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gift.tiny import build_tokenizer, model_config, perturbed, random_model, save_tokenizer
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CORPUS = [f"Tom has {a} apples and buys {b} more. {a} + {b} = {a + b}. The answer is {a + b}."
+          for a in range(10) for b in range(10)] + ["Write a short list in JSON, all caps, no commas."] * 10
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return build_tokenizer(CORPUS, vocab_size=300)
+
+
+def save_model(model, tokenizer, path: Path) -> Path:
+    model.save_pretrained(path)
+    save_tokenizer(tokenizer, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_pair(tmp_path_factory, tokenizer):
+    """make_pair(arch, tied, **shape) -> (base_dir, instruct_dir); instruct = base + a perturbation."""
+    cache: dict = {}
+
+    def make(arch: str = "llama", tied: bool = True, **shape):
+        key = (arch, tied, tuple(sorted(shape.items())))
+        if key not in cache:
+            root = tmp_path_factory.mktemp(f"{arch}-{'tied' if tied else 'untied'}")
+            base = random_model(model_config(arch, len(tokenizer), tied=tied, **shape), seed=0)
+            cache[key] = (save_model(base, tokenizer, root / "base"),
+                          save_model(perturbed(base, 0.02, seed=1), tokenizer, root / "instruct"))
+        return cache[key]
+
+    return make
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def arith_jsonl(tmp_path):
+    rows = [{"prompt": f"Tom has {a} apples and buys {a + 1} more. How many?",
+             "completion": f"{a} + {a + 1} = {2 * a + 1}. The answer is {2 * a + 1}."} for a in range(8)]
+    return write_jsonl(tmp_path / "arith.jsonl", rows)

@@ -1,0 +1,33 @@
+import argparse
+
+import pytest
+
+from gift.config import MergeConfig, TrainConfig, add_arguments, from_args
+from gift.errors import GiftError
+
+
+def parse(cls, argv):
+    p = argparse.ArgumentParser()
+    add_arguments(p, cls)
+    return from_args(cls, p.parse_args(argv))
+
+
+def test_precedence_default_yaml_flag(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("model: m\ndata: d\nout: o\nlr: 0.001\nrank: 8\n")
+    cfg = parse(TrainConfig, ["--config", str(y), "--rank", "4"])
+    assert (cfg.lr, cfg.rank, cfg.alpha) == (0.001, 4, 128.0)
+    assert cfg.target_modules == ["all-linear"]
+
+
+def test_missing_unknown_and_non_finite_settings_are_refused(tmp_path):
+    with pytest.raises(GiftError, match="missing required setting --adapter"):
+        parse(MergeConfig, ["--instruct", "i", "--out", "o"])
+    with pytest.raises(GiftError, match="--scale must be a finite number"):
+        parse(MergeConfig, ["--instruct", "i", "--adapter", "a", "--out", "o", "--scale", "nan"])
+    y = tmp_path / "c.yaml"
+    y.write_text("instruct: i\nadapter: a\nout: o\nscael: 2\n")
+    with pytest.raises(GiftError, match="unknown setting 'scael'"):
+        parse(MergeConfig, ["--config", str(y)])
+    with pytest.raises(GiftError, match="--lr must be a finite positive number"):
+        parse(TrainConfig, ["--model", "m", "--data", "d", "--out", "o", "--lr", "inf"])

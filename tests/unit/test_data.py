@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+from gift.data import IGNORE, STEP_BY_STEP, TemplateOptions, encode, encode_all, load_examples, read_jsonl, to_example
+from gift.errors import GiftError
+
+
+def test_formats_are_recognised():
+    cases = [
+        ({"prompt": "p", "completion": "c"}, "p", "c"),
+        ({"instruction": "p", "response": "c"}, "p", "c"),
+        ({"question": "p", "answer": "c"}, "p", "c"),
+        ({"problem": "p", "solution": "c"}, "p", "c"),
+        ({"messages": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "c"}]}, "p", "c"),
+        ({"prompt": [{"role": "user", "content": "p"}], "completion": [{"role": "assistant", "content": "c"}]}, "p", "c"),
+    ]
+    for obj, prompt, response in cases:
+        ex = to_example(obj, "f:1", 1)
+        assert ex.prompt[-1]["content"] == prompt and ex.response == response
+
+
+def test_named_fields(tmp_path):
+    ex = to_example({"q": "p", "a": "c"}, "f:1", 1, prompt_field="q", response_field="a")
+    assert (ex.prompt[0]["content"], ex.response) == ("p", "c")
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "file not found"),
+    (b"", "file is empty"),
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": oops}\n', ":2: malformed JSON"),
+    (b'{"prompt": "a"}\n', ":1: no prompt/response fields"),
+    (b'{"prompt": "a", "completion": "  "}\n', ":1: empty response"),
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "\xff\xfe"}\n', ":2: not valid UTF-8"),
+    (b'[1, 2]\n', ":1: expected a JSON object"),
+])
+def test_bad_files_name_the_problem(tmp_path, content, message):
+    path = tmp_path / "d.jsonl"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(GiftError, match=message):
+        load_examples(path)
+
+
+def test_blank_lines_are_skipped_and_lines_counted(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('\n{"prompt": "a", "completion": "b"}\n\n{"prompt": "c", "completion": "d"}\n')
+    assert [n for n, _ in read_jsonl(path)] == [2, 4]
+
+
+def test_encode_masks_prompt_and_ends_at_end_of_turn(tokenizer):
+    ex = to_example({"prompt": "Tom has 3 apples.", "completion": "The answer is 8."}, "f:1", 1)
+    e = encode(tokenizer, ex, TemplateOptions())
+    first = next(i for i, y in enumerate(e.labels) if y != IGNORE)
+    assert tokenizer.decode(e.input_ids[:first]).endswith("<|im_start|>assistant\n")
+    assert tokenizer.decode(e.labels[first:]) == "The answer is 8.<|im_end|>"
+    assert e.input_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")  # the template's trailing "\n" is cut
+    assert all(y == IGNORE for y in e.labels[:first])
+
+
+def test_system_prompt_and_suffix_are_options(tokenizer):
+    ex = to_example({"prompt": "Add 2 and 3.", "completion": "5"}, "f:1", 1)
+    e = encode(tokenizer, ex, TemplateOptions(system_prompt="Be brief.", suffix=STEP_BY_STEP))
+    text = tokenizer.decode(e.input_ids)
+    assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert f"Add 2 and 3.\n{STEP_BY_STEP}<|im_end|>" in text
+
+
+def test_long_rows_are_dropped_or_truncated_and_counted(tokenizer):
+    exs = [to_example({"prompt": "a", "completion": "b " * n}, f"f:{n}", n) for n in (1, 200)]
+    rows, report = encode_all(tokenizer, exs, TemplateOptions(), max_length=40, truncate=False)
+    assert len(rows) == 1 and report.dropped["longer than max_length"] == 1
+    rows, report = encode_all(tokenizer, exs, TemplateOptions(), max_length=40, truncate=True)
+    assert len(rows) == 2 and report.truncated == 1 and len(rows[1].input_ids) == 40
+    with pytest.raises(GiftError, match="no rows left"):
+        encode_all(tokenizer, exs[1:], TemplateOptions(), max_length=10, truncate=False)
+
+
+def test_real_data_files_parse():
+    from tests.conftest import SHARED_DATA
+    for name in ["numina_cot_2k.jsonl", "gsm8k_test.jsonl", "math500_test.jsonl"]:
+        path = SHARED_DATA / name
+        if not path.exists():
+            pytest.skip("../shared/data not present")
+        exs = load_examples(path)
+        assert len(exs) == sum(1 for line in path.read_text().splitlines() if line.strip())
+        assert all(ex.response.strip() for ex in exs)
+    assert json.loads(path.read_text().splitlines()[0])

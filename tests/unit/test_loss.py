@@ -1,0 +1,35 @@
+import torch
+
+from gift.loss import gold_logprobs, gold_logprobs_from_logits, weighted_nll
+
+
+def reference(hidden, weight, targets):
+    return torch.log_softmax(hidden @ weight.T, dim=-1).gather(1, targets[:, None]).squeeze(1)
+
+
+def test_chunked_gold_logprobs_equal_full_softmax():
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(37, 16), torch.randn(101, 16)
+    targets = torch.randint(0, 101, (37,))
+    for chunk in (1, 5, 37, 1000):
+        torch.testing.assert_close(gold_logprobs(hidden, weight, targets, chunk_size=chunk), reference(hidden, weight, targets))
+    torch.testing.assert_close(gold_logprobs_from_logits(hidden @ weight.T, targets, chunk_size=7), reference(hidden, weight, targets))
+
+
+def test_chunked_gradients_equal_full_softmax():
+    torch.manual_seed(1)
+    h1 = torch.randn(20, 8, requires_grad=True)
+    w1 = torch.randn(50, 8, requires_grad=True)
+    h2, w2 = h1.detach().clone().requires_grad_(), w1.detach().clone().requires_grad_()
+    targets = torch.randint(0, 50, (20,))
+    gold_logprobs(h1, w1, targets, chunk_size=6).sum().backward()
+    reference(h2, w2, targets).sum().backward()
+    torch.testing.assert_close(h1.grad, h2.grad)
+    torch.testing.assert_close(w1.grad, w2.grad)
+
+
+def test_weighted_nll_by_hand():
+    logp = torch.log(torch.tensor([0.5, 0.25, 1.0]))
+    w = torch.tensor([1.0, 2.0, 3.0])
+    expected = (1 * 0.6931471805599453 + 2 * 1.3862943611198906 + 0) / 10
+    assert abs(weighted_nll(logp, w, 10.0).item() - expected) < 1e-6
