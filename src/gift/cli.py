@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__
-from .config import AnnotateConfig, MergeConfig, TrainConfig, add_arguments, from_args
+from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, add_arguments, from_args
 from .errors import GiftError
 
 
@@ -26,10 +26,16 @@ def _merge(cfg: Any) -> None:
     merge(cfg)
 
 
+def _eval(cfg: Any) -> None:
+    from .evaluate import evaluate
+    evaluate(cfg)
+
+
 COMMANDS: dict[str, tuple[type, Callable[[Any], None], str]] = {
     "annotate": (AnnotateConfig, _annotate, "score the training data with the instruct model (teacher)"),
     "train": (TrainConfig, _train, "fit a LoRA adapter with the confidence-weighted loss"),
     "merge": (MergeConfig, _merge, "merge an adapter into the instruct model"),
+    "eval": (EvalConfig, _eval, "evaluate a model: accuracy, test-time scaling, instruction following"),
 }
 
 

@@ -175,3 +175,42 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+@dataclass
+class EvalConfig:
+    model: str | None = arg(None, "model directory, .gguf file or hub id")
+    bench: list[str] = arg([], "benchmarks: gsm8k, math500, minerva_math, aime24, amc23, svamp, mmlu_stem, ifeval-lite, "
+                               "or JSONL files")
+    out: str | None = arg(None, "output directory for results.json, samples.jsonl and scaling.png")
+    samples: int = arg(1, "samples per problem at --temperature, besides the greedy answer (k for Avg/maj/pass@k)")
+    temperature: float = arg(0.6, "sampling temperature for --samples > 1")
+    top_p: float = arg(0.95, "nucleus sampling for --samples > 1")
+    max_new_tokens: int = arg(512, "longest completion")
+    batch_size: int = arg(16, "sequences per generate call")
+    limit: int | None = arg(None, "first N problems of each benchmark")
+    seed: int = arg(0, "seed for sampling and confidence intervals")
+    backend: str = arg("hf", "generation backend", choices=("hf", "vllm"))
+    question_field: str | None = arg(None, "question field of a JSONL benchmark")
+    answer_field: str | None = arg(None, "answer field of a JSONL benchmark")
+    kind: str = arg("math", "grading of a JSONL benchmark", choices=("math", "choice", "exact"))
+    math_instruction: str | None = arg(None, "instruction after math questions (default: the paper's step-by-step/boxed)")
+    choice_instruction: str | None = arg(None, "instruction after multiple-choice questions")
+    choice_mode: str = arg("generate", "multiple choice by generated letter or by option log-likelihood",
+                           choices=("generate", "loglik"))
+    system_prompt: str | None = arg(None, "system message for every prompt")
+    dtype: str = arg("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    compare: list[str] = arg([], "result directories to tabulate and plot together (no model is run)")
+    overwrite: bool = arg(False, "replace a non-empty --out")
+    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
+
+    def __post_init__(self) -> None:
+        if self.compare:
+            return
+        if not self.model or not self.bench or not self.out:
+            raise GiftError("gift eval needs --model, --bench and --out (or --compare DIR DIR ...)")
+        if self.samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
+            raise GiftError("--samples, --batch-size and --max-new-tokens must be at least 1")
+        _require_finite("temperature", self.temperature)
+        if self.samples > 1 and self.temperature <= 0:
+            raise GiftError("--samples > 1 needs --temperature > 0 (greedy samples would all be the same)")

@@ -21,6 +21,9 @@ SHAPE_KEYS = ["hidden_size", "num_hidden_layers", "intermediate_size", "num_atte
 def source_kwargs(source: str) -> tuple[str, dict[str, Any]]:
     """(path or id, extra from_pretrained kwargs) for a model directory, a `.gguf` file, or a hub id."""
     p = Path(source)
+    looks_like_path = p.suffix == ".gguf" or source.startswith((".", "/", "~")) or source.count("/") > 1
+    if not p.exists() and looks_like_path:
+        raise GiftError(f"{source}: not found (a local model directory or .gguf file was expected)")
     if p.is_file() and p.suffix == ".gguf":
         return str(p.parent), {"gguf_file": p.name}
     if p.is_dir() and not (p / "config.json").exists():

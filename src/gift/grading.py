@@ -1,0 +1,137 @@
+"""Answer extraction and equivalence for math and multiple choice.
+
+Extraction, in order: the last \\boxed{...}, GSM8K's `#### N`, the last "the answer is ...", and for
+numeric references the last number in the text. Equivalence: normalised strings, then numbers, then
+math-verify (sympy) with a time limit per comparison, so that one pathological expression cannot hang
+a run (math-verify's limits are signal-based and so only enforced on the main thread; elsewhere a
+length cap keeps sympy away from huge inputs).
+"""
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+
+BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+LETTER_PATTERNS = [
+    re.compile(r"\\boxed\{\s*\(?([A-J])\)?\s*\}"),
+    re.compile(r"answer\s*(?:is|:)\s*(?:option\s*)?\(?\**([A-J])\b\)?", re.IGNORECASE),
+    re.compile(r"^\s*\(?([A-J])\)?[.):]?\s*$", re.MULTILINE),
+    re.compile(r"\(([A-J])\)"),
+]
+MAX_SYMPY_CHARS = 400  # longer answers are compared as strings only
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (braces balanced), or None."""
+    starts = [m.end() for m in BOXED.finditer(text)]
+    for start in reversed(starts):
+        depth, i = 1, start
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            return text[start:i - 1].strip()
+    return None
+
+
+def extract_answer(text: str, numeric_fallback: bool = False) -> str | None:
+    """The final answer a completion states, or None when it states none."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    if "####" in text:
+        return text.rsplit("####", 1)[1].strip().splitlines()[0].strip() if text.rsplit("####", 1)[1].strip() else None
+    said = ANSWER_IS.findall(text)
+    if said:
+        return said[-1].strip().splitlines()[0].strip().rstrip(".").strip("$ ").strip()
+    if numeric_fallback:
+        numbers = NUMBER.findall(text)
+        return numbers[-1] if numbers else None
+    return None
+
+
+def normalise(answer: str) -> str:
+    """A canonical string for exact comparison and majority voting."""
+    s = answer.strip().strip("$").strip()
+    s = re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s)
+    s = re.sub(r"\\(?:mathrm|textbf|mathbf)\{([^{}]*)\}", r"\1", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
+    s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "").replace("^\\circ", "")
+    s = s.replace("^{\\circ}", "").replace("\\%", "").replace("%", "").replace("\\$", "")
+    s = re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", s)  # thousands separators
+    s = re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", s)
+    s = re.sub(r"\s+", "", s).rstrip(".").lower()
+    s = re.sub(r"^\((-?[\d.]+)\)$", r"\1", s)  # "(073)" as in AIME's \textbf{(073)}
+    if re.fullmatch(r"-?\d+\.\d*", s):
+        s = s.rstrip("0").rstrip(".") or "0"
+    return s
+
+
+def _as_number(s: str) -> float | None:
+    m = re.fullmatch(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?", s)
+    if m:
+        return float(s)
+    m = re.fullmatch(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}", s)
+    if m and int(m.group(3)):
+        return (-1 if m.group(1) else 1) * int(m.group(2)) / int(m.group(3))
+    m = re.fullmatch(r"(-?\d+)/(\d+)", s)
+    if m and int(m.group(2)):
+        return int(m.group(1)) / int(m.group(2))
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _sympy_equal(reference: str, prediction: str) -> bool:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    on_main = threading.current_thread() is threading.main_thread()
+    limit = 5 if on_main else None
+    configs = [LatexExtractionConfig(), ExprExtractionConfig()]
+    try:
+        gold = parse(f"${reference}$", configs, parsing_timeout=limit)
+        pred = parse(f"${prediction}$", configs, parsing_timeout=limit)
+        return bool(gold and pred and verify(gold, pred, timeout_seconds=limit))
+    except Exception:  # a grader that raises on odd model output would end the run: unparseable is wrong
+        return False
+
+
+def math_equal(prediction: str, reference: str) -> bool:
+    """Whether two final answers are the same mathematical object."""
+    p, r = normalise(prediction), normalise(reference)
+    if p == r:
+        return True
+    pn, rn = _as_number(p), _as_number(r)
+    if pn is not None and rn is not None:
+        return abs(pn - rn) <= 1e-6 * max(1.0, abs(rn))
+    if len(prediction) > MAX_SYMPY_CHARS or len(reference) > MAX_SYMPY_CHARS:
+        return False
+    return _sympy_equal(reference, prediction)
+
+
+def extract_choice(text: str) -> str | None:
+    """The option letter a completion picks, or None."""
+    for pattern in LETTER_PATTERNS:
+        found = pattern.findall(text)
+        if found:
+            return found[-1].upper()
+    return None
+
+
+def reference_answer(reference: str) -> str:
+    """A reference may be a bare answer or a worked solution ending in \\boxed{} or `#### N`."""
+    return extract_answer(reference) or reference.strip()
+
+
+def grade_answer(completion: str, reference: str, kind: str = "math") -> bool:
+    """True when `completion` states the `reference` answer. kind: 'math' or 'choice' (a letter)."""
+    if kind == "choice":
+        ref = extract_choice(reference) or reference.strip().upper()
+        return extract_choice(completion) == ref
+    if kind != "math":
+        raise ValueError(f"kind must be 'math' or 'choice', got {kind!r}")
+    ref = reference_answer(reference)
+    pred = extract_answer(completion, numeric_fallback=_as_number(normalise(ref)) is not None)
+    return pred is not None and math_equal(pred, ref)

@@ -1,0 +1,78 @@
+"""Figures: test-time scaling curves, method comparisons, confidence histograms (matplotlib, no display)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLES = {"avg": "-", "maj": "--", "pass": ":"}
+
+
+def _curve(metrics: dict[str, Any], name: str) -> tuple[list[int], list[float]]:
+    ks = sorted(int(k.split("@")[1]) for k in metrics if k.startswith(f"{name}@"))
+    return ks, [metrics[f"{name}@{k}"]["value"] for k in ks]
+
+
+def scaling_plot(runs: dict[str, dict[str, Any]], path: str | Path) -> None:
+    """Accuracy vs k, one panel per benchmark; `runs` maps a label to results.json's `benchmarks`."""
+    benches = sorted({b for r in runs.values() for b, v in r.items() if any("@" in m for m in v["metrics"])})
+    fig, axes = plt.subplots(1, max(len(benches), 1), figsize=(4.5 * max(len(benches), 1), 3.6), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, bench in zip(axes[0], benches):
+        for c, (label, results) in enumerate(runs.items()):
+            if bench not in results:
+                continue
+            for name, style in STYLES.items():
+                ks, ys = _curve(results[bench]["metrics"], name)
+                if ks:
+                    ax.plot(ks, ys, style, marker="o", color=colors[c % len(colors)],
+                            label=f"{label} {name}@k" if len(runs) > 1 else f"{name}@k")
+        ax.set_xscale("log", base=2)
+        ax.set_title(bench)
+        ax.set_xlabel("k (samples)")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def bar_plot(values: dict[str, dict[str, tuple[float, float, float]]], title: str, path: str | Path) -> None:
+    """Grouped bars with error bars: values[group][label] = (mean, lo, hi)."""
+    groups = list(values)
+    labels = list(dict.fromkeys(lab for g in values.values() for lab in g))  # first-seen order
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(groups) * max(len(labels), 1) / 2), 3.8))
+    width = 0.8 / max(len(labels), 1)
+    for j, lab in enumerate(labels):
+        xs = [i + j * width for i in range(len(groups))]
+        means = [values[g].get(lab, (0, 0, 0))[0] for g in groups]
+        err = [[m - values[g].get(lab, (0, 0, 0))[1] for g, m in zip(groups, means)],
+               [values[g].get(lab, (0, 0, 0))[2] - m for g, m in zip(groups, means)]]
+        ax.bar(xs, means, width, yerr=err, capsize=3, label=lab)
+    ax.set_xticks([i + width * (len(labels) - 1) / 2 for i in range(len(groups))], groups)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def histogram(series: dict[str, list[float]], title: str, xlabel: str, path: str | Path, bins: int = 20) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for label, xs in series.items():
+        ax.hist(xs, bins=bins, range=(0, 1), alpha=0.6, label=label, density=True)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,59 @@
+import itertools
+from math import comb
+
+import numpy as np
+import pytest
+
+from gift.metrics import bootstrap_ci, ks_up_to, majority, pass_at_k, scaling_metrics
+
+
+def brute_force_pass_at_k(outcomes: list[bool], k: int) -> float:
+    """Share of all k-subsets of the samples that contain a correct one."""
+    subsets = list(itertools.combinations(outcomes, k))
+    return sum(any(s) for s in subsets) / len(subsets)
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_pass_at_k_matches_enumeration(n):
+    for c in range(n + 1):
+        outcomes = [True] * c + [False] * (n - c)
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(brute_force_pass_at_k(outcomes, k))
+            assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
+
+
+def test_pass_at_k_worked_example_and_large_n():
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 3 of the 6 pairs hold the correct sample
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(1000, 1, 500) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        pass_at_k(3, 4, 1)
+
+
+def test_majority_ties_go_to_the_first_and_none_never_wins():
+    assert majority(["5", "7", "7", "5"]) == 0
+    assert majority([None, None, "3"]) == 2
+    assert majority([None, None]) is None
+    assert majority(["1", "2", "2"]) == 1
+
+
+def test_scaling_metrics_by_hand():
+    # problem 0: samples say 5 (right), 7, 7, 5 -> maj@4 picks 5 (tie, first) -> right; maj@2: 5 vs 7 tie -> 5 right
+    # problem 1: samples say 1, 2 (right), 1, None -> maj@4 picks 1 -> wrong
+    correct = np.array([[1, 0, 0, 1], [0, 1, 0, 0]], bool)
+    answers = [["5", "7", "7", "5"], ["1", "2", "1", None]]
+    m = scaling_metrics(correct, answers)
+    assert set(m) == {f"{name}@{k}" for name in ("avg", "maj", "pass") for k in (1, 2, 4)}
+    assert m["avg@1"]["value"] == 0.5 and m["avg@4"]["value"] == pytest.approx((0.5 + 0.25) / 2)
+    assert m["maj@4"]["value"] == 0.5 and m["maj@2"]["value"] == 0.5 and m["maj@1"]["value"] == 0.5
+    assert m["pass@1"]["value"] == pytest.approx((2 / 4 + 1 / 4) / 2)
+    assert m["pass@2"]["value"] == pytest.approx(((1 - 1 / 6) + 0.5) / 2)
+    assert m["pass@4"]["value"] == 1.0
+
+
+def test_ks_and_confidence_intervals():
+    assert ks_up_to(1) == [1] and ks_up_to(8) == [1, 2, 4, 8] and ks_up_to(6) == [1, 2, 4, 6]
+    values = np.array([1.0] * 50 + [0.0] * 50)
+    lo, hi = bootstrap_ci(values)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.196, abs=0.04)  # ≈ ±1.96·sqrt(.25/100)
+    assert bootstrap_ci(values) == bootstrap_ci(values)
