@@ -51,7 +51,8 @@ BUILTIN: dict[str, tuple[str, Any, Any, str]] = {
     "minerva_math": ("minerva_math_test.jsonl", lambda r: r["problem"], lambda r: r["solution"], "math"),
     "aime24": ("aime24_test.jsonl", lambda r: r["problem"], lambda r: _num(r["answer"]), "math"),
     "amc23": ("amc23_test.jsonl", lambda r: r.get("problem") or r["question"], lambda r: _num(r["answer"]), "math"),
-    "svamp": ("svamp_test.jsonl", lambda r: f"{r['Body'].rstrip('.')}. {r['Question']}", lambda r: _num(r["Answer"]), "math"),
+    "svamp": ("svamp_test.jsonl", lambda r: f"{r['Body'].rstrip('.')}. {r['Question']}", lambda r: _num(r["Answer"]),
+              "math"),
     "mmlu_stem": ("mmlu_stem_test.jsonl", _choices, lambda r: LETTERS[r["answer"]], "choice"),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -39,6 +40,24 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], None], str]] = {
 }
 
 
+def _add_run_arguments(p: argparse.ArgumentParser, with_config: bool) -> None:
+    if with_config:
+        p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("--out", help="experiment directory (finished stages in it are reused)")
+    p.add_argument("--methods", nargs="+", help="methods to run (default: the config's)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the config's)")
+
+
+def _run(args: argparse.Namespace, config: str) -> None:
+    from .experiment import run
+    from .report import results_table
+
+    overrides = {k: getattr(args, k) for k in ("out", "methods", "seeds") if getattr(args, k, None)}
+    summary = run(config, overrides)
+    print(results_table(summary["methods"], summary["roles"]))
+    print(f"report: {Path(summary['out']) / 'report.md'}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gift", description="Guided Fine-Tuning and Transfer (GIFT).")
     p.add_argument("--version", action="version", version=f"gift {__version__}")
@@ -46,15 +65,26 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (cls, _, help_text) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text), cls)
+    _add_run_arguments(sub.add_parser("run", help="run an experiment: methods x seeds, evaluation, report"), True)
+    demo = sub.add_parser("demo", help="gift run on the bundled tiny pair (one seed, minutes on a laptop CPU)")
+    _add_run_arguments(demo, False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     debug = args.__dict__.pop("debug")
-    cls, run, _ = COMMANDS[args.__dict__.pop("command")]
+    command = args.__dict__.pop("command")
     try:
-        run(from_args(cls, args))
+        if command == "run":
+            _run(args, args.config)
+        elif command == "demo":
+            from .experiment import DEMO_CONFIG
+            args.out = args.out or "runs/demo"
+            _run(args, str(DEMO_CONFIG))
+        else:
+            cls, run, _ = COMMANDS[command]
+            run(from_args(cls, args))
     except GiftError as e:
         if debug:
             raise

@@ -19,14 +19,15 @@ from .weighting import METHODS
 
 def arg(default: Any = None, help: str = "", required: bool = False, choices: tuple | None = None) -> Any:
     meta = {"help": help, "required": required, "choices": choices}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
 def _require_finite(name: str, value: float, positive: bool = False) -> None:
     if not isinstance(value, (int, float)) or not math.isfinite(value) or (positive and value <= 0):
-        raise GiftError(f"--{name.replace('_', '-')} must be a finite{' positive' if positive else ''} number, got {value!r}")
+        kind = "finite positive" if positive else "finite"
+        raise GiftError(f"--{name.replace('_', '-')} must be a {kind} number, got {value!r}")
 
 
 @dataclass

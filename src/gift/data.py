@@ -75,7 +75,8 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise GiftError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno}); fix or remove the line") from None
+            raise GiftError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno}); "
+                            f"fix or remove the line") from None
         if not isinstance(obj, dict):
             raise GiftError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
         rows.append((number, obj))
@@ -134,7 +135,8 @@ def prompt_messages(ex: Example, opts: TemplateOptions) -> list[Message]:
     """The conversation shown to the model: optional system prompt, suffix on the last user turn."""
     msgs = [dict(m) for m in ex.prompt]
     if opts.suffix:
-        last_user = max(i for i, m in enumerate(msgs) if m["role"] == "user") if any(m["role"] == "user" for m in msgs) else -1
+        users = [i for i, m in enumerate(msgs) if m["role"] == "user"]
+        last_user = users[-1] if users else -1
         msgs[last_user]["content"] = f"{msgs[last_user]['content']}\n{opts.suffix}"
     if opts.system_prompt is not None and msgs[0]["role"] != "system":
         msgs.insert(0, {"role": "system", "content": opts.system_prompt})

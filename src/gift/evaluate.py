@@ -110,13 +110,14 @@ def run_benchmark(bench: Benchmark, model: Any, tokenizer: Any, cfg: EvalConfig,
     return {"problems": len(bench.problems), "samples": cfg.samples, "metrics": metrics}, records
 
 
-def evaluate(cfg: EvalConfig) -> Path:
+def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None) -> Path:
+    """Evaluate cfg.model on cfg.bench (or on `benches`, already loaded, each with its own grading kind)."""
     if cfg.compare:
         return compare(cfg.compare, cfg.out)
     t0 = time.time()
     out = check_out_dir(cfg.out, cfg.overwrite)
-    benches = [load_benchmark(b, cfg.limit, cfg.question_field, cfg.answer_field, cfg.kind, cfg.math_instruction,
-                              cfg.choice_instruction) for b in cfg.bench]
+    benches = benches or [load_benchmark(b, cfg.limit, cfg.question_field, cfg.answer_field, cfg.kind,
+                                         cfg.math_instruction, cfg.choice_instruction) for b in cfg.bench]
     tokenizer = load_tokenizer(cfg.model)
     model = None
     if cfg.backend == "hf":

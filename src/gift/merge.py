@@ -22,8 +22,16 @@ from . import __version__
 from .atomic import atomic_dir, check_out_dir
 from .config import MergeConfig, to_dict
 from .errors import GiftError
-from .model import (check_weights_safe, load_config, load_model, load_tokenizer, model_shape, shape_mismatch,
-                    source_kwargs, vocab_fingerprint)
+from .model import (
+    check_weights_safe,
+    load_config,
+    load_model,
+    load_tokenizer,
+    model_shape,
+    shape_mismatch,
+    source_kwargs,
+    vocab_fingerprint,
+)
 from .train import TRAIN_META
 
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf"}

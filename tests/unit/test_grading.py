@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from gift.grading import extract_answer, extract_choice, grade_answer, last_boxed, math_equal, reference_answer
+from gift.grading import extract_answer, grade_answer, last_boxed, math_equal, reference_answer
 from tests.conftest import SHARED_DATA
 
 # (prediction, reference, expected): checked both ways round.

@@ -1,0 +1,221 @@
+"""gift run: one experiment = a base/instruct pair, task data, methods × seeds, evaluation, report.
+
+Each stage (annotation, adapter, merged model, evaluation) is an atomic directory under OUT, so a killed
+experiment resumes without redoing finished stages, and an interrupted training stage continues from
+its checkpoint. Relative paths in the YAML are relative to the YAML file.
+
+Methods (the paper's baselines and GIFT):
+  instruct      the untouched instruct model
+  instruct-sft  LoRA directly on instruct (uniform weights)
+  shadow-ft     LoRA on base (uniform weights), merged into instruct
+  gift-baset    LoRA on base weighted by the base model's own confidences, merged into instruct
+  gift          LoRA on base weighted by the instruct model's confidences, merged into instruct
+  dft, rho      the same transfer with DFT or Rho-1 weighting (rho uses the instruct annotation)
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .annotate import annotate
+from .atomic import write_text_atomic
+from .benchmarks import Benchmark, load_benchmark
+from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, arg, build, load_yaml
+from .errors import GiftError
+from .evaluate import evaluate
+from .merge import merge
+from .model import load_config, model_shape, shape_mismatch
+from .train import LOG, train
+
+ASSETS = Path(__file__).parent / "assets"
+DEMO_CONFIG = ASSETS / "demo.yaml"
+# method -> (model trained, teacher of the annotation or None, weighting)
+METHODS: dict[str, tuple[str, str | None, str] | None] = {
+    "instruct": None,
+    "instruct-sft": ("instruct", "instruct", "sft"),
+    "shadow-ft": ("base", "instruct", "sft"),
+    "gift-baset": ("base", "base", "gift"),
+    "gift": ("base", "instruct", "gift"),
+    "dft": ("base", "instruct", "dft"),
+    "rho": ("base", "instruct", "rho"),
+}
+# t_{0.975, df} for 95% intervals over seeds
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+@dataclass
+class RunConfig:
+    base: str = arg(None, "base model", required=True)
+    instruct: str = arg(None, "instruct model", required=True)
+    train_data: str = arg(None, "training JSONL", required=True)
+    benchmarks: list[dict[str, Any]] = arg([], "each {name, file or builtin, kind, answer_field, role: task|retention}")
+    out: str = arg("runs/experiment", "experiment directory")
+    methods: list[str] = arg(["instruct", "instruct-sft", "shadow-ft", "gift-baset", "gift"], "methods to compare")
+    seeds: list[int] = arg([0], "training and sampling seeds")
+    annotate: dict[str, Any] = arg({}, "gift annotate settings")
+    train: dict[str, Any] = arg({}, "gift train settings shared by every method")
+    eval: dict[str, Any] = arg({}, "gift eval settings")
+    scale_sweep: list[float] = arg([], "merge scales λ to evaluate for gift on the dev benchmarks (role: dev)")
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise GiftError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        if not self.benchmarks:
+            raise GiftError("the run config lists no benchmarks")
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a run YAML; relative paths in it are taken relative to the file."""
+    path = Path(path)
+    values = load_yaml(path)
+    values.update(overrides or {})
+    root = path.resolve().parent
+
+    def resolve(p: str) -> str:
+        return str(p if Path(p).is_absolute() or not (root / p).exists() else root / p)
+
+    for key in ("base", "instruct", "train_data"):
+        if key in values:
+            values[key] = resolve(values[key])
+    values["benchmarks"] = [{**b, "file": resolve(b["file"])} if "file" in b else b for b in values.get("benchmarks", [])]
+    return build(RunConfig, values)
+
+
+def load_benchmarks(cfg: RunConfig, role: set[str]) -> list[Benchmark]:
+    out = []
+    for spec in cfg.benchmarks:
+        if spec.get("role", "task") not in role:
+            continue
+        b = load_benchmark(spec.get("file", spec["name"]), cfg.eval.get("limit"), spec.get("question_field"),
+                           spec.get("answer_field"), spec.get("kind", "math"), spec.get("instruction"),
+                           spec.get("instruction"))
+        b.name = spec["name"]
+        out.append(b)
+    return out
+
+
+def done(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+class Experiment:
+    def __init__(self, cfg: RunConfig):
+        self.cfg, self.out = cfg, Path(cfg.out)
+        self.models = {"base": cfg.base, "instruct": cfg.instruct}
+
+    def check(self) -> None:
+        """Everything that can be wrong before compute is spent: the pair, the data, the benchmarks, OUT."""
+        problem = shape_mismatch(model_shape(load_config(self.cfg.base)), model_shape(load_config(self.cfg.instruct)),
+                                 "base", "instruct")
+        if problem:
+            raise GiftError(f"base {self.cfg.base} and instruct {self.cfg.instruct} are not a pair: {problem}")
+        from .data import load_examples
+        load_examples(self.cfg.train_data)
+        load_benchmarks(self.cfg, {"task", "retention", "dev"})
+        saved = self.out / "run_config.yaml"
+        current = yaml.safe_dump(self.cfg.__dict__, sort_keys=True)
+        if saved.exists() and saved.read_text() != current:
+            raise GiftError(f"{self.out} holds an experiment with other settings; use another out or delete it")
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(saved, current)
+
+    def annotation(self, teacher: str) -> Path:
+        path = self.out / "annotations" / teacher
+        if not done(path):
+            annotate(AnnotateConfig(teacher=self.models[teacher], data=self.cfg.train_data, out=str(path),
+                                    **self.cfg.annotate))
+        return path
+
+    def adapter(self, method: str, seed: int) -> Path:
+        trained, teacher, weighting = METHODS[method]
+        path = self.out / "adapters" / f"{method}-s{seed}"
+        if not done(path):
+            partial = path.with_name(path.name + ".partial") / "checkpoint"
+            train(TrainConfig(model=self.models[trained], data=str(self.annotation(teacher)), out=str(path),
+                              method=weighting, seed=seed, resume=partial.is_dir(), **self.cfg.train))
+        return path
+
+    def model(self, method: str, seed: int, scale: float = 1.0) -> str:
+        if METHODS[method] is None:
+            return self.cfg.instruct
+        suffix = "" if scale == 1.0 else f"-x{scale:g}"
+        path = self.out / "models" / f"{method}-s{seed}{suffix}"
+        if not done(path):
+            merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed)), out=str(path),
+                              scale=scale))
+        return str(path)
+
+    def evaluation(self, method: str, seed: int, benches: list[Benchmark], scale: float = 1.0, tag: str = "") -> dict:
+        path = self.out / "evals" / f"{method}-s{seed}{tag}"
+        if not done(path):
+            settings = {"samples": 1, **self.cfg.eval, "seed": seed}
+            evaluate(EvalConfig(model=self.model(method, seed, scale), bench=[b.name for b in benches], out=str(path),
+                                **settings), benches)
+        return json.loads((path / "results.json").read_text())["benchmarks"]
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.time()
+        self.check()
+        benches = load_benchmarks(self.cfg, {"task", "retention"})
+        per_seed: dict[str, dict[int, dict]] = {}
+        for method in self.cfg.methods:
+            for seed in self.cfg.seeds if METHODS[method] else self.cfg.seeds[:1]:
+                print(f"== {method} (seed {seed})")
+                per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches)
+        sweep = {}
+        if self.cfg.scale_sweep and "gift" in self.cfg.methods:
+            dev = load_benchmarks(self.cfg, {"dev"})
+            for scale in self.cfg.scale_sweep:
+                sweep[scale] = self.evaluation("gift", self.cfg.seeds[0], dev, scale, f"-dev-x{scale:g}")
+        summary = {"methods": aggregate(per_seed), "signal": self.signal_shares(), "scale_sweep": sweep,
+                   "roles": {b["name"]: b.get("role", "task") for b in self.cfg.benchmarks},
+                   "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
+        self.report(summary, per_seed)
+        return summary
+
+    def signal_shares(self) -> dict[str, dict[str, float]]:
+        """Per method, the share of weight and of weighted loss on tokens the instruct model gives q < 0.5."""
+        out = {}
+        for method in self.cfg.methods:
+            logs = [self.out / "adapters" / f"{method}-s{s}" / LOG for s in self.cfg.seeds]
+            rows = [json.loads(line) for p in logs if p.exists() for line in p.read_text().splitlines()]
+            rows = [r for r in rows if r["low_conf_loss_share"] is not None]
+            if rows and METHODS[method][1] == "instruct":
+                out[method] = {"weight_share": statistics.mean(r["low_conf_weight_share"] for r in rows),
+                               "loss_share": statistics.mean(r["low_conf_loss_share"] for r in rows)}
+        return out
+
+    def report(self, summary: dict[str, Any], per_seed: dict[str, dict[int, dict]]) -> None:
+        from .report import write_report
+        write_report(self.out, self.cfg, summary, per_seed, {t: self.annotation(t) for t in ("instruct", "base")
+                                                             if done(self.out / "annotations" / t)})
+
+
+def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, dict]]]:
+    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a t-interval, or the
+    single seed's bootstrap interval over problems when there is one seed."""
+    out: dict[str, dict[str, dict[str, dict]]] = {}
+    for method, seeds in per_seed.items():
+        for bench in next(iter(seeds.values())):
+            for metric in next(iter(seeds.values()))[bench]["metrics"]:
+                values = [s[bench]["metrics"][metric]["value"] for s in seeds.values()]
+                if len(values) == 1:
+                    ci = next(iter(seeds.values()))[bench]["metrics"][metric]["ci"]
+                else:
+                    half = T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+                    ci = [statistics.mean(values) - half, statistics.mean(values) + half]
+                out.setdefault(method, {}).setdefault(bench, {})[metric] = {
+                    "value": statistics.mean(values), "ci": ci, "seeds": values}
+    return out
+
+
+def run(config: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    return Experiment(load_run_config(config, overrides)).run()

@@ -1,0 +1,83 @@
+"""The experiment report: results.json, report.md and its figures."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .annotate import read_annotations
+from .atomic import write_text_atomic
+from .data import IGNORE
+from .plots import bar_plot, histogram, scaling_plot
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    return "accuracy" if "accuracy" in metrics else "prompt_accuracy"
+
+
+def fmt(m: dict[str, Any]) -> str:
+    return f"{m['value']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+
+
+def results_table(methods: dict[str, dict[str, dict]], roles: dict[str, str]) -> str:
+    """Markdown: one row per method, the headline metric of each benchmark, then maj@k/pass@k of task benchmarks."""
+    benches = list(next(iter(methods.values())))
+    cols = [(b, headline(methods[next(iter(methods))][b])) for b in benches]
+    for b in benches:
+        ks = [int(k.split("@")[1]) for k in next(iter(methods.values()))[b] if k.startswith("pass@")]
+        if ks and roles.get(b, "task") == "task":
+            cols += [(b, f"maj@{max(ks)}"), (b, f"pass@{max(ks)}")]
+    head = "| method | " + " | ".join(f"{b} {m}" + (" (retention)" if roles.get(b) == "retention" else "")
+                                     for b, m in cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    for method, res in methods.items():
+        lines.append(f"| {method} | " + " | ".join(fmt(res[b][m]) if m in res[b] else "–" for b, m in cols) + " |")
+    return "\n".join(lines)
+
+
+def confidences(path: Path) -> list[float]:
+    rows, conf, _ = read_annotations(path)
+    return [q for r, c in zip(rows, conf) for q, y in zip(c, r.labels) if y != IGNORE]
+
+
+def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[str, dict[int, dict]],
+                 annotations: dict[str, Path]) -> None:
+    methods, roles = summary["methods"], summary["roles"]
+    write_text_atomic(out / "results.json", json.dumps({**summary, "per_seed": per_seed}, indent=2) + "\n")
+    figures = []
+    bar_plot({b: {m: (r[b][headline(r[b])]["value"], *r[b][headline(r[b])]["ci"]) for m, r in methods.items()}
+              for b in next(iter(methods.values()))}, "accuracy per method (95% CI)", out / "accuracy.png")
+    figures.append(("Accuracy per method", "accuracy.png"))
+    task = [b for b, role in roles.items() if role == "task"]
+    curves = {m: {b: {"metrics": r[b]} for b in task if b in r} for m, r in methods.items()}
+    if any("@" in k for c in curves.values() for b in c.values() for k in b["metrics"]):
+        scaling_plot(curves, out / "scaling.png")
+        figures.append(("Test-time scaling (avg/maj/pass@k)", "scaling.png"))
+    if annotations:
+        histogram({f"{t} teacher": confidences(p) for t, p in annotations.items()},
+                  "teacher confidence on training tokens", "q = p(gold token)", out / "confidence_hist.png")
+        figures.append(("Teacher confidences", "confidence_hist.png"))
+    signal = summary["signal"]
+    if signal:
+        bar_plot({"weight on q<0.5": {m: (s["weight_share"],) * 3 for m, s in signal.items()},
+                  "loss on q<0.5": {m: (s["loss_share"],) * 3 for m, s in signal.items()}},
+                 "share of the learning signal on low-confidence tokens", out / "signal.png")
+        figures.append(("Learning signal on low-confidence tokens", "signal.png"))
+    lines = ["# Experiment report", "", f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, "
+             f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals (t over seeds; with one seed, "
+             f"bootstrap over problems).", "", results_table(methods, roles), ""]
+    if signal:
+        lines += ["## Learning signal on tokens the instruct model finds unlikely (q < 0.5)", "",
+                  "| method | share of weight | share of weighted loss |", "|---|---|---|"]
+        lines += [f"| {m} | {s['weight_share']:.3f} | {s['loss_share']:.3f} |" for m, s in signal.items()] + [""]
+    sweep = summary["scale_sweep"]
+    if sweep:
+        names = list(next(iter(sweep.values())))
+        lines += ["## Merge scale λ for gift (dev split)", "", "| λ | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
+        for scale, res in sweep.items():
+            cells = [fmt(res[b]["metrics"][headline(res[b]["metrics"])]) for b in names]
+            lines.append(f"| {scale:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [f"![{title}]({name})" for title, name in figures]
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
