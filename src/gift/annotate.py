@@ -104,7 +104,7 @@ def annotate(cfg: AnnotateConfig) -> Path:
         "labelled_tokens": len(labelled),
         "mean_confidence": sum(labelled) / max(len(labelled), 1),
         "share_confidence_below_0.5": sum(q < 0.5 for q in labelled) / max(len(labelled), 1),
-        "config": to_dict(cfg),
+        "config": {k: v for k, v in to_dict(cfg).items() if k not in ("out", "overwrite")},  # where, not how
     }
     with atomic_dir(cfg.out, cfg.overwrite) as tmp:
         pq.write_table(table, tmp / ANNOTATIONS)
