@@ -48,14 +48,20 @@ class DataArgs:
 
 
 @dataclass
-class AnnotateConfig(TemplateArgs, DataArgs):
+class LoadArgs:
+    """Shared by every command that loads a model and writes a directory."""
+
+    dtype: str = arg("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    overwrite: bool = arg(False, "replace a non-empty --out")
+    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
+
+
+@dataclass
+class AnnotateConfig(TemplateArgs, DataArgs, LoadArgs):
     teacher: str = arg(None, "instruct model directory, .gguf file or hub id", required=True)
     data: str = arg(None, "training JSONL", required=True)
     out: str = arg(None, "output directory for annotations.parquet and meta.json", required=True)
     batch_size: int = arg(8, "rows per forward pass")
-    dtype: str = arg("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
-    overwrite: bool = arg(False, "replace a non-empty --out")
-    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
 
     def __post_init__(self) -> None:
         if self.max_length < 2 or self.batch_size < 1:
@@ -63,7 +69,7 @@ class AnnotateConfig(TemplateArgs, DataArgs):
 
 
 @dataclass
-class TrainConfig(TemplateArgs, DataArgs):
+class TrainConfig(TemplateArgs, DataArgs, LoadArgs):
     model: str = arg(None, "model to train (the base model for GIFT)", required=True)
     data: str = arg(None, "annotation directory (from gift annotate), or JSONL for sft/dft", required=True)
     out: str = arg(None, "output directory for the adapter", required=True)
@@ -86,9 +92,6 @@ class TrainConfig(TemplateArgs, DataArgs):
     seed: int = arg(0, "seed for data order, LoRA init and dropout")
     save_steps: int = arg(50, "checkpoint every N steps (for --resume)")
     resume: bool = arg(False, "continue from the last checkpoint in OUT.partial")
-    dtype: str = arg("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
-    overwrite: bool = arg(False, "replace a non-empty --out")
-    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
 
     def __post_init__(self) -> None:
         for name in ("gamma", "floor", "lr", "alpha", "epochs"):
@@ -102,14 +105,12 @@ class TrainConfig(TemplateArgs, DataArgs):
 
 
 @dataclass
-class MergeConfig:
+class MergeConfig(LoadArgs):
     instruct: str = arg(None, "instruct model directory, .gguf file or hub id", required=True)
     adapter: str = arg(None, "adapter directory from gift train", required=True)
     out: str = arg(None, "output model directory", required=True)
     scale: float = arg(1.0, "λ: W' = W + λ·(α/r)·B·A")
     dtype: str = arg("auto", "dtype of the saved weights: auto keeps the instruct model's")
-    overwrite: bool = arg(False, "replace a non-empty --out")
-    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
 
     def __post_init__(self) -> None:
         _require_finite("scale", self.scale)
@@ -179,7 +180,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(LoadArgs):
     model: str | None = arg(None, "model directory, .gguf file or hub id")
     bench: list[str] = arg([], "benchmarks: gsm8k, math500, minerva_math, aime24, amc23, svamp, mmlu_stem, ifeval-lite, "
                                "or JSONL files")
@@ -200,10 +201,7 @@ class EvalConfig:
     choice_mode: str = arg("generate", "multiple choice by generated letter or by option log-likelihood",
                            choices=("generate", "loglik"))
     system_prompt: str | None = arg(None, "system message for every prompt")
-    dtype: str = arg("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     compare: list[str] = arg([], "result directories to tabulate and plot together (no model is run)")
-    overwrite: bool = arg(False, "replace a non-empty --out")
-    trust_pickle: bool = arg(False, "allow loading .bin/.pt pickled weights")
 
     def __post_init__(self) -> None:
         if self.compare:
