@@ -5,6 +5,7 @@ experiment resumes without redoing finished stages, and an interrupted training 
 its checkpoint. Relative paths in the YAML are relative to the YAML file.
 
 Methods (the paper's baselines and GIFT):
+  base          the untouched base model (a reference point: what instruction tuning added)
   instruct      the untouched instruct model
   instruct-sft  LoRA directly on instruct (uniform weights)
   shadow-ft     LoRA on base (uniform weights), merged into instruct
@@ -38,6 +39,7 @@ ASSETS = Path(__file__).parent / "assets"
 DEMO_CONFIG = ASSETS / "demo.yaml"
 # method -> (model trained, teacher of the annotation or None, weighting)
 METHODS: dict[str, tuple[str, str | None, str] | None] = {
+    "base": None,
     "instruct": None,
     "instruct-sft": ("instruct", "instruct", "sft"),
     "shadow-ft": ("base", "instruct", "sft"),
@@ -145,7 +147,7 @@ class Experiment:
 
     def model(self, method: str, seed: int, scale: float = 1.0) -> str:
         if METHODS[method] is None:
-            return self.cfg.instruct
+            return self.models[method]
         suffix = "" if scale == 1.0 else f"-x{scale:g}"
         path = self.out / "models" / f"{method}-s{seed}{suffix}"
         if not done(path):
@@ -188,7 +190,7 @@ class Experiment:
             logs = [self.out / "adapters" / f"{method}-s{s}" / LOG for s in self.cfg.seeds]
             rows = [json.loads(line) for p in logs if p.exists() for line in p.read_text().splitlines()]
             rows = [r for r in rows if r["low_conf_loss_share"] is not None]
-            if rows and METHODS[method][1] == "instruct":
+            if rows and METHODS[method] and METHODS[method][1] == "instruct":
                 out[method] = {"weight_share": statistics.mean(r["low_conf_weight_share"] for r in rows),
                                "loss_share": statistics.mean(r["low_conf_loss_share"] for r in rows)}
         return out

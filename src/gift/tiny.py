@@ -99,7 +99,7 @@ class TinyConfig:
     heads: int = 4
     intermediate: int = 384
     block: int = 64  # pretraining sequence length
-    pretrain_steps: int = 4000
+    pretrain_steps: int = 3000
     pretrain_batch: int = 64
     pretrain_lr: float = 2e-3
     instruct_steps: int = 2000

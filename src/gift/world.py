@@ -3,9 +3,10 @@ word problems, and general text skills. Everything is generated from a seed.
 
 - pretraining corpus (plain text, no chat template): facts, arithmetic, one-step word problems, lists
 - instruction tuning (chat): general skills (copy, reverse, first/last word, count, sort), fact
-  questions and short arithmetic
-- tasks with train/dev/test splits: `math` (two-step word problems with worked solutions, GSM8K style),
-  `knowledge` (multiple choice about the people), `retention` (held-out general-skill probes)
+  questions (open and multiple choice) and short arithmetic
+- tasks with train/dev/test splits: `math` (two-step word problems with worked solutions, GSM8K style:
+  the task to learn), `knowledge` (multiple choice about the people: knowledge the instruct model holds,
+  as MMLU-STEM in the paper) and `retention` (held-out general-skill probes: instruction following)
 """
 from __future__ import annotations
 
@@ -43,10 +44,12 @@ def fact_sentences(p: Person) -> list[str]:
 
 
 def arithmetic(rng: random.Random) -> tuple[str, int]:
-    a, b = rng.randint(0, MAX_N), rng.randint(0, MAX_N)
+    """a + b with a, b <= MAX_N, or a - b with b <= a <= 2·MAX_N: every step of the word problems."""
     if rng.random() < 0.5:
+        a, b = rng.randint(0, MAX_N), rng.randint(0, MAX_N)
         return f"{a} + {b} = {a + b}", a + b
-    a, b = max(a, b), min(a, b)
+    a = rng.randint(0, 2 * MAX_N)
+    b = rng.randint(0, a)
     return f"{a} - {b} = {a - b}", a - b
 
 
@@ -112,10 +115,14 @@ SKILLS = ["copy", "reverse", "first", "last", "count", "sort"]
 
 
 def instruct_example(rng: random.Random, ps: list[Person]) -> dict[str, str]:
-    """One instruction-tuning conversation: general skills, fact questions or short arithmetic."""
+    """One instruction-tuning conversation: general skills, fact questions (open and multiple choice)
+    or short arithmetic."""
     r = rng.random()
-    if r < 0.6:
+    if r < 0.55:
         return general_skill(rng)
+    if r < 0.65:
+        ex = knowledge_example(rng, ps)
+        return {"prompt": ex["question"], "completion": ex["answer"]}
     if r < 0.8:
         p = rng.choice(ps)
         q, a = rng.choice([(f"Where does {p.name} live?", f"{p.name} lives in {p.town}."),

@@ -73,7 +73,7 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     out, _ = mini_pair
     config = {
         "base": str(out / "base"), "instruct": str(out / "instruct"), "train_data": str(out / "data" / "math_train.jsonl"),
-        "methods": ["instruct", "instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho"], "seeds": [0],
+        "methods": ["base", "instruct", "instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho"], "seeds": [0],
         "annotate": {"max_length": 128}, "train": {"rank": 4, "alpha": 8, "max_steps": 2, "batch_size": 4},
         "eval": {"samples": 2, "max_new_tokens": 8, "batch_size": 16},
         "benchmarks": [
