@@ -186,16 +186,22 @@ def write_splits(cfg: TinyConfig, ps: list[world.Person], out: Path) -> dict[str
     return counts
 
 
-def build(cfg: TinyConfig, out: Path, overwrite: bool = True) -> dict[str, Any]:
-    """Pretrain base, instruction-tune instruct, write both with the task splits and a manifest into `out`."""
-    t0 = time.time()
-    torch.manual_seed(cfg.seed)
+def world_tokenizer(cfg: TinyConfig) -> tuple[Any, random.Random, list[world.Person]]:
+    """The world's people and the tokenizer trained on a sample of all its text, from cfg.seed;
+    returns the random stream positioned where the build continues from."""
     rng = random.Random(cfg.seed)
     ps = world.people(rng, cfg.people)
     sample = [world.pretraining_doc(rng, ps) for _ in range(3000)]
     sample += [" ".join(world.instruct_example(rng, ps).values()) for _ in range(1000)]
     sample += [" ".join(str(v) for v in TASKS[t](rng, ps).values()) for t in TASKS for _ in range(500)]
-    tok = build_tokenizer(sample, cfg.vocab_size)
+    return build_tokenizer(sample, cfg.vocab_size), rng, ps
+
+
+def build(cfg: TinyConfig, out: Path, overwrite: bool = True) -> dict[str, Any]:
+    """Pretrain base, instruction-tune instruct, write both with the task splits and a manifest into `out`."""
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    tok, rng, ps = world_tokenizer(cfg)
     config = model_config("llama", len(tok), hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
                           kv_heads=cfg.heads, intermediate=cfg.intermediate, tied=True, max_positions=256)
     config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id

@@ -38,22 +38,41 @@ def test_build_writes_a_loadable_pair_with_manifest(mini_pair):
     assert len(rows) == 8 and all(r["answer"].endswith(f"The answer is {r['reference']}.") for r in rows)
 
 
-def test_tokenizer_round_trips_exactly(mini_pair):
-    from gift.tiny import build_tokenizer
-    out, _ = mini_pair
-    loaded = AutoTokenizer.from_pretrained(out / "instruct")
-    rng = random.Random(0)
-    ps = world.people(rng, MINI.people)
-    texts = [world.pretraining_doc(rng, ps) for _ in range(20)]
-    texts.append(loaded.apply_chat_template([{"role": "user", "content": "Reverse the words: cat dog"},
-                                             {"role": "assistant", "content": "dog cat"}], tokenize=False))
-    # the loaded tokenizer gives the ids the build used: rebuilding from the same corpus sample is deterministic
-    assert type(loaded).__name__ in {"TokenizersBackend", "PreTrainedTokenizerFast"}
+def assert_same_ids(built, directory):
+    """AutoTokenizer.from_pretrained(directory) gives exactly the ids of the tokenizer the build used."""
+    loaded = AutoTokenizer.from_pretrained(directory)
+    rng = random.Random(7)
+    ps = world.people(rng, 5)
+    texts = [world.pretraining_doc(rng, ps) for _ in range(50)] + ["Zorba bought 17 ünïcode cups!"]
+    chat = [{"role": "user", "content": "Reverse the words: cat dog"}, {"role": "assistant", "content": "dog cat"}]
+    texts.append(loaded.apply_chat_template(chat, tokenize=False))
+    assert loaded.get_vocab() == built.get_vocab() and loaded.chat_template == built.chat_template
     for t in texts:
         ids = loaded(t, add_special_tokens=False)["input_ids"]
-        assert loaded.decode(ids) == t
+        assert ids == built(t, add_special_tokens=False)["input_ids"] and loaded.decode(ids) == t
     assert loaded.convert_ids_to_tokens(loaded.eos_token_id) == "<|im_end|>"
-    assert build_tokenizer(["a b"], 300).chat_template == loaded.chat_template
+
+
+def test_tokenizer_round_trips_exactly(mini_pair):
+    from gift.tiny import world_tokenizer
+    out, _ = mini_pair
+    built, _, _ = world_tokenizer(MINI)
+    for role in ("base", "instruct"):
+        assert_same_ids(built, out / role)
+
+
+def test_bundled_pair_matches_its_manifest():
+    from gift.experiment import ASSETS
+    from gift.tiny import world_tokenizer
+    tiny = ASSETS / "tiny"
+    manifest = json.loads((tiny / "manifest.json").read_text())
+    import hashlib
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256((tiny / name).read_bytes()).hexdigest() == digest, name
+    assert sum(f.stat().st_size for f in tiny.rglob("*") if f.is_file()) < 20 * 2**20
+    built, _, _ = world_tokenizer(TinyConfig(**manifest["config"]))
+    for role in ("base", "instruct"):
+        assert_same_ids(built, tiny / role)
 
 
 def test_world_problems_are_consistent():
