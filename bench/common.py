@@ -20,16 +20,9 @@ def machine() -> dict[str, Any]:
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def peak_memory_mb(fn: Callable[[], Any]) -> float:
-    """Peak memory fn adds over what is live before it: CUDA allocator peak on GPU; on CPU the resident-set
-    high-water mark, reset through /proc/self/clear_refs (Linux) before the call."""
+    """Peak tensor memory fn allocates beyond what is live before it: the CUDA allocator's peak on GPU; on
+    CPU the running maximum of the profiler's allocation and free events, in time order."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
@@ -37,10 +30,15 @@ def peak_memory_mb(fn: Callable[[], Any]) -> float:
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    before = _status_kb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    fn()
-    return (_status_kb("VmHWM") - before) / 1024
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    running = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        running += event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return peak / 2**20
 
 
 def alternate(sides: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, Any]]:

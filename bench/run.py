@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, alternate, machine, peak_memory_mb, ratio, write  # noqa: E402
+from common import RESULTS, alternate, machine, ratio, write  # noqa: E402
 
 from gift.data import IGNORE  # noqa: E402
 from gift.loss import GoldLogprobs, gold_logprobs, weighted_nll  # noqa: E402
@@ -205,20 +205,35 @@ def tiny_random_dir(tmp: str) -> str:
     return tmp
 
 
-def part_merge(quick: bool, repeats: int) -> dict[str, Any]:
-    """Our shard-by-shard merge vs PEFT's merge_and_unload + save_pretrained, on the same adapter."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+MERGE_SIDES = {
+    "ours": "from gift.config import MergeConfig; from gift.merge import merge; "
+            "merge(MergeConfig(instruct=sys.argv[1] + '/instruct', adapter=sys.argv[1] + '/adapter', out=sys.argv[2]))",
+    "peft_merge_and_unload": "from peft import PeftModel; from transformers import AutoModelForCausalLM; "
+                             "m = AutoModelForCausalLM.from_pretrained(sys.argv[1] + '/instruct'); "
+                             "PeftModel.from_pretrained(m, sys.argv[1] + '/adapter').merge_and_unload()"
+                             ".save_pretrained(sys.argv[2])",
+}
 
-    from gift.config import MergeConfig
-    from gift.merge import merge
+
+def run_side(code: str, *args: str) -> dict[str, float]:
+    """Seconds and peak resident memory (MB) of `code` in a fresh Python process."""
+    import subprocess
+    script = "import resource, sys, time\nt = time.perf_counter()\n" + code + "\nprint(time.perf_counter() - t, " \
+             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True).stdout
+    seconds, maxrss_kb = out.split()[-2:]
+    return {"seconds": float(seconds), "peak_rss_mb": int(maxrss_kb) / 1024}
+
+
+def part_merge(quick: bool, repeats: int) -> dict[str, Any]:
+    """Our shard-by-shard merge vs PEFT's merge_and_unload + save_pretrained, same adapter, fresh processes."""
     layers = 2 if quick else QWEN05["layers"]
     cfg = model_config("llama", 300) if quick else qwen05_config(layers)
     with tempfile.TemporaryDirectory() as tmp:
         model = random_model(cfg, 0).to(torch.bfloat16)
+        params = sum(p.numel() for p in model.parameters())
         model.save_pretrained(f"{tmp}/instruct")
-        tiny_tok_dir = tiny_random_dir(f"{tmp}/tok")
-        for f in Path(tiny_tok_dir).glob("tokenizer*"):
+        for f in Path(tiny_random_dir(f"{tmp}/tok")).glob("tokenizer*"):
             (Path(tmp) / "instruct" / f.name).write_bytes(f.read_bytes())
         peft_model = lora(model, 8 if quick else 64)
         with torch.no_grad():
@@ -227,27 +242,11 @@ def part_merge(quick: bool, repeats: int) -> dict[str, Any]:
                     p.normal_(std=0.01)
         peft_model.save_pretrained(f"{tmp}/adapter")
         del model, peft_model
-        params = sum(p.numel() for p in AutoModelForCausalLM.from_config(cfg).parameters()) if quick else None
-        runs = {"n": 0}
-
-        def ours():
-            runs["n"] += 1
-            merge(MergeConfig(instruct=f"{tmp}/instruct", adapter=f"{tmp}/adapter", out=f"{tmp}/ours{runs['n']}"))
-
-        def peft_reference():
-            runs["n"] += 1
-            m = AutoModelForCausalLM.from_pretrained(f"{tmp}/instruct")
-            PeftModel.from_pretrained(m, f"{tmp}/adapter").merge_and_unload().save_pretrained(f"{tmp}/peft{runs['n']}")
-
-        res = {}
-        for name, fn in (("ours", ours), ("peft_merge_and_unload", peft_reference)):
-            t = time.perf_counter()
-            mem = peak_memory_mb(fn)
-            res[name] = {"seconds": time.perf_counter() - t, "peak_mb": mem}
-    print(f"merge  ours {res['ours']['seconds']:.1f}s {res['ours']['peak_mb']:.0f} MB; PEFT "
-          f"{res['peft_merge_and_unload']['seconds']:.1f}s {res['peft_merge_and_unload']['peak_mb']:.0f} MB")
-    return {"model": "tiny random llama" if quick else f"Qwen2.5-0.5B shape, {layers} layers, random bf16 weights",
-            "lora_rank": 8 if quick else 64, "parameters": params, "result": res}
+        res = {name: run_side(code, tmp, f"{tmp}/{name}") for name, code in MERGE_SIDES.items()}
+    print(f"merge  ours {res['ours']['seconds']:.1f}s {res['ours']['peak_rss_mb']:.0f} MB; PEFT "
+          f"{res['peft_merge_and_unload']['seconds']:.1f}s {res['peft_merge_and_unload']['peak_rss_mb']:.0f} MB")
+    return {"model": "tiny random llama" if quick else f"Qwen2.5-0.5B shape ({layers} layers), random bf16 weights",
+            "parameters": params, "lora_rank": 8 if quick else 64, "result": res}
 
 
 PARTS = {"train": part_train, "loss": part_loss, "annotate": part_annotate, "generate": part_generate,
@@ -281,9 +280,10 @@ def summary(results: dict[str, Any]) -> str:
                   f"**{g['speedup_batched']:.1f}×** (goal ≥ 5× on CPU)", ""]
     if "merge" in results:
         m = results["merge"]["result"]
-        lines += [f"Merge ({results['merge']['model']}, LoRA r={results['merge']['lora_rank']}): ours "
-                  f"{m['ours']['seconds']:.1f} s, {m['ours']['peak_mb']:.0f} MB peak; PEFT merge_and_unload + save "
-                  f"{m['peft_merge_and_unload']['seconds']:.1f} s, {m['peft_merge_and_unload']['peak_mb']:.0f} MB", ""]
+        lines += [f"Merge ({results['merge']['model']}, {results['merge']['parameters'] / 1e6:.0f}M parameters, LoRA "
+                  f"r={results['merge']['lora_rank']}), each in a fresh process: ours {m['ours']['seconds']:.1f} s, "
+                  f"{m['ours']['peak_rss_mb']:.0f} MB peak RSS; PEFT merge_and_unload + save "
+                  f"{m['peft_merge_and_unload']['seconds']:.1f} s, {m['peft_merge_and_unload']['peak_rss_mb']:.0f} MB", ""]
     return "\n".join(lines)
 
 

@@ -82,7 +82,7 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     root = path.resolve().parent
 
     def resolve(p: str) -> str:
-        return str(p if Path(p).is_absolute() or not (root / p).exists() else root / p)
+        return str(p if Path(p).is_absolute() or not (root / p).exists() else (root / p).resolve())
 
     for key in ("base", "instruct", "train_data"):
         if key in values:
@@ -202,8 +202,8 @@ class Experiment:
 
 
 def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, dict]]]:
-    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a t-interval, or the
-    single seed's bootstrap interval over problems when there is one seed."""
+    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a t-interval (clipped to
+    [0, 1], as every metric is a share), or the single seed's bootstrap interval over problems."""
     out: dict[str, dict[str, dict[str, dict]]] = {}
     for method, seeds in per_seed.items():
         for bench in next(iter(seeds.values())):
@@ -213,7 +213,7 @@ def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[
                     ci = next(iter(seeds.values()))[bench]["metrics"][metric]["ci"]
                 else:
                     half = T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-                    ci = [statistics.mean(values) - half, statistics.mean(values) + half]
+                    ci = [max(0.0, statistics.mean(values) - half), min(1.0, statistics.mean(values) + half)]
                 out.setdefault(method, {}).setdefault(bench, {})[metric] = {
                     "value": statistics.mean(values), "ci": ci, "seeds": values}
     return out

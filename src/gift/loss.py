@@ -13,6 +13,12 @@ from torch.utils.checkpoint import checkpoint
 
 from .data import IGNORE
 
+LOGITS_BUDGET = 2**24  # elements of one chunk's logits (64 MB in float32): rows per chunk = budget // vocab
+
+
+def rows_per_chunk(vocab: int) -> int:
+    return max(1, LOGITS_BUDGET // vocab)
+
 
 def _chunk_logprobs(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
     logits = F.linear(hidden, weight, bias).float()  # (n, V); float32 so logsumexp is exact enough in bf16 runs
@@ -20,8 +26,9 @@ def _chunk_logprobs(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
 
 
 def gold_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, bias: Tensor | None = None,
-                  chunk_size: int = 1024) -> Tensor:
+                  chunk_size: int | None = None) -> Tensor:
     """log softmax(hidden @ weight.T + bias)[target] for each row of hidden (N, H); returns (N,) float32."""
+    chunk_size = chunk_size or rows_per_chunk(weight.shape[0])
     out = []
     for s in range(0, hidden.shape[0], chunk_size):
         args = (hidden[s:s + chunk_size], weight, bias, targets[s:s + chunk_size])
@@ -32,8 +39,9 @@ def gold_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, bias: Tensor 
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def gold_logprobs_from_logits(logits: Tensor, targets: Tensor, chunk_size: int = 1024) -> Tensor:
+def gold_logprobs_from_logits(logits: Tensor, targets: Tensor, chunk_size: int | None = None) -> Tensor:
     """The same from precomputed logits (N, V), for models whose head is more than a linear layer."""
+    chunk_size = chunk_size or rows_per_chunk(logits.shape[1])
     out = [
         logits[s:s + chunk_size].float().gather(1, targets[s:s + chunk_size, None]).squeeze(1)
         - torch.logsumexp(logits[s:s + chunk_size].float(), dim=-1)
@@ -46,7 +54,7 @@ class GoldLogprobs(nn.Module):
     """Wraps a causal LM: forward(input_ids, attention_mask, labels) -> log p(label) at every labelled
     position, in row-major order. A module of its own so DDP/FSDP wrap it like the model itself."""
 
-    def __init__(self, model: nn.Module, chunk_size: int = 1024):
+    def __init__(self, model: nn.Module, chunk_size: int | None = None):
         super().__init__()
         self.model = model
         self.chunk_size = chunk_size

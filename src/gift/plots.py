@@ -43,8 +43,9 @@ def scaling_plot(runs: dict[str, dict[str, Any]], path: str | Path) -> None:
     plt.close(fig)
 
 
-def bar_plot(values: dict[str, dict[str, tuple[float, float, float]]], title: str, path: str | Path) -> None:
-    """Grouped bars with error bars: values[group][label] = (mean, lo, hi)."""
+def bar_plot(values: dict[str, dict[str, tuple[float, float, float]]], title: str, path: str | Path,
+             ylabel: str = "accuracy") -> None:
+    """Grouped bars with error bars: values[group][label] = (mean, lo, hi); lo == hi draws no bar."""
     groups = list(values)
     labels = list(dict.fromkeys(lab for g in values.values() for lab in g))  # first-seen order
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(groups) * max(len(labels), 1) / 2), 3.8))
@@ -54,9 +55,9 @@ def bar_plot(values: dict[str, dict[str, tuple[float, float, float]]], title: st
         means = [values[g].get(lab, (0, 0, 0))[0] for g in groups]
         err = [[m - values[g].get(lab, (0, 0, 0))[1] for g, m in zip(groups, means)],
                [values[g].get(lab, (0, 0, 0))[2] - m for g, m in zip(groups, means)]]
-        ax.bar(xs, means, width, yerr=err, capsize=3, label=lab)
+        ax.bar(xs, means, width, yerr=err if any(map(any, err)) else None, capsize=3, label=lab)
     ax.set_xticks([i + width * (len(labels) - 1) / 2 for i in range(len(groups))], groups)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)

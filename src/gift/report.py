@@ -61,7 +61,7 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
     if signal:
         bar_plot({"weight on q<0.5": {m: (s["weight_share"],) * 3 for m, s in signal.items()},
                   "loss on q<0.5": {m: (s["loss_share"],) * 3 for m, s in signal.items()}},
-                 "share of the learning signal on low-confidence tokens", out / "signal.png")
+                 "share of the learning signal on low-confidence tokens", out / "signal.png", ylabel="share")
         figures.append(("Learning signal on low-confidence tokens", "signal.png"))
     lines = ["# Experiment report", "", f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, "
              f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals (t over seeds; with one seed, "
