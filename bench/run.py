@@ -216,10 +216,11 @@ MERGE_SIDES = {
 
 
 def run_side(code: str, *args: str) -> dict[str, float]:
-    """Seconds and peak resident memory (MB) of `code` in a fresh Python process."""
+    """Seconds and peak resident memory (MB) of `code` in a fresh Python process. The peak is the child's own
+    VmHWM: ru_maxrss would carry over the parent's peak across fork and exec."""
     import subprocess
-    script = "import resource, sys, time\nt = time.perf_counter()\n" + code + "\nprint(time.perf_counter() - t, " \
-             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    script = "import re, sys, time\nt = time.perf_counter()\n" + code + "\nprint(time.perf_counter() - t, " \
+             "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True).stdout
     seconds, maxrss_kb = out.split()[-2:]
     return {"seconds": float(seconds), "peak_rss_mb": int(maxrss_kb) / 1024}
@@ -293,11 +294,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
+    prefix = "quick-" if args.quick else ""
     results = {}
     for part in args.parts:
         results[part] = PARTS[part](args.quick, 2 if args.quick else args.repeats)
-        write(("quick-" if args.quick else "") + part, results[part])
-    text = summary(results)
+        write(prefix + part, results[part])
+    saved = {p: json.loads((RESULTS / f"{prefix}{p}.json").read_text()) for p in PARTS
+             if (RESULTS / f"{prefix}{p}.json").exists()}  # parts not run this time keep their last figures
+    text = summary({**saved, **results})
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ("quick-summary.md" if args.quick else "summary.md")).write_text(text + "\n")
     print(text)

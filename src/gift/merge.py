@@ -1,8 +1,10 @@
 """gift merge: transfer a LoRA adapter onto the instruct model, W' = W + λ·(α/r)·B·A.
 
-Compatibility is checked before anything is written. A safetensors instruct model is merged shard by
-shard (the model is never instantiated, so peak memory is about one shard); GGUF or trusted pickled
-weights are loaded, merged in memory and saved as safetensors. Output: a Hugging Face model directory
+Compatibility is checked before anything is written. A safetensors instruct model is merged in place
+of a copy: each shard file is copied as it is and only the adapted tensors' bytes are overwritten (a
+merged tensor keeps its shape and dtype, hence its byte range), so the model is never instantiated and
+peak memory is about one tensor. GGUF or trusted pickled weights are loaded, merged in memory and saved
+as safetensors. Output: a Hugging Face model directory
 with the instruct tokenizer and chat template, renamed into place only when complete.
 """
 from __future__ import annotations
@@ -11,12 +13,13 @@ import json
 import math
 import re
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from . import __version__
 from .atomic import atomic_dir, check_out_dir
@@ -106,22 +109,31 @@ def check_compatible(cfg: MergeConfig, train_meta: dict[str, Any]) -> None:
                             f"({train_meta['vocab_fingerprint']} vs {fp}), so token ids would mean other text")
 
 
+def safetensors_layout(path: Path) -> tuple[dict[str, Any], int]:
+    """(header, offset of the data section) of a safetensors file: 8-byte length, JSON header, raw bytes."""
+    with path.open("rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n)), 8 + n
+
+
 def merge_shards(src: Path, deltas: dict[str, Delta], out: Path) -> None:
-    """Merge shard by shard; every adapted weight must exist in some shard before anything is written."""
-    shards = sorted(src.glob("*.safetensors"))
-    names: set[str] = set()
-    for shard in shards:
-        with safe_open(shard, framework="pt") as f:
-            names.update(f.keys())
-    missing = sorted(set(deltas) - names)
+    """Copy each shard and overwrite the adapted tensors in place; every adapted weight must exist in some
+    shard before anything is written."""
+    layouts = {shard: safetensors_layout(shard) for shard in sorted(src.glob("*.safetensors"))}
+    missing = sorted(set(deltas) - {name for header, _ in layouts.values() for name in header})
     if missing:
         raise GiftError(f"the adapter targets {missing[0].removesuffix('.weight')}, which the instruct model "
                         f"does not have; was it trained on another architecture?")
-    for shard in shards:
-        tensors = load_file(shard)
-        for name in tensors.keys() & deltas.keys():
-            tensors[name] = deltas[name].apply(tensors[name], name)
-        save_file(tensors, out / shard.name, metadata={"format": "pt"})
+    for shard, (header, data_start) in layouts.items():
+        shutil.copyfile(shard, out / shard.name)
+        with safe_open(shard, framework="pt") as f, (out / shard.name).open("r+b") as dst:
+            for name in sorted(header.keys() & deltas.keys()):
+                merged = deltas[name].apply(f.get_tensor(name), name).contiguous()
+                begin, end = header[name]["data_offsets"]
+                raw = merged.view(torch.uint8).numpy().tobytes()  # safetensors is little-endian, as torch on x86/ARM
+                assert len(raw) == end - begin, name
+                dst.seek(data_start + begin)
+                dst.write(raw)
     for f in src.iterdir():
         if f.is_file() and f.suffix not in WEIGHT_SUFFIXES and not f.name.startswith("."):
             shutil.copy2(f, out / f.name)
