@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import __version__
 from .atomic import atomic_dir, check_out_dir
 from .config import AnnotateConfig, to_dict
-from .data import IGNORE, Encoded, TemplateOptions, check_template, encode_all, load_examples
+from .data import IGNORE, Encoded, TemplateOptions, check_template, encode_all, eot_token_ids, load_examples
 from .errors import GiftError
 from .loss import GoldLogprobs
 from .model import load_model, load_tokenizer, template_fingerprint, vocab_fingerprint
@@ -92,7 +92,7 @@ def annotate(cfg: AnnotateConfig) -> Path:
         "source_sha256": hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest(),
         "vocab_fingerprint": vocab_fingerprint(tokenizer),
         "template_fingerprint": template_fingerprint(opts.chat_template or tokenizer.chat_template),
-        "eot_token_ids": sorted({next(y for y in reversed(r.labels) if y != IGNORE) for r in rows}),
+        "eot_token_ids": sorted(eot_token_ids(rows)),
         "template": {"system_prompt": opts.system_prompt, "suffix": opts.suffix, "chat_template": opts.chat_template},
         "max_length": cfg.max_length,
         "truncate": cfg.truncate,

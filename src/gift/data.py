@@ -167,10 +167,12 @@ def encode(tokenizer: Any, ex: Example, opts: TemplateOptions) -> Encoded:
     if not full_text.startswith(prompt_text):
         raise GiftError(f"line {ex.line}: the chat template does not render the prompt as a prefix of the conversation; "
                         f"pass a simpler --chat-template")
-    start = full_text.find(ex.response, len(prompt_text))
-    if start < 0:  # the template rewrote the response (e.g. stripped whitespace): fall back to the stripped text
-        start = full_text.find(ex.response.strip(), len(prompt_text))
-    response_end = start + len(ex.response if full_text.startswith(ex.response, start) else ex.response.strip())
+    # some templates strip the response's surrounding whitespace: then look for the stripped text
+    response = ex.response if ex.response in full_text[len(prompt_text):] else ex.response.strip()
+    start = full_text.find(response, len(prompt_text))
+    if start < 0:
+        raise GiftError(f"line {ex.line}: the chat template rewrites the response text; pass a simpler --chat-template")
+    response_end = start + len(response)
     enc = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     first = next(i for i, (s, e) in enumerate(offsets) if e > len(prompt_text))
@@ -181,6 +183,11 @@ def encode(tokenizer: Any, ex: Example, opts: TemplateOptions) -> Encoded:
         ids = ids + [tokenizer.eos_token_id]
     labels = [IGNORE] * first + ids[first:]
     return Encoded(list(ids), labels, ex.line)
+
+
+def eot_token_ids(rows: list[Encoded]) -> set[int]:
+    """The last labelled token of each row: the template's end-of-turn token(s)."""
+    return {next(y for y in reversed(r.labels) if y != IGNORE) for r in rows}
 
 
 def encode_all(tokenizer: Any, examples: list[Example], opts: TemplateOptions, max_length: int,

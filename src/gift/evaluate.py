@@ -22,7 +22,7 @@ from .config import EvalConfig, to_dict
 from .data import IGNORE, Encoded
 from .errors import GiftError
 from .generate import generate_hf, generate_vllm
-from .grading import extract_answer, extract_choice, grade_answer, normalise, reference_answer
+from .grading import extract_choice, grade_answer, grade_math, normalise, reference_answer
 from .ifeval_lite import followed
 from .loss import GoldLogprobs
 from .metrics import metric, scaling_metrics
@@ -36,8 +36,8 @@ def verdict(problem: Problem, completion: str) -> tuple[str | None, bool]:
         return extract_choice(completion), grade_answer(completion, problem.reference, "choice")
     if problem.kind == "exact":
         return normalise(completion), exact_equal(completion, problem.reference)
-    answer = extract_answer(completion, numeric_fallback=True)
-    return (normalise(answer) if answer else None), grade_answer(completion, problem.reference, "math")
+    answer, correct = grade_math(completion, problem.reference)
+    return (normalise(answer) if answer else None), correct
 
 
 def render_prompts(tokenizer: Any, problems: list[Problem], system_prompt: str | None) -> list[str]:

@@ -132,6 +132,12 @@ def grade_answer(completion: str, reference: str, kind: str = "math") -> bool:
         return extract_choice(completion) == ref
     if kind != "math":
         raise ValueError(f"kind must be 'math' or 'choice', got {kind!r}")
+    return grade_math(completion, reference)[1]
+
+
+def grade_math(completion: str, reference: str) -> tuple[str | None, bool]:
+    """(the answer the completion states, whether it equals the reference's); the last-number fallback
+    applies only when the reference is a number."""
     ref = reference_answer(reference)
     pred = extract_answer(completion, numeric_fallback=_as_number(normalise(ref)) is not None)
-    return pred is not None and math_equal(pred, ref)
+    return pred, pred is not None and math_equal(pred, ref)

@@ -24,7 +24,7 @@ from . import __version__
 from .annotate import pad_batch, read_annotations, template_options
 from .atomic import check_out_dir, publish, staging_dir
 from .config import TrainConfig, to_dict
-from .data import IGNORE, Encoded, check_template, encode_all, load_examples
+from .data import IGNORE, Encoded, check_template, encode_all, eot_token_ids, load_examples
 from .errors import GiftError
 from .loss import GoldLogprobs, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, vocab_fingerprint
@@ -64,8 +64,7 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any) -> TrainData:
     rows, report = encode_all(tokenizer, examples, opts, cfg.max_length, cfg.truncate)
     if report.dropped or report.truncated:
         print(f"rows dropped: {dict(report.dropped)}, truncated: {report.truncated}")
-    eot = {next(y for y in reversed(r.labels) if y != IGNORE) for r in rows}
-    return TrainData(rows, None, eot, vocab_fingerprint(tokenizer))
+    return TrainData(rows, None, eot_token_ids(rows), vocab_fingerprint(tokenizer))
 
 
 def collate(data: TrainData, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
