@@ -3,7 +3,7 @@
     python bench/run.py [--quick] [--parts train loss annotate generate merge]
 
 1. train:    GIFT training step vs a plain LoRA SFT step (HF loss from full logits), same model/batch/LoRA
-2. loss:     our weighted loss (gold log-probs from hidden states, chunked) vs a full-softmax reference,
+2. loss:     our fused weighted loss (chunked, gradient formed in the forward pass) vs a full-softmax reference,
              at vocabularies 49,152 and 151,936
 3. annotate: gold-token pass vs full-softmax reference (tokens/s, memory); annotation / one training epoch
 4. generate: batched generation vs one prompt at a time
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, alternate, machine, ratio, write  # noqa: E402
 
 from gift.data import IGNORE  # noqa: E402
-from gift.loss import GoldLogprobs, gold_logprobs, weighted_nll  # noqa: E402
+from gift.loss import FusedWeightedNLL, GoldLogprobs, rows_per_chunk  # noqa: E402
 from gift.tiny import model_config, random_model  # noqa: E402
 
 ASSETS = Path(__file__).parents[1] / "src" / "gift" / "assets" / "tiny"
@@ -89,9 +89,9 @@ def train_row(name: str, model: Any, b: int, t: int, rank: int, repeats: int) ->
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    def gift_step():
-        logp = scorer(**inputs, labels=batch["labels"])
-        weighted_nll(logp, batch["q"], batch["q"].sum()).backward()
+    def gift_step():  # the path gift train takes: fused weighted NLL with weights known before the forward pass
+        loss, _ = scorer(**inputs, labels=batch["labels"], coef=batch["q"], scale=1 / batch["q"].sum())
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -114,8 +114,9 @@ def loss_row(vocab: int, n: int, h: int, repeats: int) -> dict[str, Any]:
     weight = (torch.randn(vocab, h, generator=g) * 0.02).requires_grad_()
     targets, q = torch.randint(0, vocab, (n,), generator=g), torch.rand(n, generator=g)
 
-    def ours():
-        weighted_nll(gold_logprobs(hidden, weight, targets), q, q.sum()).backward()
+    def ours():  # the fused weighted NLL gift train uses (gradient formed in the forward pass, chunk by chunk)
+        loss, _ = FusedWeightedNLL.apply(hidden, weight, targets, q, 1 / q.sum(), False, rows_per_chunk(vocab))
+        loss.backward()
         hidden.grad = weight.grad = None
 
     def full_softmax():  # as the published code: full logits, full softmax, then the gold column

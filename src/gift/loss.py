@@ -50,6 +50,45 @@ def gold_logprobs_from_logits(logits: Tensor, targets: Tensor, chunk_size: int |
     return torch.cat(out) if out else logits.new_zeros(0, dtype=torch.float32)
 
 
+class FusedWeightedNLL(torch.autograd.Function):
+    """Σ c_t·(−log p_t) through the output layer, chunk by chunk, with the gradient computed in the forward
+    pass (the coefficients are known then), so no logits are kept or recomputed. c_t = coef_t·scale, or
+    p_t·scale (detached) when `self_weighted` (DFT). Returns (loss, log p_t detached)."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, coef: Tensor | None, scale: Tensor | float,
+                self_weighted: bool, chunk_size: int) -> tuple[Tensor, Tensor]:
+        grad_h = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        logp = hidden.new_empty(hidden.shape[0], dtype=torch.float32)
+        loss = hidden.new_zeros((), dtype=torch.float32)
+        for s in range(0, hidden.shape[0], chunk_size):
+            h, t = hidden[s:s + chunk_size], targets[s:s + chunk_size]
+            logits = F.linear(h, weight).float()  # (n, V)
+            lse = torch.logsumexp(logits, dim=-1)
+            lp = logits.gather(1, t[:, None]).squeeze(1) - lse
+            c = (lp.exp() if self_weighted else coef[s:s + chunk_size]) * scale
+            logp[s:s + chunk_size], loss = lp, loss - (c * lp).sum()
+            g = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+            g[torch.arange(len(t), device=g.device), t] -= 1.0
+            g.mul_(c[:, None])  # d loss / d logits = c·(softmax − onehot)
+            if grad_h is not None:
+                grad_h[s:s + chunk_size] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
+            if grad_w is not None:
+                grad_w.addmm_(g.t(), h.float())
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        ctx.mark_non_differentiable(logp)
+        return loss, logp
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, _grad_logp: Tensor):
+        grad_h, grad_w = ctx.saved_tensors
+        return (grad_h * grad_loss if grad_h is not None else None,
+                (grad_w * grad_loss).to(ctx.weight_dtype) if grad_w is not None else None,
+                None, None, None, None, None)
+
+
 class GoldLogprobs(nn.Module):
     """Wraps a causal LM: forward(input_ids, attention_mask, labels) -> log p(label) at every labelled
     position, in row-major order. A module of its own so DDP/FSDP wrap it like the model itself."""
@@ -61,15 +100,29 @@ class GoldLogprobs(nn.Module):
         cfg = self.causal_lm.config.get_text_config()
         # Heads with soft-capping or scaling are not a plain linear layer: use the model's own logits.
         self.plain_head = getattr(cfg, "final_logit_softcapping", None) is None and not hasattr(cfg, "logit_scale")
+        self.fusable = self.plain_head and self.causal_lm.get_output_embeddings().bias is None
 
     @property
     def causal_lm(self) -> nn.Module:
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, coef: Tensor | None = None,
+                scale: Tensor | float = 1.0, self_weighted: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """log p of every labelled token; or, given coefficients (or self_weighted), the fused weighted NLL
+        Σ c·(−log p) and the detached log p (see FusedWeightedNLL)."""
         targets_mask = labels[:, 1:] != IGNORE  # (B, T-1): position t predicts token t+1
         targets = labels[:, 1:][targets_mask]
         lm = self.causal_lm
+        fused = coef is not None or self_weighted
+        if fused and self.fusable:
+            hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weight = lm.get_output_embeddings().weight
+            return FusedWeightedNLL.apply(hidden[:, :-1][targets_mask], weight, targets, coef, scale, self_weighted,
+                                          rows_per_chunk(weight.shape[0]))
+        if fused:  # a head that is more than a plain linear layer: the unfused loss
+            logp = self(input_ids, attention_mask, labels)
+            c = (logp.detach().exp() if self_weighted else coef) * scale
+            return -(c * logp).sum(), logp.detach()
         if self.plain_head:
             hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             head = lm.get_output_embeddings()

@@ -193,9 +193,16 @@ def train(cfg: TrainConfig) -> Path:
         for j, b in enumerate(micro):
             b = {k: v.to(accelerator.device) for k, v in b.items()}
             with accelerator.no_sync(scorer) if j < len(micro) - 1 else nullcontext():
-                logp = scorer(b["input_ids"], b["attention_mask"], b["labels"])
-                w = token_weights(cfg.method, b["q"], b["is_eot"], logp.detach(), wp)
-                loss = weighted_nll(logp, w, denominator) * world  # DDP averages gradients over processes
+                inputs = (b["input_ids"], b["attention_mask"], b["labels"])
+                if cfg.method == "rho":  # selection by the model's own loss: log-probs first, then weights
+                    logp = scorer(*inputs)
+                    w = token_weights(cfg.method, b["q"], b["is_eot"], logp.detach(), wp)
+                    loss = weighted_nll(logp, w, denominator)
+                else:  # weights known before the forward pass (DFT's own probability is formed inside it)
+                    static = None if cfg.method == "dft" else token_weights(cfg.method, b["q"], b["is_eot"], None, wp)
+                    loss, logp = scorer(*inputs, coef=static, scale=1 / denominator, self_weighted=cfg.method == "dft")
+                    w = static if static is not None else logp.exp()
+                loss = loss * world  # DDP averages gradients over processes
                 if not torch.isfinite(loss):
                     lines = sorted(data.rows[i].line for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size])
                     raise GiftError(f"non-finite loss at step {step + 1} (source lines {lines}); the last good "

@@ -50,10 +50,10 @@ def normaliser(method: str, q: Tensor, is_eot: Tensor, p: WeightParams) -> Tenso
     return torch.tensor(float(q.numel()))
 
 
-def token_weights(method: str, q: Tensor, is_eot: Tensor, logp: Tensor, p: WeightParams) -> Tensor:
-    """w_t for each labelled token; `logp` must already be detached."""
+def token_weights(method: str, q: Tensor, is_eot: Tensor, logp: Tensor | None, p: WeightParams) -> Tensor:
+    """w_t for each labelled token; `logp` must already be detached (sft and gift do not need it)."""
     if method == "sft":
-        return torch.ones_like(logp)
+        return torch.ones_like(q)
     if method == "gift":
         return gift_weights(q, is_eot, p)
     if method == "dft":

@@ -34,3 +34,22 @@ def test_weighted_nll_by_hand():
     w = torch.tensor([1.0, 2.0, 3.0])
     expected = (1 * 0.6931471805599453 + 2 * 1.3862943611198906 + 0) / 10
     assert abs(weighted_nll(logp, w, 10.0).item() - expected) < 1e-6
+
+
+def test_fused_weighted_nll_equals_the_unfused_loss_and_gradients():
+    from gift.loss import FusedWeightedNLL
+    torch.manual_seed(2)
+    h1 = torch.randn(23, 8, requires_grad=True)
+    w1 = torch.randn(40, 8, requires_grad=True)
+    h2, w2 = h1.detach().clone().requires_grad_(), w1.detach().clone().requires_grad_()
+    targets, coef = torch.randint(0, 40, (23,)), torch.rand(23)
+    for self_weighted in (False, True):
+        loss, logp = FusedWeightedNLL.apply(h1, w1, targets, coef, 0.5, self_weighted, 7)
+        (loss * 3).backward()
+        ref_logp = reference(h2, w2, targets)
+        c = (ref_logp.detach().exp() if self_weighted else coef) * 0.5
+        (-(c * ref_logp).sum() * 3).backward()
+        torch.testing.assert_close(logp, ref_logp.detach())
+        torch.testing.assert_close(h1.grad, h2.grad)
+        torch.testing.assert_close(w1.grad, w2.grad)
+        h1.grad = w1.grad = h2.grad = w2.grad = None
