@@ -1,8 +1,12 @@
 """Gold-token log-probabilities without a full-vocabulary softmax, and the weighted token loss.
 
-Only labelled positions go through the output layer, in chunks of rows, so at most a
-(chunk, vocab) block of logits exists at a time; under autograd each chunk is checkpointed,
-so the backward pass recomputes it instead of keeping every chunk's logits alive.
+Only labelled positions go through the output layer, in chunks of rows, so at most a (chunk, vocab)
+block of logits exists at a time. Two paths:
+- gold_logprobs: log p of each gold token (annotation, evaluation, Rho-1); under autograd each chunk
+  is checkpointed, so the backward pass recomputes its logits instead of keeping them;
+- FusedWeightedNLL: the training loss when the token weights are known before the forward pass
+  (sft, gift; dft forms them inside): the gradient is computed chunk by chunk in the forward pass,
+  so logits are neither kept nor recomputed.
 """
 from __future__ import annotations
 
@@ -118,7 +122,7 @@ class GoldLogprobs(nn.Module):
             hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             weight = lm.get_output_embeddings().weight
             return FusedWeightedNLL.apply(hidden[:, :-1][targets_mask], weight, targets, coef, scale, self_weighted,
-                                          rows_per_chunk(weight.shape[0]))
+                                          self.chunk_size or rows_per_chunk(weight.shape[0]))
         if fused:  # a head that is more than a plain linear layer: the unfused loss
             logp = self(input_ids, attention_mask, labels)
             c = (logp.detach().exp() if self_weighted else coef) * scale
