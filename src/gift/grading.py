@@ -61,8 +61,7 @@ def normalise(answer: str) -> str:
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
     s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "").replace("^\\circ", "")
     s = s.replace("^{\\circ}", "").replace("\\%", "").replace("%", "").replace("\\$", "")
-    s = re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", s)  # thousands separators
-    s = re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", s)
+    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)  # thousands separators, every group in one pass
     s = re.sub(r"\s+", "", s).rstrip(".").lower()
     s = re.sub(r"^\((-?[\d.]+)\)$", r"\1", s)  # "(073)" as in AIME's \textbf{(073)}
     if re.fullmatch(r"-?\d+\.\d*", s):
