@@ -1,11 +1,12 @@
 """Build the bundled tiny base/instruct pair and its task data: the only way src/gift/assets/tiny is made.
 
-    python scripts/build_tiny_pair.py [--out src/gift/assets/tiny] [--seed 0] [--quick]
+    python scripts/build_tiny_pair.py [--out src/gift/assets/tiny] [--seed 0] [--quick] [--set KEY=VALUE ...]
 
 base: a Llama pretrained from scratch on the world's plain-text corpus (never sees the chat template).
-instruct: base after full-parameter instruction tuning on chat data (general skills, facts, arithmetic).
-Also writes data/{math,knowledge,retention}_{train,dev,test}.jsonl and manifest.json (seed, config,
-build time, sha256 of every file).
+instruct: base after a short, gentle full-parameter instruction tuning on chats of the same skills.
+Also writes data/{math,knowledge,retention}_{train,dev,test}.jsonl, the gates a real pair meets (weight
+delta, post-training budget, instruction following, knowledge, task headroom, transfer), PROVENANCE.md
+and manifest.json (seed, config, build time, gates, sha256 of every file).
 """
 from __future__ import annotations
 
@@ -16,22 +17,26 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
-from gift.tiny import TinyConfig, build
+from gift.tiny.build import TinyConfig, build
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).parents[1] / "src" / "gift" / "assets" / "tiny"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a miniature build for trying the script (minutes)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a TinyConfig field")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = TinyConfig(seed=args.seed)
     if args.quick:
         cfg = dataclasses.replace(cfg, pretrain_steps=150, instruct_steps=80)
+    cfg = dataclasses.replace(cfg, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)})
     manifest = build(cfg, Path(args.out))
-    print(json.dumps({k: manifest[k] for k in ("parameters", "vocab_size", "build_seconds", "final_loss")}, indent=1))
+    print(json.dumps({k: manifest.get(k) for k in ("parameters", "build_seconds", "final_loss", "gates")}, indent=1))
+    return 0
 
 
 if __name__ == "__main__":

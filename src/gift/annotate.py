@@ -19,7 +19,16 @@ from tqdm import tqdm
 from . import __version__
 from .atomic import atomic_dir, check_out_dir
 from .config import AnnotateConfig, to_dict
-from .data import IGNORE, Encoded, TemplateOptions, check_template, encode_all, eot_token_ids, load_examples
+from .data import (
+    IGNORE,
+    Encoded,
+    check_template,
+    encode_all,
+    end_of_turn_ids,
+    load_examples,
+    pad_batch,
+    template_options,
+)
 from .errors import GiftError
 from .loss import GoldLogprobs
 from .model import load_model, load_tokenizer, template_fingerprint, vocab_fingerprint
@@ -27,29 +36,6 @@ from .model import load_model, load_tokenizer, template_fingerprint, vocab_finge
 ANNOTATIONS, META = "annotations.parquet", "meta.json"
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
                     ("confidence", pa.list_(pa.float32())), ("line", pa.int32())])
-
-
-def template_options(system_prompt: str | None, suffix: str | None, chat_template: str | None) -> TemplateOptions:
-    """TemplateOptions from CLI values; `chat_template` is a file path whose text is read here."""
-    text = None
-    if chat_template:
-        path = Path(chat_template)
-        if not path.is_file():
-            raise GiftError(f"--chat-template {path}: file not found")
-        text = path.read_text()
-    return TemplateOptions(system_prompt, suffix, text)
-
-
-def pad_batch(rows: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded (B, T) tensors; padding is masked out of attention and labels."""
-    width = max(len(r.input_ids) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(r.input_ids)
-        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r.input_ids), torch.tensor(r.labels), 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 @torch.inference_mode()
@@ -92,7 +78,7 @@ def annotate(cfg: AnnotateConfig) -> Path:
         "source_sha256": hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest(),
         "vocab_fingerprint": vocab_fingerprint(tokenizer),
         "template_fingerprint": template_fingerprint(opts.chat_template or tokenizer.chat_template),
-        "eot_token_ids": sorted(eot_token_ids(rows)),
+        "eot_token_ids": sorted(end_of_turn_ids(tokenizer, opts)),
         "template": {"system_prompt": opts.system_prompt, "suffix": opts.suffix, "chat_template": opts.chat_template},
         "max_length": cfg.max_length,
         "truncate": cfg.truncate,

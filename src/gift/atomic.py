@@ -30,12 +30,19 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     out = check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; a published directory follows the umask
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     publish(tmp, out)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def publish(tmp: Path, out: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .data import STEP_BY_STEP, read_jsonl
 from .errors import GiftError
+from .ifeval_lite import probes
 
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option, written as \\boxed{X}."
 LETTERS = "ABCDEFGHIJ"
@@ -85,8 +86,7 @@ def load_benchmark(spec: str, limit: int | None = None, question_field: str | No
                    choice_instruction: str | None = None) -> Benchmark:
     """A benchmark by built-in name, 'ifeval-lite', or a JSONL path (fields named or detected)."""
     if spec == "ifeval-lite":
-        from .ifeval_lite import probes
-        return Benchmark(spec, probes()[:limit])
+        return Benchmark(spec, [Problem(i, q, "", "ifeval", checks) for i, q, checks in probes()[:limit]])
     if spec in BUILTIN:
         file, question, reference, kind = BUILTIN[spec]
         rows, name = read_jsonl(find_file(file)), spec

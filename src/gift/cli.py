@@ -50,12 +50,14 @@ def _add_run_arguments(p: argparse.ArgumentParser, with_config: bool) -> None:
 
 def _run(args: argparse.Namespace, config: str) -> None:
     from .experiment import run
-    from .report import results_table
+    from .report import verdict
 
     overrides = {k: getattr(args, k) for k in ("out", "methods", "seeds") if getattr(args, k, None)}
     summary = run(config, overrides)
-    print(results_table(summary["methods"], summary["roles"]))
-    print(f"report: {Path(summary['out']) / 'report.md'}")
+    out = Path(summary["out"])
+    print(verdict(summary))
+    print(f"report: {out / 'report.md'} (all metrics: {out / 'results.json'})")
+    print("plots: " + ", ".join(str(p) for p in sorted(out.glob("*.png"))))
 
 
 def parser() -> argparse.ArgumentParser:

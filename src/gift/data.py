@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .errors import GiftError
 
 IGNORE = -100  # label of positions that carry no loss (prompt, padding), as in Hugging Face
@@ -155,12 +157,31 @@ def render(tokenizer: Any, messages: list[Message], opts: TemplateOptions, add_g
                                          chat_template=opts.chat_template)
 
 
-def encode(tokenizer: Any, ex: Example, opts: TemplateOptions) -> Encoded:
+def end_of_turn_ids(tokenizer: Any, opts: TemplateOptions) -> set[int]:
+    """The id of the token the chat template closes an assistant turn with (`<|im_end|>`, `<|eot_id|>`,
+    `</s>`, ...): the first special token after the response in a rendered probe conversation, else eos.
+    Read from the template, never from the data: a truncated row ends on an ordinary token."""
+    probe = "gift probe answer"
+    text = render(tokenizer, [{"role": "user", "content": "gift probe"}, {"role": "assistant", "content": probe}],
+                  opts, add_generation_prompt=False)
+    end = text.rfind(probe) + len(probe)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    found = next((t for t, (s, _) in zip(enc["input_ids"], enc["offset_mapping"]) if s >= end and t in special), None)
+    if found is None and tokenizer.eos_token_id is None:
+        raise GiftError("the chat template closes an assistant turn with no special token and the tokenizer has no "
+                        "eos token; pass a --chat-template that ends turns with one")
+    return {found if found is not None else tokenizer.eos_token_id}
+
+
+def encode(tokenizer: Any, ex: Example, opts: TemplateOptions, eot_ids: set[int] | None = None) -> Encoded:
     """Token ids of prompt + response + end-of-turn, labels masking everything but the response.
 
-    The end-of-turn token is whatever the template writes right after the response (`<|im_end|>`,
-    `<|eot_id|>`, ...); text the template adds after it (a newline) is cut off.
+    Labels run from the response up to and including the template's end-of-turn token, with whatever the
+    template writes in between (Llama-2 puts a space before `</s>`); what follows that token (a newline)
+    is cut off. Without an end-of-turn token after the response, eos is appended.
     """
+    eot_ids = end_of_turn_ids(tokenizer, opts) if eot_ids is None else eot_ids
     msgs = prompt_messages(ex, opts)
     prompt_text = render(tokenizer, msgs, opts, add_generation_prompt=True)
     full_text = render(tokenizer, msgs + [{"role": "assistant", "content": ex.response}], opts, add_generation_prompt=False)
@@ -176,26 +197,23 @@ def encode(tokenizer: Any, ex: Example, opts: TemplateOptions) -> Encoded:
     enc = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     first = next(i for i, (s, e) in enumerate(offsets) if e > len(prompt_text))
-    after = [i for i, (s, e) in enumerate(offsets) if s >= response_end and e > s]
-    if after:
-        ids = ids[: after[0] + 1]  # keep the end-of-turn token, drop what follows it
-    elif tokenizer.eos_token_id is not None:
-        ids = ids + [tokenizer.eos_token_id]
+    eot = next((i for i in range(first, len(ids)) if offsets[i][0] >= response_end and ids[i] in eot_ids), None)
+    if eot is not None:
+        ids = ids[: eot + 1]  # keep the end-of-turn token, drop what follows it
+    else:
+        last = max(i for i, (s, e) in enumerate(offsets) if s < response_end)
+        ids = ids[: last + 1] + [next(iter(eot_ids))]
     labels = [IGNORE] * first + ids[first:]
     return Encoded(list(ids), labels, ex.line)
-
-
-def eot_token_ids(rows: list[Encoded]) -> set[int]:
-    """The last labelled token of each row: the template's end-of-turn token(s)."""
-    return {next(y for y in reversed(r.labels) if y != IGNORE) for r in rows}
 
 
 def encode_all(tokenizer: Any, examples: list[Example], opts: TemplateOptions, max_length: int,
                truncate: bool) -> tuple[list[Encoded], EncodeReport]:
     """Encode every example; rows over `max_length` are truncated or dropped and counted, never silently."""
     report, out = EncodeReport(), []
+    eot_ids = end_of_turn_ids(tokenizer, opts)
     for ex in examples:
-        e = encode(tokenizer, ex, opts)
+        e = encode(tokenizer, ex, opts, eot_ids)
         if len(e.input_ids) > max_length:
             n_prompt = sum(1 for label in e.labels if label == IGNORE)
             if not truncate:
@@ -210,5 +228,29 @@ def encode_all(tokenizer: Any, examples: list[Example], opts: TemplateOptions, m
         report.kept += 1
     if not out:
         reasons = ", ".join(f"{n} {why}" for why, n in report.dropped.items())
-        raise GiftError(f"no rows left after encoding ({reasons}); raise --max-length or pass --truncate")
+        fix = "raise --max-length" if truncate else "raise --max-length or pass --truncate"
+        raise GiftError(f"no rows left after encoding ({reasons}); {fix}")
     return out, report
+
+
+def template_options(system_prompt: str | None, suffix: str | None, chat_template: str | None) -> TemplateOptions:
+    """TemplateOptions from CLI values; `chat_template` is a file path whose text is read here."""
+    text = None
+    if chat_template:
+        path = Path(chat_template)
+        if not path.is_file():
+            raise GiftError(f"--chat-template {path}: file not found")
+        text = path.read_text()
+    return TemplateOptions(system_prompt, suffix, text)
+
+
+def pad_batch(rows: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded (B, T) tensors; padding is masked out of attention and labels."""
+    width = max(len(r.input_ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.input_ids)
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r.input_ids), torch.tensor(r.labels), 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from . import __version__
-from .annotate import pad_batch
 from .atomic import atomic_dir, check_out_dir
 from .benchmarks import LETTERS, Benchmark, Problem, exact_equal, load_benchmark
 from .config import EvalConfig, to_dict
-from .data import IGNORE, Encoded
+from .data import IGNORE, Encoded, pad_batch
 from .errors import GiftError
 from .generate import generate_hf, generate_vllm
 from .grading import extract_choice, grade_answer, grade_math, normalise, reference_answer
@@ -52,6 +51,10 @@ def render_prompts(tokenizer: Any, problems: list[Problem], system_prompt: str |
 def choice_by_loglik(model: Any, tokenizer: Any, prompts: list[str], problems: list[Problem], batch_size: int) -> list[str]:
     """The option letter whose answer sentence is most likely after the prompt (lm-eval style)."""
     n_opts = [sum(1 for line in p.question.splitlines() if line[:2] in {f"{c}." for c in LETTERS}) for p in problems]
+    missing = next((p for p, n in zip(problems, n_opts) if n < 2), None)
+    if missing is not None:
+        raise GiftError(f"problem {missing.id}: --choice-mode loglik needs the options on lines of their own ('A. …', "
+                        f"'B. …'), or a `choices` list in the JSONL; found none in {missing.question[:60]!r}")
     rows, owners = [], []
     for i, (prompt, n) in enumerate(zip(prompts, n_opts)):
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -110,10 +113,11 @@ def run_benchmark(bench: Benchmark, model: Any, tokenizer: Any, cfg: EvalConfig,
     return {"problems": len(bench.problems), "samples": cfg.samples, "metrics": metrics}, records
 
 
-def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None) -> Path:
-    """Evaluate cfg.model on cfg.bench (or on `benches`, already loaded, each with its own grading kind)."""
+def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: bool = False) -> Path:
+    """Evaluate cfg.model on cfg.bench (or on `benches`, already loaded, each with its own grading kind);
+    `quiet` leaves the table to results.json (experiments print their own summary)."""
     if cfg.compare:
-        return compare(cfg.compare, cfg.out)
+        return compare(cfg.compare, cfg.out, cfg.overwrite)
     t0 = time.time()
     out = check_out_dir(cfg.out, cfg.overwrite)
     benches = benches or [load_benchmark(b, cfg.limit, cfg.question_field, cfg.answer_field, cfg.kind,
@@ -128,13 +132,19 @@ def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None) -> Path:
     for bench in benches:
         results[bench.name], recs = run_benchmark(bench, model, tokenizer, cfg, cfg.model)
         records += recs
-    report = {"gift_version": __version__, "model": cfg.model, "settings": to_dict(cfg), "benchmarks": results,
+    decoding = {"greedy": "argmax of the logits; nothing from generation_config.json",
+                "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": None, "repetition_penalty": 1.0,
+                             "seeding": "one generator per (seed, prompt, sample)"} if cfg.samples > 1 else None}
+    report = {"gift_version": __version__, "model": cfg.model, "settings": to_dict(cfg), "decoding": decoding,
+              "benchmarks": results,
               "seconds": round(time.time() - t0, 1)}
     with atomic_dir(out, cfg.overwrite) as tmp:
         (tmp / "results.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "samples.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         scaling_plot({cfg.model: results}, tmp / "scaling.png")
-    print(table({str(cfg.model): results}))
+    if not quiet:
+        print(table({str(cfg.model): results}))
+        print(f"results: {out / 'results.json'}")
     return out
 
 
@@ -160,10 +170,12 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def compare(dirs: list[str], out: str | None) -> Path:
+def compare(dirs: list[str], out: str | None, overwrite: bool = False) -> Path:
     runs = {str(d): load_results(d) for d in dirs}
-    print(table(runs))
     path = Path(out or ".") / "compare.png"
+    if path.exists() and not overwrite:
+        raise GiftError(f"{path} exists; pass --overwrite to replace it or choose another --out")
+    print(table(runs))
     path.parent.mkdir(parents=True, exist_ok=True)
     scaling_plot(runs, path)
     print(f"scaling plot -> {path}")

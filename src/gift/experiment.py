@@ -16,7 +16,6 @@ Methods (the paper's baselines and GIFT):
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, arg, b
 from .errors import GiftError
 from .evaluate import evaluate
 from .merge import merge
+from .metrics import seed_problem_ci
 from .model import load_config, model_shape, shape_mismatch
 from .train import LOG, train
 
@@ -48,8 +48,6 @@ METHODS: dict[str, tuple[str, str | None, str] | None] = {
     "dft": ("base", "instruct", "dft"),
     "rho": ("base", "instruct", "rho"),
 }
-# t_{0.975, df} for 95% intervals over seeds
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 @dataclass
@@ -64,7 +62,8 @@ class RunConfig:
     annotate: dict[str, Any] = arg({}, "gift annotate settings")
     train: dict[str, Any] = arg({}, "gift train settings shared by every method")
     eval: dict[str, Any] = arg({}, "gift eval settings")
-    scale_sweep: list[float] = arg([], "merge scales λ to evaluate for gift on the dev benchmarks (role: dev)")
+    gamma_sweep: list[float] = arg([], "GIFT exponents γ to try on the dev benchmarks (role: dev); the best is used")
+    scale_sweep: list[float] = arg([], "merge scales λ to try for gift on the dev benchmarks; the best is used")
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -136,58 +135,81 @@ class Experiment:
                                     **self.cfg.annotate))
         return path
 
-    def adapter(self, method: str, seed: int) -> Path:
+    def variant(self, method: str, seed: int, gamma: float | None, scale: float) -> str:
+        """A stage's name: method, GIFT exponent and merge scale when not the defaults, seed."""
+        g = "" if gamma is None or gamma == self.cfg.train.get("gamma", 1.0) else f"-g{gamma:g}"
+        return f"{method}{g}-s{seed}" + ("" if scale == 1.0 else f"-x{scale:g}")
+
+    def adapter(self, method: str, seed: int, gamma: float | None = None) -> Path:
         trained, teacher, weighting = METHODS[method]
-        path = self.out / "adapters" / f"{method}-s{seed}"
+        path = self.out / "adapters" / self.variant(method, seed, gamma, 1.0)
         if not done(path):
             partial = path.with_name(path.name + ".partial") / "checkpoint"
+            settings = {**self.cfg.train, **({"gamma": gamma} if gamma is not None else {})}
             train(TrainConfig(model=self.models[trained], data=str(self.annotation(teacher)), out=str(path),
-                              method=weighting, seed=seed, resume=partial.is_dir(), **self.cfg.train))
+                              method=weighting, seed=seed, resume=partial.is_dir(), **settings))
         return path
 
-    def model(self, method: str, seed: int, scale: float = 1.0) -> str:
+    def model(self, method: str, seed: int, gamma: float | None = None, scale: float = 1.0) -> str:
         if METHODS[method] is None:
             return self.models[method]
-        suffix = "" if scale == 1.0 else f"-x{scale:g}"
-        path = self.out / "models" / f"{method}-s{seed}{suffix}"
+        path = self.out / "models" / self.variant(method, seed, gamma, scale)
         if not done(path):
-            merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed)), out=str(path),
+            merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed, gamma)), out=str(path),
                               scale=scale))
         return str(path)
 
-    def evaluation(self, method: str, seed: int, benches: list[Benchmark], scale: float = 1.0, tag: str = "") -> dict:
-        path = self.out / "evals" / f"{method}-s{seed}{tag}"
+    def evaluation(self, method: str, seed: int, benches: list[Benchmark], gamma: float | None = None,
+                   scale: float = 1.0, tag: str = "") -> dict:
+        path = self.out / "evals" / (self.variant(method, seed, gamma, scale) + tag)
         if not done(path):
             settings = {"samples": 1, **self.cfg.eval, "seed": seed}
-            evaluate(EvalConfig(model=self.model(method, seed, scale), bench=[b.name for b in benches], out=str(path),
-                                **settings), benches)
+            evaluate(EvalConfig(model=self.model(method, seed, gamma, scale), bench=[b.name for b in benches],
+                                out=str(path), **settings), benches, quiet=True)
         return json.loads((path / "results.json").read_text())["benchmarks"]
+
+    def tune_gift(self) -> dict[str, Any]:
+        """γ, then λ, for gift chosen on the dev benchmarks with the first seed, as a user would: the mean dev
+        accuracy decides, ties keep the published default (γ = 1, λ = 1)."""
+        dev = load_benchmarks(self.cfg, {"dev"})
+        seed, gamma, scale = self.cfg.seeds[0], self.cfg.train.get("gamma", 1.0), 1.0
+        if not dev or "gift" not in self.cfg.methods or not (self.cfg.gamma_sweep or self.cfg.scale_sweep):
+            return {"gamma": gamma, "scale": scale, "gamma_sweep": {}, "scale_sweep": {}}
+
+        def score(res: dict) -> float:
+            return statistics.mean(r["metrics"]["accuracy"]["value"] for r in res.values())
+
+        gammas = {g: self.evaluation("gift", seed, dev, g, 1.0, "-dev") for g in self.cfg.gamma_sweep}
+        if gammas:
+            gamma = max(gammas, key=lambda g: (score(gammas[g]), g == gamma))
+        scales = {x: self.evaluation("gift", seed, dev, gamma, x, "-dev") for x in self.cfg.scale_sweep}
+        if scales:
+            scale = max(scales, key=lambda x: (score(scales[x]), x == 1.0))
+        return {"gamma": gamma, "scale": scale, "gamma_sweep": gammas, "scale_sweep": scales}
 
     def run(self) -> dict[str, Any]:
         t0 = time.time()
         self.check()
         benches = load_benchmarks(self.cfg, {"task", "retention"})
+        tuned = self.tune_gift()
         per_seed: dict[str, dict[int, dict]] = {}
         for method in self.cfg.methods:
             for seed in self.cfg.seeds if METHODS[method] else self.cfg.seeds[:1]:
                 print(f"== {method} (seed {seed})")
-                per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches)
-        sweep = {}
-        if self.cfg.scale_sweep and "gift" in self.cfg.methods:
-            dev = load_benchmarks(self.cfg, {"dev"})
-            for scale in self.cfg.scale_sweep:
-                sweep[scale] = self.evaluation("gift", self.cfg.seeds[0], dev, scale, f"-dev-x{scale:g}")
-        summary = {"methods": aggregate(per_seed), "signal": self.signal_shares(), "scale_sweep": sweep,
+                gamma, scale = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
+                per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches, gamma, scale)
+        summary = {"methods": aggregate(per_seed), "signal": self.signal_shares(tuned["gamma"]), "tuned": tuned,
                    "roles": {b["name"]: b.get("role", "task") for b in self.cfg.benchmarks},
                    "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
         self.report(summary, per_seed)
         return summary
 
-    def signal_shares(self) -> dict[str, dict[str, float]]:
+    def signal_shares(self, gamma: float) -> dict[str, dict[str, float]]:
         """Per method, the share of weight and of weighted loss on tokens the instruct model gives q < 0.5."""
         out = {}
         for method in self.cfg.methods:
-            logs = [self.out / "adapters" / f"{method}-s{s}" / LOG for s in self.cfg.seeds]
+            g = gamma if method == "gift" else None
+            logs = [self.out / "adapters" / self.variant(method, s, g, 1.0) / LOG for s in self.cfg.seeds]
             rows = [json.loads(line) for p in logs if p.exists() for line in p.read_text().splitlines()]
             rows = [r for r in rows if r["low_conf_loss_share"] is not None]
             if rows and METHODS[method] and METHODS[method][1] == "instruct":
@@ -202,20 +224,18 @@ class Experiment:
 
 
 def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, dict]]]:
-    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a t-interval (clipped to
-    [0, 1], as every metric is a share), or the single seed's bootstrap interval over problems."""
+    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a 95% interval from a
+    bootstrap over seeds and, within each, over problems (`seed_problem_ci`)."""
     out: dict[str, dict[str, dict[str, dict]]] = {}
     for method, seeds in per_seed.items():
-        for bench in next(iter(seeds.values())):
-            for metric in next(iter(seeds.values()))[bench]["metrics"]:
-                values = [s[bench]["metrics"][metric]["value"] for s in seeds.values()]
-                if len(values) == 1:
-                    ci = next(iter(seeds.values()))[bench]["metrics"][metric]["ci"]
-                else:
-                    half = T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-                    ci = [max(0.0, statistics.mean(values) - half), min(1.0, statistics.mean(values) + half)]
+        first = next(iter(seeds.values()))
+        for bench in first:
+            for metric in first[bench]["metrics"]:
+                entries = [s[bench]["metrics"][metric] for s in seeds.values()]
+                values = [e["value"] for e in entries]
                 out.setdefault(method, {}).setdefault(bench, {})[metric] = {
-                    "value": statistics.mean(values), "ci": ci, "seeds": values}
+                    "value": statistics.mean(values), "ci": list(seed_problem_ci([e["scores"] for e in entries])),
+                    "seeds": values}
     return out
 
 

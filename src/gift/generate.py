@@ -1,14 +1,20 @@
 """Text generation for evaluation: batched Hugging Face generate (left padding, KV cache), or vLLM.
 
-Prompts are sorted by length so each batch pads little; each batch is seeded from (seed, batch number),
-so the same command gives the same samples twice.
+Decoding is exactly what the command line says: greedy is the plain argmax and sampling uses only the
+temperature and top-p given; nothing is taken from the model's generation_config.json (a repetition
+penalty or top-k there would otherwise change the answers, and merged models carry the instruct model's
+file while base has its own). Prompts are sorted by length so each batch pads little. Sampling draws
+each sequence's tokens from a generator of its own, seeded by (seed, prompt, sample number), so a
+problem's samples do not depend on which prompts share its batch, on --batch-size or on --limit.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
 from tqdm import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from .errors import GiftError
 
@@ -31,19 +37,54 @@ def generate_hf(model: Any, tokenizer: Any, prompts: list[str], n: int, temperat
     device = next(model.parameters()).device
     stops = stop_token_ids(tokenizer, model)
     jobs = sorted(((i, s) for i in range(len(prompts)) for s in range(n)), key=lambda j: len(prompts[j[0]]))
-    out: list[list[str]] = [[""] * n for _ in prompts]
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-    for b, start in enumerate(tqdm(range(0, len(jobs), batch_size), desc=desc, unit="batch")):
-        batch = jobs[start:start + batch_size]
-        enc = tokenizer([prompts[i] for i, _ in batch], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(device)
-        torch.manual_seed(seed * 1_000_003 + b)
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stops,
-                             pad_token_id=tokenizer.pad_token_id, use_cache=True, top_k=None, **sampling)
-        texts = tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        for (i, s), text in zip(batch, texts):
-            out[i][s] = text.strip()
-    return out
+    saved, model.generation_config = model.generation_config, decoding_config(tokenizer, stops)
+    try:
+        out: list[list[str]] = [[""] * n for _ in prompts]
+        for start in tqdm(range(0, len(jobs), batch_size), desc=desc, unit="batch"):
+            batch = jobs[start:start + batch_size]
+            enc = tokenizer([prompts[i] for i, _ in batch], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(device)
+            sampler = [SeededSampler([row_seed(seed, prompts[i], s) for i, s in batch], temperature, top_p)] \
+                if temperature > 0 else []
+            ids = model.generate(**enc, max_new_tokens=max_new_tokens, use_cache=True,
+                                 logits_processor=LogitsProcessorList(sampler))
+            texts = tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for (i, s), text in zip(batch, texts):
+                out[i][s] = text.strip()
+        return out
+    finally:
+        model.generation_config = saved
+
+
+def decoding_config(tokenizer: Any, stops: list[int]) -> Any:
+    """A generation config with every knob at its neutral value: plain argmax over the scores, which
+    SeededSampler turns into a sample when sampling."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(do_sample=False, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+                            eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+
+
+def row_seed(seed: int, prompt: str, sample: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{sample}\0{prompt}".encode()).digest()[:8], "little") >> 1
+
+
+class SeededSampler(LogitsProcessor):
+    """Temperature and top-p, then a Gumbel-max draw with each row's own generator: the argmax that greedy
+    decoding then takes is a sample from the tempered, nucleus-filtered distribution. Written here because
+    transformers samples a whole batch from one global generator."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        self.seeds, self.gens = seeds, None
+        self.warpers = [TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.gens is None:
+            self.gens = [torch.Generator(scores.device).manual_seed(s) for s in self.seeds]
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        u = torch.stack([torch.rand(scores.shape[1], generator=g, device=scores.device) for g in self.gens])
+        return scores.float() - torch.log(-torch.log(u.clamp_min(1e-20)))
 
 
 def generate_vllm(model_path: str, prompts: list[str], n: int, temperature: float, top_p: float,

@@ -8,12 +8,16 @@ length cap keeps sympy away from huge inputs).
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from functools import lru_cache
 
+logging.getLogger("math_verify").setLevel(logging.ERROR)  # its time-out notices would interleave with output
+
 BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
+GSM8K_MARK = re.compile(r"####[ \t]*([^\n]*)")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 LETTER_PATTERNS = [
     re.compile(r"\\boxed\{\s*\(?([A-J])\)?\s*\}"),
@@ -42,11 +46,12 @@ def extract_answer(text: str, numeric_fallback: bool = False) -> str | None:
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
-    if "####" in text:
-        return text.rsplit("####", 1)[1].strip().splitlines()[0].strip() if text.rsplit("####", 1)[1].strip() else None
+    marked = [m for m in GSM8K_MARK.findall(text) if re.search(r"\d", m)]  # not a Markdown "#### Heading"
+    if marked:
+        return marked[-1].strip()
     said = ANSWER_IS.findall(text)
     if said:
-        return said[-1].strip().splitlines()[0].strip().rstrip(".").strip("$ ").strip()
+        return said[-1].strip().splitlines()[0].strip().rstrip(".").strip("$ *").rstrip(".").strip()
     if numeric_fallback:
         numbers = NUMBER.findall(text)
         return numbers[-1] if numbers else None
@@ -61,8 +66,11 @@ def normalise(answer: str) -> str:
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
     s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "").replace("^\\circ", "")
     s = s.replace("^{\\circ}", "").replace("\\%", "").replace("%", "").replace("\\$", "")
-    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)  # thousands separators, every group in one pass
-    s = re.sub(r"\s+", "", s).rstrip(".").lower()
+    s = re.sub(r"\s+", "", s).rstrip(".")
+    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):  # thousands separators, only in a lone number
+        s = s.replace(",", "")
+    if re.fullmatch(r"[A-Za-z]{2,}", s):  # a word answer ("Evelyn", "odd"): case does not matter; x and X do
+        s = s.lower()
     s = re.sub(r"^\((-?[\d.]+)\)$", r"\1", s)  # "(073)" as in AIME's \textbf{(073)}
     if re.fullmatch(r"-?\d+\.\d*", s):
         s = s.rstrip("0").rstrip(".") or "0"
@@ -106,6 +114,8 @@ def math_equal(prediction: str, reference: str) -> bool:
     if pn is not None and rn is not None:
         return abs(pn - rn) <= 1e-6 * max(1.0, abs(rn))
     if len(prediction) > MAX_SYMPY_CHARS or len(reference) > MAX_SYMPY_CHARS:
+        return False
+    if p.lower() == r.lower():  # only the case differs: x and X are different variables (math-verify folds case)
         return False
     return _sympy_equal(reference, prediction)
 

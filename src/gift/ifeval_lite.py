@@ -11,8 +11,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .benchmarks import Problem
-
 TOPICS = ["the water cycle", "why people keep dogs", "how to make a cup of tea", "the moon", "learning a new language",
           "a rainy afternoon", "how bicycles work", "the importance of sleep", "a visit to a market",
           "why the sky is blue", "planting a tree", "the history of bread"]
@@ -85,8 +83,9 @@ def followed(text: str, check: dict[str, Any]) -> bool:
     return bool(CHECKS[check["kind"]][1](text, **check["args"]))
 
 
-def probes() -> list[Problem]:
-    """The fixed probe set: every check kind on every other topic, then pairs of checks (108 prompts)."""
+def probes() -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """The fixed probe set as (id, prompt, checks): every check kind on every other topic, then pairs of
+    checks (108 prompts)."""
     out = []
     kinds = list(CHECKS)
     for i, kind in enumerate(kinds):
@@ -97,5 +96,5 @@ def probes() -> list[Problem]:
         for j, topic in enumerate(TOPICS[i % 3::3]):
             out.append(([{"kind": a, "args": PARAMS[a][j % len(PARAMS[a])]},
                          {"kind": b, "args": PARAMS[b][(j + 1) % len(PARAMS[b])]}], topic))
-    return [Problem(f"ifeval-{n}", f"Write about {topic}. " + " ".join(instruction(c) for c in checks), "", "ifeval", checks)
+    return [(f"ifeval-{n}", f"Write about {topic}. " + " ".join(instruction(c) for c in checks), checks)
             for n, (checks, topic) in enumerate(out)]

@@ -18,6 +18,19 @@ from torch.utils.checkpoint import checkpoint
 from .data import IGNORE
 
 LOGITS_BUDGET = 2**24  # elements of one chunk's logits (64 MB in float32): rows per chunk = budget // vocab
+# config attributes by which transformers changes logits after the output layer (Gemma-2 soft-capping, Cohere
+# and Granite scaling, MiniCPM/muP width scaling); a model with any of them set goes through its own forward
+HEAD_TRANSFORMS = {"final_logit_softcapping": None, "logit_scale": None, "logits_scaling": 1.0,
+                   "dim_model_base": None, "mup_width_multiplier": None}
+
+
+def plain_head(model: nn.Module) -> bool:
+    """True when the logits are exactly `hidden @ W.T (+ b)` of a plain nn.Linear output layer: no head
+    transform in the config and no adapter (e.g. LoRA on lm_head) wrapped around the layer."""
+    cfg = model.config.get_text_config()
+    if any(getattr(cfg, name, neutral) not in (None, neutral) for name, neutral in HEAD_TRANSFORMS.items()):
+        return False
+    return type(model.get_output_embeddings()) is nn.Linear
 
 
 def rows_per_chunk(vocab: int) -> int:
@@ -101,9 +114,8 @@ class GoldLogprobs(nn.Module):
         super().__init__()
         self.model = model
         self.chunk_size = chunk_size
-        cfg = self.causal_lm.config.get_text_config()
-        # Heads with soft-capping or scaling are not a plain linear layer: use the model's own logits.
-        self.plain_head = getattr(cfg, "final_logit_softcapping", None) is None and not hasattr(cfg, "logit_scale")
+        # a head that is more than a plain linear layer goes through the model's own logits
+        self.plain_head = plain_head(self.causal_lm)
         self.fusable = self.plain_head and self.causal_lm.get_output_embeddings().bias is None
 
     @property

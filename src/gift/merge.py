@@ -71,6 +71,11 @@ def read_adapter(path: Path, scale: float, trust_pickle: bool) -> tuple[dict[str
     config = json.loads(cfg_path.read_text())
     if config.get("peft_type", "LORA") != "LORA":
         raise GiftError(f"{path}: peft_type {config['peft_type']} is not LoRA")
+    unsupported = unsupported_feature(config, tensors)
+    if unsupported:
+        raise GiftError(f"{path}: the adapter uses {unsupported}, which gift merge does not merge exactly; merge it "
+                        f"with PEFT (PeftModel.from_pretrained(instruct, adapter).merge_and_unload()) or train "
+                        f"without it")
     deltas = {}
     for key in tensors:
         if not key.endswith(LORA_A):
@@ -85,6 +90,26 @@ def read_adapter(path: Path, scale: float, trust_pickle: bool) -> tuple[dict[str
         raise GiftError(f"{path}: adapter holds no LoRA weights")
     meta_path = path / TRAIN_META
     return deltas, json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+
+def unsupported_feature(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str | None:
+    """The first adapter feature that W + λ·(α/r)·B·A on linear weights does not reproduce, or None.
+
+    gift merges only plain LoRA on linear layers; each of these changes what PEFT's merge computes (a
+    magnitude vector, a bias, an embedding lookup, replaced modules, transposed weights), so merging without
+    it would be silently wrong."""
+    checks = [
+        (config.get("use_dora"), "DoRA (use_dora)"),
+        (config.get("lora_bias") or any(".lora_B.bias" in k for k in tensors), "a bias on lora_B (lora_bias)"),
+        (config.get("bias", "none") != "none" or any(k.endswith(".bias") and "lora_" not in k for k in tensors),
+         f"trained biases (bias={config.get('bias')!r})"),
+        (any("lora_embedding_" in k for k in tensors), "LoRA on an embedding layer (lora_embedding_A/B)"),
+        (config.get("modules_to_save") or any("modules_to_save" in k for k in tensors),
+         f"fully trained modules (modules_to_save={config.get('modules_to_save')})"),
+        (config.get("fan_in_fan_out"), "fan_in_fan_out (Conv1D layers)"),
+        (any(k.endswith(".lora_magnitude_vector") or "lora_magnitude_vector" in k for k in tensors), "DoRA magnitudes"),
+    ]
+    return next((name for flagged, name in checks if flagged), None)
 
 
 def _pattern(patterns: dict[str, Any], module: str, default: Any) -> Any:

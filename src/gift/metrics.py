@@ -51,8 +51,23 @@ def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tupl
 
 
 def metric(values: np.ndarray, seed: int = 0) -> dict[str, float | list[float]]:
+    """Mean, 95% bootstrap interval over problems, and the per-problem scores (for pooling over seeds)."""
     lo, hi = bootstrap_ci(values, seed)
-    return {"value": float(np.mean(values)), "ci": [lo, hi]}
+    return {"value": float(np.mean(values)), "ci": [lo, hi], "scores": [round(float(v), 6) for v in values]}
+
+
+def seed_problem_ci(scores: list[np.ndarray], seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Two-stage percentile bootstrap for a mean over seeds of per-problem scores: resample the seeds, then the
+    problems within each drawn seed, so the interval carries both the training-seed and the problem variance
+    (with one seed it is the bootstrap over problems). `scores` holds one array per seed, problems aligned."""
+    x = np.stack([np.asarray(s, dtype=float) for s in scores])
+    n_seeds, n_problems = x.shape
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, size=(CI_RESAMPLES, n_seeds, 1))
+    problems = rng.integers(0, n_problems, size=(CI_RESAMPLES, n_seeds, n_problems))
+    means = x[seeds, problems].mean(axis=(1, 2))
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def scaling_metrics(correct: np.ndarray, answers: list[list[str | None]], seed: int = 0) -> dict[str, dict]:

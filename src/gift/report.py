@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,49 @@ def results_table(methods: dict[str, dict[str, dict]], roles: dict[str, str]) ->
     return "\n".join(lines)
 
 
+def changes(methods: dict[str, dict[str, dict]], roles: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Per method, the headline metric of each task and retention benchmark minus the instruct model's, in points."""
+    ref = methods["instruct"]
+    return {m: {b: 100 * (r[b][headline(r[b])]["value"] - ref[b][headline(ref[b])]["value"])
+                for b in r if roles.get(b) in ("task", "retention")} for m, r in methods.items() if m != "instruct"}
+
+
+def verdict_table(methods: dict[str, dict[str, dict]], roles: dict[str, str]) -> str:
+    """Markdown: each method's change against the untouched instruct model, in points, task benchmarks first."""
+    if "instruct" not in methods:
+        return ""
+    delta = changes(methods, roles)
+    benches = sorted(next(iter(delta.values())), key=lambda b: roles[b] != "task")
+    lines = ["Change against the untouched instruct model, in points:", "",
+             "| method | " + " | ".join(f"{b} ({roles[b]})" for b in benches) + " |", "|---|" + "---|" * len(benches)]
+    lines += [f"| {m} | " + " | ".join(f"{d[b]:+.1f}" for b in benches) + " |" for m, d in delta.items()]
+    return "\n".join(lines) + "\n"
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """A few lines for the screen: per method, task and retention change against instruct, then a reading."""
+    methods, roles = summary["methods"], summary["roles"]
+    if "instruct" not in methods:
+        return ""
+    delta = changes(methods, roles)
+    task = [b for b in roles if roles[b] == "task" and b in methods["instruct"]]
+    kept = [b for b in roles if roles[b] == "retention" and b in methods["instruct"]]
+    lines = [f"Against the untouched instruct model (points; task: {', '.join(task)}; retention: {', '.join(kept)}):"]
+    for m, d in delta.items():
+        t, r = statistics.mean(d[b] for b in task), statistics.mean(d[b] for b in kept)
+        lines.append(f"  {m:<14} task {t:+6.1f}   retention {r:+6.1f}")
+    score = {m: statistics.mean(d[b] for b in task) for m, d in delta.items() if m not in ("base",)}
+    if score:
+        best = max(score, key=score.get)
+        lines.append(f"Largest task gain: {best} ({score[best]:+.1f} points).")
+    if "gift" in delta and "shadow-ft" in delta:
+        g, s = delta["gift"], delta["shadow-ft"]
+        lines.append(f"GIFT against Shadow-FT (both trained on base, merged into instruct): task "
+                     f"{statistics.mean(g[b] - s[b] for b in task):+.1f}, retention "
+                     f"{statistics.mean(g[b] - s[b] for b in kept):+.1f} points.")
+    return "\n".join(lines)
+
+
 def confidences(path: Path) -> list[float]:
     rows, conf, _ = read_annotations(path)
     return [q for r, c in zip(rows, conf) for q, y in zip(c, r.labels) if y != IGNORE]
@@ -64,20 +108,24 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
                  "share of the learning signal on low-confidence tokens", out / "signal.png", ylabel="share")
         figures.append(("Learning signal on low-confidence tokens", "signal.png"))
     lines = ["# Experiment report", "", f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, "
-             f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals (t over seeds; with one seed, "
-             f"bootstrap over problems).", "", results_table(methods, roles), ""]
+             f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals from a bootstrap over seeds "
+             f"and, within each, over problems (with one seed: over problems).", "", verdict_table(methods, roles), "",
+             results_table(methods, roles), ""]
     if signal:
         lines += ["## Learning signal on tokens the instruct model finds unlikely (q < 0.5)", "",
                   "| method | share of weight | share of weighted loss |", "|---|---|---|"]
         lines += [f"| {m} | {s['weight_share']:.3f} | {s['loss_share']:.3f} |" for m, s in signal.items()] + [""]
-    sweep = summary["scale_sweep"]
-    if sweep:
+    tuned = summary["tuned"]
+    for key, symbol in (("gamma_sweep", "γ"), ("scale_sweep", "λ")):
+        sweep = tuned[key]
+        if not sweep:
+            continue
         names = list(next(iter(sweep.values())))
-        lines += ["## Merge scale λ for gift (dev split)", "", "| λ | " + " | ".join(names) + " |",
-                  "|---|" + "---|" * len(names)]
-        for scale, res in sweep.items():
+        lines += [f"## GIFT's {symbol} on the dev split (seed {cfg.seeds[0]}; chosen: {tuned[key.split('_')[0]]:g})", "",
+                  f"| {symbol} | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for value, res in sweep.items():
             cells = [fmt(res[b]["metrics"][headline(res[b]["metrics"])]) for b in names]
-            lines.append(f"| {scale:g} | " + " | ".join(cells) + " |")
+            lines.append(f"| {value:g} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [f"![{title}]({name})" for title, name in figures]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")

@@ -21,10 +21,10 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from . import __version__
-from .annotate import pad_batch, read_annotations, template_options
+from .annotate import read_annotations
 from .atomic import check_out_dir, publish, staging_dir
 from .config import TrainConfig, to_dict
-from .data import IGNORE, Encoded, check_template, encode_all, eot_token_ids, load_examples
+from .data import IGNORE, Encoded, check_template, encode_all, end_of_turn_ids, load_examples, pad_batch, template_options
 from .errors import GiftError
 from .loss import GoldLogprobs, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, vocab_fingerprint
@@ -47,6 +47,8 @@ class TrainData:
 def load_train_data(cfg: TrainConfig, tokenizer: Any) -> TrainData:
     """An annotation directory as it is (no re-tokenising), or raw JSONL encoded with the model's template."""
     path = Path(cfg.data)
+    if not path.exists():
+        raise GiftError(f"--data {path}: not found (an annotation directory from gift annotate, or a JSONL file)")
     if path.is_dir():
         rows, conf, meta = read_annotations(path)
         fp = vocab_fingerprint(tokenizer)
@@ -64,7 +66,7 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any) -> TrainData:
     rows, report = encode_all(tokenizer, examples, opts, cfg.max_length, cfg.truncate)
     if report.dropped or report.truncated:
         print(f"rows dropped: {dict(report.dropped)}, truncated: {report.truncated}")
-    return TrainData(rows, None, eot_token_ids(rows), vocab_fingerprint(tokenizer))
+    return TrainData(rows, None, end_of_turn_ids(tokenizer, opts), vocab_fingerprint(tokenizer))
 
 
 def collate(data: TrainData, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
@@ -97,9 +99,15 @@ def build_lora(model: Any, cfg: TrainConfig) -> Any:
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, lora)
+        peft_model = get_peft_model(model, lora)
     except ValueError as e:
         raise GiftError(f"--target-modules {cfg.target_modules}: {str(e).splitlines()[0]}") from None
+    embedded = sorted({n.split(".lora_embedding_")[0].rsplit(".", 1)[-1] for n, _ in peft_model.named_parameters()
+                       if ".lora_embedding_" in n})
+    if embedded:
+        raise GiftError(f"--target-modules: {', '.join(embedded)} is an embedding layer, whose LoRA gift merge cannot "
+                        f"merge into the instruct model; target linear layers only")
+    return peft_model
 
 
 def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, step: int, cfg: TrainConfig,
@@ -114,7 +122,7 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, step
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                     "config": {k: getattr(cfg, k) for k in RESUME_KEYS}}, tmp / "state.pt")
     accelerator.wait_for_everyone()
-    torch.save(torch.get_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+    torch.save(rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(path, ignore_errors=True)
@@ -137,8 +145,22 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, cfg:
             params[name].copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(torch.load(path / f"rng-{accelerator.process_index}.pt", weights_only=True))
+    set_rng_state(torch.load(path / f"rng-{accelerator.process_index}.pt", weights_only=True))
     return state["step"]
+
+
+def rng_state() -> dict[str, Any]:
+    """The CPU generator and every CUDA device's: dropout masks on a GPU come from the device generator."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"]:
+        if len(state["cuda"]) != torch.cuda.device_count():
+            raise GiftError(f"--resume: the checkpoint holds the random state of {len(state['cuda'])} GPUs, this "
+                            f"process sees {torch.cuda.device_count()}; resume on the same devices")
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -160,6 +182,9 @@ def train(cfg: TrainConfig) -> Path:
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
 
     set_seed(cfg.seed)
+    if cfg.dtype == "float16":
+        raise GiftError("--dtype float16 is not supported for training: the step-normalised loss scales gradients by "
+                        "1/Σw before backward and fp16 underflows without loss scaling; use bfloat16 or float32")
     model = build_lora(load_model(cfg.model, cfg.dtype, cfg.trust_pickle), cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -183,12 +208,13 @@ def train(cfg: TrainConfig) -> Path:
                disable=not accelerator.is_main_process)
     for step in bar:
         idx = step_indices(len(data.rows), step, global_batch, cfg.seed)
-        idx = idx[: len(idx) // world * world]  # every process gets the same number of rows
-        mine = idx[accelerator.process_index::world]
+        mine = idx[accelerator.process_index::world]  # uneven at an epoch's end: the global normaliser keeps it exact
+        idle = not mine  # fewer rows than processes: a zero-weight pass on one row keeps DDP's all-reduce in step
+        mine = mine or idx[:1]
         micro = [collate(data, mine[i:i + cfg.batch_size], tokenizer.pad_token_id)
                  for i in range(0, len(mine), cfg.batch_size)]
-        denominator = accelerator.reduce(
-            sum(normaliser(cfg.method, b["q"], b["is_eot"], wp) for b in micro).to(accelerator.device), "sum")
+        local = torch.zeros(()) if idle else sum(normaliser(cfg.method, b["q"], b["is_eot"], wp) for b in micro)
+        denominator = accelerator.reduce(local.to(accelerator.device), "sum")
         stats = torch.zeros(5, device=accelerator.device)  # Σ w·CE, Σ w, tokens, Σ w on q<0.5, Σ w·CE on q<0.5
         for j, b in enumerate(micro):
             b = {k: v.to(accelerator.device) for k, v in b.items()}
@@ -202,12 +228,14 @@ def train(cfg: TrainConfig) -> Path:
                     static = None if cfg.method == "dft" else token_weights(cfg.method, b["q"], b["is_eot"], None, wp)
                     loss, logp = scorer(*inputs, coef=static, scale=1 / denominator, self_weighted=cfg.method == "dft")
                     w = static if static is not None else logp.exp()
-                loss = loss * world  # DDP averages gradients over processes
+                loss = loss * (0 if idle else world)  # DDP averages gradients over processes
                 if not torch.isfinite(loss):
                     lines = sorted(data.rows[i].line for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size])
                     raise GiftError(f"non-finite loss at step {step + 1} (source lines {lines}); the last good "
                                     f"checkpoint is in {stage / CHECKPOINT}; lower --lr or fix those rows, then --resume")
                 accelerator.backward(loss)
+            if idle:
+                continue
             wce, low = (w * -logp.detach()), b["q"] < 0.5
             stats += torch.stack([wce.sum(), w.sum(), torch.tensor(float(w.numel()), device=w.device),
                                   w[low].sum(), wce[low].sum()])

@@ -90,6 +90,25 @@ def test_two_process_run_matches_one_process(make_pair, arith_jsonl, tmp_path):
     assert max_rel_diff(adapter_tensors(tmp_path / "ddp"), single) < 1e-4
 
 
+def test_two_processes_see_every_row_when_an_epoch_ends_unevenly(make_pair, tmp_path):
+    """7 rows, global batch 6 on 2 processes: the second step has one row, so one process has none. Nothing
+    crashes, no row is dropped, and the adapter equals a one-process run's."""
+    from tests.conftest import write_jsonl
+
+    base, instruct = make_pair("llama", True)
+    rows = [{"prompt": f"Tom has {a} apples", "completion": f"{a} + 1 = {a + 1}."} for a in range(7)]
+    ann = do_annotate(instruct, write_jsonl(tmp_path / "seven.jsonl", rows), tmp_path / "ann")
+    single = do_train(base, ann, tmp_path / "single", batch_size=1, grad_accum=6, max_steps=2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "gift.cli", "train",
+           "--model", str(base), "--data", str(ann), "--out", str(tmp_path / "ddp"), "--rank", "4", "--alpha", "8",
+           "--lora-dropout", "0", "--max-steps", "2", "--batch-size", "1", "--grad-accum", "3", "--seed", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = [[json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()] for d in (single, tmp_path / "ddp")]
+    assert [r["tokens"] for r in logs[0]] == [r["tokens"] for r in logs[1]]  # the same rows, all 7 of them
+    assert max_rel_diff(adapter_tensors(tmp_path / "ddp"), adapter_tensors(single)) < 1e-4
+
+
 def test_training_changes_only_the_adapter(make_pair, arith_jsonl, tmp_path):
     base, _ = make_pair("llama", True)
     out = do_train(base, arith_jsonl, tmp_path / "sft", method="sft")
@@ -169,3 +188,43 @@ def test_cli_runs_the_three_commands(make_pair, arith_jsonl, tmp_path, capsys):
 def tokenizer_texts() -> list[str]:
     from tests.conftest import CORPUS
     return CORPUS
+
+
+@pytest.mark.parametrize("feature,lora_kwargs", [
+    ("DoRA", {"use_dora": True}),
+    ("lora_bias", {"lora_bias": True}),
+    ("trained biases", {"bias": "all"}),
+    ("embedding layer", {"target_modules": ["embed_tokens", "q_proj"]}),
+    ("modules_to_save", {"modules_to_save": ["lm_head"]}),
+])
+def test_merge_refuses_adapter_features_it_cannot_merge_exactly(make_pair, tmp_path, feature, lora_kwargs, capsys):
+    """Each of these makes PEFT's merge differ from W + λ(α/r)BA: gift merge names it and writes nothing."""
+    from peft import LoraConfig, get_peft_model
+
+    _, instruct = make_pair()
+    settings = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "init_lora_weights": False,
+                **lora_kwargs}
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(instruct), LoraConfig(**settings))
+    model.save_pretrained(tmp_path / "adapter")
+    out = tmp_path / "merged"
+    capsys.readouterr()
+    assert main(["merge", "--instruct", str(instruct), "--adapter", str(tmp_path / "adapter"), "--out", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gift: error:")]
+    assert len(err) == 1 and feature in err[0] and "merge_and_unload" in err[0]
+    assert not out.exists() and not list(tmp_path.glob(".merged*"))
+
+
+def test_plain_peft_adapter_merges_like_peft(make_pair, tmp_path):
+    """A plain LoRA adapter made by PEFT itself (no gift_train.json) merges to PEFT's logits."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    _, instruct = make_pair()
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(instruct),
+                           LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+    model.save_pretrained(tmp_path / "adapter")
+    ours = AutoModelForCausalLM.from_pretrained(merge(MergeConfig(instruct=str(instruct), adapter=str(tmp_path / "adapter"),
+                                                                  out=str(tmp_path / "m"))))
+    ref = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(instruct), tmp_path / "adapter").merge_and_unload()
+    ids = torch.randint(0, 100, (2, 10))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, ref(ids).logits, atol=1e-4, rtol=1e-4)

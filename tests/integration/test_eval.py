@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from gift.cli import main
 from gift.config import EvalConfig
@@ -76,3 +77,44 @@ def test_missing_builtin_file_names_where_it_looked(monkeypatch, tmp_path):
     monkeypatch.setattr(benchmarks, "data_dirs", lambda: [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(GiftError, match=f"gsm8k_test.jsonl not found \\(looked in {tmp_path / 'a'}, {tmp_path / 'b'}\\)"):
         benchmarks.load_benchmark("gsm8k")
+
+
+def test_decoding_ignores_the_models_generation_config(make_pair, tokenizer):
+    """Greedy answers are the plain argmax whatever generation_config.json holds (repetition penalty, n-gram bans)."""
+    from gift.generate import generate_hf
+    from gift.model import load_model
+
+    _, instruct = make_pair()
+    model = load_model(str(instruct))
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": f"Tom has {a} apples"}], tokenize=False,
+                                             add_generation_prompt=True) for a in range(4)]
+    plain = generate_hf(model, tokenizer, prompts, 1, 0.0, 1.0, 12, 4, 0)
+    model.generation_config.repetition_penalty = 3.0
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.top_k = 1
+    assert generate_hf(model, tokenizer, prompts, 1, 0.0, 1.0, 12, 4, 0) == plain
+    assert model.generation_config.repetition_penalty == 3.0  # the model's own config is left as it was
+    for prompt, (text,) in zip(prompts, plain):  # and greedy is the argmax, token by token
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        out = []
+        for _ in range(12):
+            nxt = int(model(input_ids=ids).logits[0, -1].argmax())
+            if nxt == tokenizer.eos_token_id:
+                break
+            out.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+        assert tokenizer.decode(out, skip_special_tokens=True).strip() == text
+
+
+def test_samples_depend_on_the_problem_not_on_its_batch(make_pair, tokenizer):
+    """A problem's samples are the same whatever --limit or --batch-size puts beside it."""
+    from gift.generate import generate_hf
+    from gift.model import load_model
+
+    model = load_model(str(make_pair()[1]))
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": f"Tom has {a} apples and buys {b} more"}],
+                                             tokenize=False, add_generation_prompt=True) for a in range(5) for b in range(2)]
+    full = generate_hf(model, tokenizer, prompts, 3, 1.0, 0.9, 10, 7, seed=3)
+    assert generate_hf(model, tokenizer, prompts[:4], 3, 1.0, 0.9, 10, 2, seed=3) == full[:4]
+    assert len({s for row in full for s in row}) > len(prompts)  # real sampling: samples differ
+    assert generate_hf(model, tokenizer, prompts, 3, 1.0, 0.9, 10, 7, seed=4) != full

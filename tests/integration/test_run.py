@@ -1,4 +1,5 @@
-"""The tiny-pair build on a miniature config, and gift run end to end on it (all methods, caching)."""
+"""The tiny-pair build on a miniature config (gates included), the shipped pair against its manifest and gates,
+and gift run end to end on the miniature pair (all methods, γ/λ tuning on dev, caching)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +10,9 @@ import pytest
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gift import world
 from gift.cli import main
-from gift.tiny import TinyConfig, build
+from gift.tiny import world
+from gift.tiny.build import GATES, TinyConfig, build, weight_delta
 
 MINI = TinyConfig(people=6, vocab_size=400, hidden=32, layers=2, heads=2, intermediate=64, block=32, pretrain_steps=6,
                   pretrain_batch=4, instruct_steps=4, instruct_batch=4,
@@ -35,7 +36,13 @@ def test_build_writes_a_loadable_pair_with_manifest(mini_pair):
     assert base.config.to_dict()["hidden_size"] == 32 and type(base) is type(instruct)
     assert any((a != b).any() for a, b in zip(base.parameters(), instruct.parameters()))  # a real post-training delta
     rows = [json.loads(line) for line in (out / "data" / "math_test.jsonl").read_text().splitlines()]
-    assert len(rows) == 8 and all(r["answer"].endswith(f"The answer is {r['reference']}.") for r in rows)
+    assert len(rows) == 8 and all(r["answer"].endswith(f"So the final answer is {r['reference']}.") for r in rows)
+    gates = manifest["gates"]
+    assert set(gates["passed"]) == set(GATES) and 0 < gates["weight_delta"]["all"] < 1
+    for model in ("base", "instruct", "instruct-sft", "shadow-ft"):
+        assert set(gates[model]) >= {"math", "knowledge", "retention", "retention_by_skill"}
+    assert set(world.SKILLS) >= set(gates["base"]["plain_layout"]["retention_by_skill"]) != set()
+    assert "| closeness |" in (out / "PROVENANCE.md").read_text()
 
 
 def assert_same_ids(built, directory):
@@ -54,7 +61,7 @@ def assert_same_ids(built, directory):
 
 
 def test_tokenizer_round_trips_exactly(mini_pair):
-    from gift.tiny import world_tokenizer
+    from gift.tiny.build import world_tokenizer
     out, _ = mini_pair
     built, _, _ = world_tokenizer(MINI)
     for role in ("base", "instruct"):
@@ -63,7 +70,7 @@ def test_tokenizer_round_trips_exactly(mini_pair):
 
 def test_bundled_pair_matches_its_manifest():
     from gift.experiment import ASSETS
-    from gift.tiny import world_tokenizer
+    from gift.tiny.build import world_tokenizer
     tiny = ASSETS / "tiny"
     manifest = json.loads((tiny / "manifest.json").read_text())
     import hashlib
@@ -75,6 +82,33 @@ def test_bundled_pair_matches_its_manifest():
         assert_same_ids(built, tiny / role)
 
 
+def shipped_gates() -> dict:
+    from gift.experiment import ASSETS
+    return json.loads((ASSETS / "tiny" / "manifest.json").read_text())["gates"]
+
+
+def test_bundled_pair_weight_delta_is_what_the_manifest_says():
+    """The weight delta recomputed from the shipped files equals the manifest's, per family."""
+    from gift.experiment import ASSETS
+    base = AutoModelForCausalLM.from_pretrained(ASSETS / "tiny" / "base")
+    instruct = AutoModelForCausalLM.from_pretrained(ASSETS / "tiny" / "instruct")
+    delta = weight_delta(base, instruct)
+    for family, value in shipped_gates()["weight_delta"].items():
+        assert delta[family] == pytest.approx(value, abs=1e-4), family
+
+
+@pytest.mark.parametrize("gate", list(GATES))
+def test_bundled_pair_gate(gate):
+    """Each gate of a real pair, checked on the manifest's figures; a gate the shipped pair misses is reported as
+    an expected failure with its figures (RESULTS.md says what blocks it), never silently passed."""
+    gates = shipped_gates()
+    holds, target = GATES[gate]
+    assert holds(gates) == gates["passed"][gate]
+    if not holds(gates):
+        pytest.xfail(f"{gate} not met ({target}): math instruct {gates['instruct']['math']:.1%}, Shadow-FT "
+                     f"{gates['shadow-ft']['math']:.1%}, Instruct-SFT {gates['instruct-sft']['math']:.1%}")
+
+
 def test_world_problems_are_consistent():
     rng = random.Random(1)
     ps = world.people(rng, 5)
@@ -82,10 +116,12 @@ def test_world_problems_are_consistent():
         ex = world.math_example(rng, ps)
         assert 0 <= int(ex["reference"]) <= 2 * world.MAX_N
         k = world.knowledge_example(rng, ps)
-        assert k["answer"] == f"The answer is {k['reference']}." and f"{k['reference']}. " in k["question"]
+        assert k["answer"] == f"The answer is {k['reference']}." and f"\n{k['reference']}. " in k["question"]
+        assert k["question"].count("\n") == 4  # one line per option, as choice_by_loglik reads them
     for kind in world.SKILLS:
         ex = world.general_skill(rng, kind)
-        assert ex["completion"]
+        assert ex["completion"] and world.skill_of(ex["prompt"]) == kind
+        assert world.plain(ex) == f"Question:\n{ex['prompt']}\nAnswer:\n{ex['completion']}"
 
 
 def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys):
@@ -101,20 +137,26 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
             {"name": "retention", "file": "tiny/data/retention_test.jsonl", "kind": "exact", "answer_field": "reference",
              "role": "retention"},
             {"name": "dev", "file": "tiny/data/math_dev.jsonl", "kind": "math", "answer_field": "reference", "role": "dev"}],
-        "scale_sweep": [0.5, 1.0],
+        "gamma_sweep": [1.0, 2.0], "scale_sweep": [0.5, 1.0],
     }
     yaml_path = out.parent / "mini.yaml"  # benchmark files are given relative to the YAML
     yaml_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 0
     printed = capsys.readouterr().out
-    assert "| gift |" in printed and "| shadow-ft |" in printed
+    assert "Against the untouched instruct model" in printed and "Largest task gain" in printed
+    for method in ("instruct-sft", "shadow-ft", "gift"):
+        assert any(line.split()[:1] == [method] and "retention" in line for line in printed.splitlines())
+    assert "== gift" in printed and "95% CI" not in printed  # per-model tables stay in files
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["methods"]) == set(config["methods"])
     assert set(results["signal"]) == {"instruct-sft", "shadow-ft", "gift", "dft", "rho"}  # instruct-annotated ones
     for method in config["methods"]:
         assert set(results["methods"][method]) == {"math", "retention"}
-    assert set(results["scale_sweep"]) == {"0.5", "1.0"}
+    tuned = results["tuned"]
+    assert set(tuned["gamma_sweep"]) == {"1.0", "2.0"} and set(tuned["scale_sweep"]) == {"0.5", "1.0"}
+    assert tuned["gamma"] in (1.0, 2.0) and tuned["scale"] in (0.5, 1.0)
+    assert (run_dir / "adapters" / "gift-g2-s0").is_dir()  # the γ = 2 candidate was trained
     for fig in ("accuracy.png", "scaling.png", "confidence_hist.png", "signal.png"):
         assert (run_dir / fig).stat().st_size > 1000
     report = (run_dir / "report.md").read_text()

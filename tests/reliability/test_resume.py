@@ -79,3 +79,17 @@ def test_resume_refuses_other_settings_and_a_missing_checkpoint(make_pair, arith
         train(TrainConfig(**{**cfg, "lr": 1e-3}, resume=True))
     train(TrainConfig(**cfg, resume=True))
     assert (tmp_path / "ad" / "adapter_model.safetensors").exists() and not (tmp_path / "ad.partial").exists()
+
+
+def test_checkpoints_restore_every_generator():
+    """Dropout masks come from the CPU generator on a CPU and from each device's on a GPU: both are saved."""
+    import torch
+
+    from gift.train import rng_state, set_rng_state
+
+    state = rng_state()
+    expected = [torch.rand(3)] + ([torch.rand(3, device=f"cuda:{i}") for i in range(torch.cuda.device_count())])
+    set_rng_state(state)
+    again = [torch.rand(3)] + ([torch.rand(3, device=f"cuda:{i}") for i in range(torch.cuda.device_count())])
+    assert all(torch.equal(a, b) for a, b in zip(expected, again))
+    assert len(state["cuda"]) == torch.cuda.device_count()

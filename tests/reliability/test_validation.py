@@ -156,3 +156,50 @@ def test_mismatched_pair_in_a_run(make_pair, tmp_path, capsys, arith_jsonl):
     cfg.write_text(yaml.safe_dump({"base": str(base), "instruct": str(other), "train_data": str(arith_jsonl),
                                    "benchmarks": [{"name": "x", "file": str(arith_jsonl)}]}))
     fails(capsys, ["run", str(cfg), "--out", str(tmp_path / "r")], "are not a pair: num_hidden_layers differs")
+
+
+def test_small_things_a_user_trips_on(pair, arith_jsonl, tmp_path, capsys):
+    base, instruct = pair
+    fails(capsys, ["train", "--model", str(base), "--data", str(tmp_path / "ann-typo"), "--out", str(tmp_path / "a")],
+          "not found")
+    fails(capsys, ["train", "--model", str(base), "--data", str(arith_jsonl), "--out", str(tmp_path / "a"),
+                   "--method", "sft", "--dtype", "float16"], "use bfloat16 or float32")
+    long = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "a " * 80, "completion": "b"}])
+    line = fails(capsys, ["annotate", "--teacher", str(instruct), "--data", str(long), "--out", str(tmp_path / "x"),
+                          "--max-length", "32", "--truncate"], "no rows left")
+    assert "pass --truncate" not in line
+    fails(capsys, ["train", "--model", str(base), "--data", str(arith_jsonl), "--out", str(tmp_path / "a"),
+                   "--method", "sft", "--target-modules", "embed_tokens", "q_proj"], "embedding layer")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "a.partial").exists()
+
+
+def test_compare_keeps_an_existing_plot_without_overwrite(pair, arith_jsonl, tmp_path, capsys):
+    evals = []
+    for name in ("e1", "e2"):
+        assert main(["eval", "--model", str(pair[1]), "--bench", str(arith_jsonl), "--answer-field", "completion",
+                     "--max-new-tokens", "4", "--out", str(tmp_path / name)]) == 0
+        evals.append(str(tmp_path / name))
+    assert main(["eval", "--compare", *evals, "--out", str(tmp_path / "cmp")]) == 0
+    fails(capsys, ["eval", "--compare", *evals, "--out", str(tmp_path / "cmp")], "pass --overwrite")
+    assert main(["eval", "--compare", *evals, "--out", str(tmp_path / "cmp"), "--overwrite"]) == 0
+
+
+def test_loglik_choice_needs_options_on_their_own_lines(pair, tmp_path, capsys):
+    bench = write_jsonl(tmp_path / "mc.jsonl", [{"question": "Where? A. x B. y C. z D. w", "reference": "B"}])
+    fails(capsys, ["eval", "--model", str(pair[1]), "--bench", str(bench), "--kind", "choice", "--choice-mode", "loglik",
+                   "--answer-field", "reference", "--out", str(tmp_path / "e")], "options on lines of their own")
+    assert not (tmp_path / "e").exists()
+
+
+def test_published_directories_follow_the_umask(tmp_path):
+    import os
+
+    from gift.atomic import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

@@ -86,3 +86,30 @@ def test_real_data_files_parse():
         assert len(exs) == sum(1 for line in path.read_text().splitlines() if line.strip())
         assert all(ex.response.strip() for ex in exs)
     assert json.loads(path.read_text().splitlines()[0])
+
+
+LLAMA2 = ("{% for m in messages %}{% if m['role'] == 'user' %}{{ bos_token }}[INST] {{ m['content'] }} [/INST]"
+          "{% else %} {{ m['content'] }} {{ eos_token }}{% endif %}{% endfor %}")
+
+
+def test_end_of_turn_comes_from_the_template_not_the_data(tokenizer):
+    """Truncated rows end on ordinary tokens; the end-of-turn ids are still the template's alone."""
+    from gift.data import end_of_turn_ids
+
+    opts = TemplateOptions()
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert end_of_turn_ids(tokenizer, opts) == {im_end}
+    examples = [to_example({"prompt": f"Tom has {a} apples", "completion": f"{a} + {a} = {2 * a}. " * 6}, "f", a)
+                for a in range(8)]
+    rows, report = encode_all(tokenizer, examples, opts, max_length=30, truncate=True)
+    assert report.truncated == 8 and all(r.labels[-1] != im_end for r in rows)
+
+
+def test_end_of_turn_after_template_text_is_labelled(tokenizer):
+    """A Llama-2 style template writes ' ' + content + ' ' + eos: the eos is labelled, so the model learns to stop."""
+    opts = TemplateOptions(chat_template=LLAMA2)
+    ex = to_example({"prompt": "Tom has 3 apples", "completion": "3 + 3 = 6."}, "f", 1)
+    enc = encode(tokenizer, ex, opts)
+    assert enc.input_ids[-1] == tokenizer.eos_token_id and enc.labels[-1] == tokenizer.eos_token_id
+    labelled = tokenizer.decode([y for y in enc.labels if y != IGNORE])
+    assert labelled.strip().startswith("3 + 3 = 6.") and labelled.endswith(" " + tokenizer.eos_token)

@@ -28,6 +28,8 @@ EQUIVALENCE = [
     ("y = 2x + 3", "2x+3", True), ("x = 4", "4", True), ("k=5", "6", False), ("\\mathrm{(B)}", "(B)", True),
     ("0.1", "0.10", True), (".5", "0.5", True), ("1.5", "\\frac{3}{2}", True), ("\\frac{7}{2}", "3\\frac{1}{2}", True),
     ("100", "1e2", True), ("204", "204", True), ("073", "73", True), ("\\textbf{(073)}", "073", True),
+    ("(5,100)", "5100", False), ("(0,100)", "100", False), ("(5,100)", "(5, 100)", True), ("12,345.5", "12345.5", True),
+    ("x^2+1", "X^2+1", False), ("X", "x", False), ("\\text{Evelyn}", "evelyn", True),
 ]
 
 CHOICES = [("The answer is (B).", "B", True), ("\\boxed{C}", "C", True), ("Answer: D", "D", True), ("(A)", "B", False),
@@ -52,7 +54,8 @@ def test_choice_grading(completion, reference, expected):
 @pytest.mark.parametrize("text, expected", [
     ("so \\boxed{\\frac{1}{2}} and then \\boxed{3}", "3"), ("x = \\boxed{\\{1, \\{2\\}\\}}", "\\{1, \\{2\\}\\}"),
     ("work\n#### 1,234", "1,234"), ("Thus the answer is $42$.", "42"), ("The final answer is: 7", "7"),
-    ("no answer here", None), ("\\fbox{9}", "9"),
+    ("no answer here", None), ("\\fbox{9}", "9"), ("#### Solution\nSo the answer is 14.", "14"),
+    ("The answer is **18**.", "18"), ("#### Step 1\n2 + 2 = 4\n#### 4", "4"),
 ])
 def test_extraction(text, expected):
     assert extract_answer(text) == expected

@@ -57,3 +57,28 @@ def test_ks_and_confidence_intervals():
     lo, hi = bootstrap_ci(values)
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.196, abs=0.04)  # ≈ ±1.96·sqrt(.25/100)
     assert bootstrap_ci(values) == bootstrap_ci(values)
+
+
+def test_seed_problem_interval_pools_both_variances():
+    from gift.metrics import bootstrap_ci, seed_problem_ci
+
+    rng = np.random.default_rng(0)
+    one = (rng.random(300) < 0.4).astype(float)
+    assert seed_problem_ci([one]) == pytest.approx(bootstrap_ci(one), abs=0.01)  # one seed: over problems
+    agree = [one, one.copy()]  # two seeds that agree keep the problem-level width (no zero-width interval)
+    lo, hi = seed_problem_ci(agree)
+    assert hi - lo > 0.05
+    spread = [(rng.random(300) < p).astype(float) for p in (0.2, 0.4, 0.6)]  # seeds that disagree widen it
+    lo2, hi2 = seed_problem_ci(spread)
+    assert hi2 - lo2 > 2 * (hi - lo) and lo2 < np.mean(spread) < hi2
+
+
+def test_problem_bootstrap_matches_scipy():
+    from scipy.stats import bootstrap
+
+    from gift.metrics import seed_problem_ci
+
+    values = (np.random.default_rng(1).random(400) < 0.3).astype(float)
+    ref = bootstrap((values,), np.mean, method="percentile", n_resamples=20000, random_state=0).confidence_interval
+    for ours in (bootstrap_ci(values), seed_problem_ci([values])):
+        assert ours == pytest.approx((ref.low, ref.high), abs=0.006)

@@ -1,0 +1,348 @@
+"""The bundled pair's build: pretrain base, instruction-tune instruct gently, write the task splits, then
+measure the properties a real pair has (the gates) and write them into manifest.json and PROVENANCE.md.
+
+Used by scripts/build_tiny_pair.py, the only way src/gift/assets/tiny is produced. The gates are
+measured with gift's own commands (train, merge, evaluate), so what they report is what a user gets.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..atomic import atomic_dir
+from ..data import TemplateOptions, encode, pad_batch, to_example
+from ..loss import GoldLogprobs
+from . import build_tokenizer, model_config, random_model, save_tokenizer, world
+
+DEMO_CONFIG = Path(__file__).parents[1] / "assets" / "demo.yaml"
+
+# gate -> (figure in the manifest's "gates", test, target as written in PROVENANCE.md)
+GATES = {
+    "closeness": (lambda g: g["weight_delta"]["all"] <= 0.05, "‖W_I − W_B‖_F / ‖W_B‖_F ≤ 0.05"),
+    "post-training budget": (lambda g: g["instruct_token_share"] <= 0.05, "instruction tokens ≤ 5% of pretraining"),
+    "instruction following": (lambda g: g["instruct"]["retention"] >= 0.60 and g["base"]["retention"] <= 0.20,
+                              "instruct ≥ 60% and base ≤ 20% on retention"),
+    "knowledge": (lambda g: g["instruct"]["knowledge"] >= 0.50, "instruct ≥ 50% on knowledge (option log-likelihood)"),
+    "task headroom": (lambda g: 0.15 <= g["instruct"]["math"] <= 0.50 and g["instruct-sft"]["math"] >= 0.80,
+                      "instruct 15-50% on math, Instruct-SFT ≥ 80%"),
+    "transfer works": (lambda g: g["shadow-ft"]["math"] - g["instruct"]["math"] >= 0.20,
+                       "Shadow-FT merged into instruct ≥ instruct + 20 points on math"),
+}
+
+
+@dataclass
+class TinyConfig:
+    """Everything the bundled pair is built from; written to its manifest."""
+
+    seed: int = 0
+    people: int = 24
+    vocab_size: int = 640
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 384
+    block: int = 64  # pretraining sequence length
+    pretrain_steps: int = 6000
+    pretrain_batch: int = 64
+    pretrain_lr: float = 2e-3
+    two_step_share: float = 0.03  # share of pretraining documents that are two-step problems (task headroom)
+    instruct_steps: int = 200  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
+    instruct_batch: int = 32
+    instruct_lr: float = 1.5e-4
+    replay_batch: int = 16  # 0 = no replay; replay keeps instruct's handling of plain text close to base's
+    splits: dict[str, dict[str, int]] = field(default_factory=lambda: {
+        "math": {"train": 2000, "dev": 200, "test": 300},
+        "knowledge": {"train": 1000, "dev": 200, "test": 300},
+        "retention": {"dev": 120, "test": 300}})
+    gates: bool = True  # measure the gates (trains Shadow-FT and Instruct-SFT adapters with the demo recipe)
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fit(model: Any, batches: Iterator[dict[str, torch.Tensor]], steps: int, lr: float, desc: str) -> tuple[list[float], int]:
+    """Full-parameter training with mean token NLL, AdamW and warm-up + cosine decay;
+    returns the losses and the number of tokens seen (padding excluded)."""
+    from tqdm import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    scorer = GoldLogprobs(model).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
+    losses, tokens = [], 0
+    for _ in (bar := tqdm(range(steps), desc=desc, unit="step", mininterval=5)):
+        b = {k: v.to(device()) for k, v in next(batches).items()}
+        tokens += int(b["attention_mask"].sum())
+        loss = -scorer(b["input_ids"], b["attention_mask"], b["labels"]).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return losses, tokens
+
+
+def packed_blocks(tokenizer: Any, docs: Iterator[str], block: int, batch: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Plain-text pretraining batches: documents joined by <|endoftext|>, cut into full blocks."""
+    buffer: list[int] = []
+    while True:
+        while len(buffer) < block * batch:
+            buffer += tokenizer(next(docs), add_special_tokens=False)["input_ids"] + [tokenizer.bos_token_id]
+        ids = torch.tensor(buffer[: block * batch]).view(batch, block)
+        buffer = buffer[block * batch:]
+        yield {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
+def chat_batches(tokenizer: Any, examples: Iterator[dict[str, str]], batch: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Instruction-tuning batches through the chat template, loss on the responses only."""
+    opts = TemplateOptions()
+    while True:
+        rows = [encode(tokenizer, to_example(next(examples), "instruct", 0), opts) for _ in range(batch)]
+        yield pad_batch(rows, tokenizer.pad_token_id)
+
+
+def interleaved(chats: Iterator[dict[str, torch.Tensor]], replay: Iterator[dict[str, torch.Tensor]] | None):
+    """Chat batches, each followed by a plain-text replay batch when `replay` is given."""
+    while True:
+        yield next(chats)
+        if replay is not None:
+            yield next(replay)
+
+
+def forever(make):
+    while True:
+        yield make()
+
+
+TASKS = {"math": world.math_example, "knowledge": world.knowledge_example}
+
+
+def write_splits(cfg: TinyConfig, ps: list[world.Person], out: Path) -> dict[str, int]:
+    """Task files, each split from its own seeded stream; duplicates across splits are removed from dev/test."""
+    counts = {}
+    (out / "data").mkdir(parents=True)
+    for task, sizes in cfg.splits.items():
+        seen: set[str] = set()
+        for split, n in sizes.items():
+            rng = random.Random(f"{cfg.seed}-{task}-{split}")
+            rows: list[dict] = []
+            while len(rows) < n:
+                row = world.retention_example(rng) if task == "retention" else TASKS[task](rng, ps)
+                if row["question"] not in seen:
+                    seen.add(row["question"])
+                    rows.append(row)
+            (out / "data" / f"{task}_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            counts[f"{task}_{split}"] = n
+    return counts
+
+
+def world_tokenizer(cfg: TinyConfig) -> tuple[Any, random.Random, list[world.Person]]:
+    """The world's people and the tokenizer trained on a sample of all its text, from cfg.seed;
+    returns the random stream positioned where the build continues from."""
+    rng = random.Random(cfg.seed)
+    ps = world.people(rng, cfg.people)
+    sample = [world.pretraining_doc(rng, ps) for _ in range(3000)]
+    sample += [" ".join(world.instruct_example(rng, ps).values()) for _ in range(1000)]
+    sample += [" ".join(str(v) for v in TASKS[t](rng, ps).values()) for t in TASKS for _ in range(500)]
+    return build_tokenizer(sample, cfg.vocab_size), rng, ps
+
+
+# ---- the gates ----
+
+def weight_delta(base: Any, instruct: Any) -> dict[str, float]:
+    """‖W_I − W_B‖_F / ‖W_B‖_F over all weights and per family (embeddings, attention, MLP, norms)."""
+    families = {"embeddings": ("embed_tokens", "lm_head"), "attention": ("self_attn",), "mlp": ("mlp",),
+                "norms": ("norm",)}
+    sums: dict[str, list[float]] = {k: [0.0, 0.0] for k in ["all", *families]}
+    inst = dict(instruct.named_parameters())
+    for name, w in base.named_parameters():
+        d, n = (inst[name] - w).pow(2).sum().item(), w.pow(2).sum().item()
+        fam = next(f for f, keys in families.items() if any(k in name for k in keys))
+        for key in ("all", fam):
+            sums[key][0] += d
+            sums[key][1] += n
+    return {k: round((d / n) ** 0.5, 4) for k, (d, n) in sums.items()}
+
+
+def gate_benchmarks(pair: Path) -> list[Any]:
+    """The run config's task and retention benchmarks (math, knowledge, retention), read from `pair`."""
+    from ..benchmarks import load_benchmark
+
+    out = []
+    for spec in yaml.safe_load(DEMO_CONFIG.read_text())["benchmarks"]:
+        if spec.get("role") in ("task", "retention"):
+            b = load_benchmark(str(pair / "data" / Path(spec["file"]).name), None, None, spec.get("answer_field"),
+                               spec["kind"], spec.get("instruction"), spec.get("instruction"))
+            b.name = spec["name"]
+            out.append(b)
+    return out
+
+
+def accuracies(model_dir: str | Path, benches: list[Any], work: Path) -> dict[str, float]:
+    from ..config import EvalConfig
+    from ..evaluate import evaluate
+
+    settings = {k: v for k, v in yaml.safe_load(DEMO_CONFIG.read_text())["eval"].items() if k != "samples"}
+    out = evaluate(EvalConfig(model=str(model_dir), bench=[b.name for b in benches], out=str(work), **settings), benches)
+    results = json.loads((out / "results.json").read_text())["benchmarks"]
+    acc = {name: round(r["metrics"]["accuracy"]["value"], 4) for name, r in results.items()}
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    return {**acc, "retention_by_skill": by_skill([(r["reference"], r["greedy_correct"], r["prompt"]) for r in records
+                                                   if r["benchmark"] == "retention"])}
+
+
+def by_skill(rows: list[tuple[str, bool, str]]) -> dict[str, float]:
+    """Accuracy per general skill from (reference, correct, text holding the question) rows."""
+    from collections import defaultdict
+
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for _, ok, text in rows:
+        groups[world.skill_of(text.split("\n")[1])].append(ok)
+    return {k: round(sum(v) / len(v), 3) for k, v in sorted(groups.items())}
+
+
+def plain_layout(model_dir: Path, pair: Path) -> dict[str, Any]:
+    """Greedy accuracy of a model in the plain pretraining layout ("Question:\\n…\\nAnswer:\\n"), per general
+    skill and on the math test: what pretraining taught, which instruction tuning is meant only to elicit."""
+    from ..benchmarks import exact_equal
+    from ..generate import generate_hf
+    from ..grading import grade_answer
+    from ..model import load_model, load_tokenizer
+
+    tok, model = load_tokenizer(str(model_dir)), load_model(str(model_dir)).to(device())
+    out: dict[str, Any] = {}
+    for task in ("retention", "math"):
+        rows = [json.loads(line) for line in (pair / "data" / f"{task}_test.jsonl").read_text().splitlines()]
+        prompts = [world.plain({"prompt": r["question"], "completion": ""}) for r in rows]
+        answers = [o[0].split("\n")[0] for o in generate_hf(model, tok, prompts, 1, 0.0, 1.0, 48, 100, 0, task)]
+        if task == "math":
+            out["math"] = round(sum(grade_answer(a, r["reference"]) for a, r in zip(answers, rows)) / len(rows), 4)
+        else:
+            out["retention_by_skill"] = by_skill([(r["reference"], exact_equal(a, r["reference"]), "x\n" + r["question"])
+                                                  for r, a in zip(rows, answers)])
+    return out
+
+
+def measure_gates(pair: Path, delta: dict[str, float], token_share: float) -> dict[str, Any]:
+    """Every gate's figure: accuracies of base, instruct, Instruct-SFT and Shadow-FT (one seed, the demo's
+    training recipe), the weight delta and the post-training budget."""
+    from ..config import MergeConfig, TrainConfig
+    from ..merge import merge
+    from ..train import train
+
+    recipe = yaml.safe_load(DEMO_CONFIG.read_text())["train"]
+    benches = gate_benchmarks(pair)
+    g: dict[str, Any] = {"weight_delta": delta, "instruct_token_share": round(token_share, 4)}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in ("base", "instruct"):
+            g[name] = accuracies(pair / name, benches, work / f"eval-{name}")
+        g["base"]["plain_layout"] = plain_layout(pair / "base", pair)
+        for name, trained in (("instruct-sft", "instruct"), ("shadow-ft", "base")):
+            train(TrainConfig(model=str(pair / trained), data=str(pair / "data" / "math_train.jsonl"),
+                              out=str(work / name), method="sft", seed=0, **recipe))
+            merge(MergeConfig(instruct=str(pair / "instruct"), adapter=str(work / name), out=str(work / f"{name}-merged")))
+            g[name] = accuracies(work / f"{name}-merged", benches, work / f"eval-{name}")
+            shutil.rmtree(work / name)
+    g["passed"] = {gate: bool(test(g)) for gate, (test, _) in GATES.items()}
+    return g
+
+
+def provenance(manifest: dict[str, Any]) -> str:
+    """PROVENANCE.md: how the pair was made and each gate's figure."""
+    c, g = manifest["config"], manifest.get("gates")
+    lines = ["# The bundled tiny pair", "",
+             f"Built by `python scripts/build_tiny_pair.py --seed {c['seed']}` in {manifest['build_seconds'] / 60:.0f} "
+             f"minutes on {manifest['device']}, torch {manifest['torch']}.", "",
+             f"- base: a {manifest['parameters'] / 1e6:.2f}M-parameter Llama (hidden {c['hidden']}, {c['layers']} layers, "
+             f"vocabulary {manifest['vocab_size']}) pretrained from scratch for {c['pretrain_steps']} steps of "
+             f"{c['pretrain_batch']}×{c['block']} tokens on plain text (`gift.tiny.world`: facts, questions in a "
+             f"`Question:` / `Answer:` layout, general skills, arithmetic, {c['two_step_share']:.0%} two-step problems). "
+             "It never sees the chat template.",
+             f"- instruct: base after {c['instruct_steps']} steps of full-parameter instruction tuning (batch "
+             f"{c['instruct_batch']}, lr {c['instruct_lr']:g}) on chats of the same kinds of question, in a short answer "
+             f"style, each step followed by a replay step of {c['replay_batch']}×{c['block']} pretraining tokens "
+             f"({manifest['tokens']['instruct']:,} post-training tokens against {manifest['tokens']['pretrain']:,}).",
+             "- data: `math` (two-step word problems; worked solutions in a style of their own, ending 'So the final "
+             "answer is N.'), "
+             "`knowledge` (4-way multiple choice on the people's facts), `retention` (held-out general-skill probes).",
+             ""]
+    if g:
+        lines += ["## Gates (measured by the build)", "", "| gate | target | measured | met |", "|---|---|---|---|"]
+        figures = {
+            "closeness": f"{g['weight_delta']['all']:.3f} (" + ", ".join(
+                f"{k} {v:.3f}" for k, v in g["weight_delta"].items() if k != "all") + ")",
+            "post-training budget": f"{g['instruct_token_share']:.1%}",
+            "instruction following": f"instruct {g['instruct']['retention']:.1%}, base {g['base']['retention']:.1%}",
+            "knowledge": f"instruct {g['instruct']['knowledge']:.1%} (chance 25%)",
+            "task headroom": f"instruct {g['instruct']['math']:.1%}, Instruct-SFT {g['instruct-sft']['math']:.1%}",
+            "transfer works": f"Shadow-FT {g['shadow-ft']['math']:.1%} vs instruct {g['instruct']['math']:.1%}",
+        }
+        for gate, (_, target) in GATES.items():
+            lines.append(f"| {gate} | {target} | {figures[gate]} | {'yes' if g['passed'][gate] else '**no**'} |")
+        lines += ["", "Accuracies are greedy on the 300-problem test splits (knowledge by option log-likelihood, as "
+                  "lm-evaluation-harness scores MMLU); Instruct-SFT and Shadow-FT are one seed of the demo's training "
+                  "recipe (`src/gift/assets/demo.yaml`)."]
+    return "\n".join(lines) + "\n"
+
+
+def build(cfg: TinyConfig, out: Path, overwrite: bool = True) -> dict[str, Any]:
+    """Pretrain base, instruction-tune instruct, write both with the task splits, the gates and a manifest."""
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    tok, rng, ps = world_tokenizer(cfg)
+    config = model_config("llama", len(tok), hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
+                          kv_heads=cfg.heads, intermediate=cfg.intermediate, tied=True, max_positions=256)
+    config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
+    model = random_model(config, cfg.seed).to(device())
+    docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share))
+    pre, pre_tokens = fit(model, packed_blocks(tok, docs, cfg.block, cfg.pretrain_batch), cfg.pretrain_steps,
+                          cfg.pretrain_lr, "pretrain base")
+    base = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with atomic_dir(out, overwrite) as tmp:
+        model.generation_config.eos_token_id = tok.eos_token_id
+        model.generation_config.pad_token_id = tok.pad_token_id
+        model.save_pretrained(tmp / "base")
+        save_tokenizer(tok, tmp / "base")
+        chats = chat_batches(tok, forever(lambda: world.instruct_example(rng, ps)), cfg.instruct_batch)
+        replay = packed_blocks(tok, docs, cfg.block, cfg.replay_batch) if cfg.replay_batch else None
+        steps = cfg.instruct_steps * (2 if replay else 1)
+        ins, ins_tokens = fit(model, interleaved(chats, replay), steps, cfg.instruct_lr, "instruction-tune")
+        model.save_pretrained(tmp / "instruct")
+        save_tokenizer(tok, tmp / "instruct")
+        counts = write_splits(cfg, ps, tmp)
+        (tmp / "world.json").write_text(json.dumps([dataclasses.asdict(p) for p in ps], indent=1) + "\n")
+        base_model = random_model(config, cfg.seed)
+        base_model.load_state_dict({k: v.cpu() for k, v in base.items()})
+        delta = weight_delta(base_model, model.cpu())
+        manifest: dict[str, Any] = {
+            "seed": cfg.seed, "config": dataclasses.asdict(cfg), "parameters": sum(p.numel() for p in model.parameters()),
+            "vocab_size": len(tok), "torch": torch.__version__,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else
+            f"CPU ({torch.get_num_threads()} threads)",
+            "tokens": {"pretrain": pre_tokens, "instruct": ins_tokens},
+            "final_loss": {"pretrain": sum(pre[-50:]) / len(pre[-50:]), "instruct": sum(ins[-50:]) / len(ins[-50:])},
+            "rows": counts}
+        if cfg.gates:
+            manifest["gates"] = measure_gates(tmp, delta, ins_tokens / pre_tokens)
+        manifest["build_seconds"] = round(time.time() - t0, 1)
+        (tmp / "PROVENANCE.md").write_text(provenance(manifest))
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest["sha256"] = {str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

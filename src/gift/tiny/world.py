@@ -1,0 +1,215 @@
+"""The synthetic world of the bundled tiny pair, built to behave like a real base/instruct pair.
+
+In a real pair pretraining teaches nearly everything, post-training mostly elicits it in the chat format
+with a small weight change, and the instruct model already half-knows the task it is adapted to. So:
+
+- pretraining corpus (plain text, never the chat template): facts about invented people, the same facts
+  as open and multiple-choice questions, the general skills (copy, reverse, first/last word, count,
+  sort) and arithmetic, all as "Question:\\n…\\nAnswer:\\n…" documents as on the web, plus a thin share of
+  two-step word problems in the plain answer style (the base's partial skill on the task)
+- instruction tuning (chat, a few hundred steps): the same kinds of question in the chat format, in the
+  instruct model's own short answer style
+- tasks with train/dev/test splits: `math` (two-step word problems whose worked solutions are written in
+  a style of their own, as NuminaMath-CoT's differ from an instruct model's: the task to learn),
+  `knowledge` (multiple choice about the people, as MMLU-STEM in the paper) and `retention` (held-out
+  general-skill probes: instruction following, as IFEval in the paper)
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+SYLLABLES = ["ka", "lo", "mi", "ru", "te", "zo", "ba", "ni", "vo", "shi", "del", "mar", "tor", "pen", "qui", "sa"]
+TOWNS = ["Kelm", "Tarn", "Vost", "Mirra", "Dune", "Holt", "Brisk", "Olan", "Pell", "Rook", "Sild", "Wend"]
+JOBS = ["baker", "farmer", "pilot", "singer", "doctor", "tailor", "miner", "painter"]
+COLORS = ["red", "blue", "green", "yellow", "white", "black", "pink", "brown"]
+THINGS = ["apples", "coins", "books", "pens", "cups", "stones", "shells", "cards"]
+WORDS = ["cat", "dog", "sun", "tree", "boat", "cake", "milk", "rain", "bird", "lamp", "door", "fish", "hat", "road",
+         "star", "ship", "bell", "rose", "sand", "wolf"]
+SKILLS = ["copy", "reverse", "first", "last", "count", "sort"]
+MAX_N = 20  # numbers in problems stay small so each is a single token and sums are learnable
+ATTRIBUTES = {"town": ("Where does {} live?", "{} lives in {}.", TOWNS),
+              "job": ("What is the job of {}?", "{} is a {}.", JOBS),
+              "color": ("What color does {} like?", "{} likes {}.", COLORS)}
+
+
+@dataclass
+class Person:
+    name: str
+    town: str
+    job: str
+    color: str
+
+
+def people(rng: random.Random, n: int) -> list[Person]:
+    names: set[str] = set()
+    while len(names) < n:
+        names.add("".join(rng.choice(SYLLABLES) for _ in range(2)).capitalize())
+    return [Person(name, rng.choice(TOWNS), rng.choice(JOBS), rng.choice(COLORS)) for name in sorted(names)]
+
+
+def qa(prompt: str, completion: str) -> dict[str, str]:
+    return {"prompt": prompt, "completion": completion}
+
+
+def plain(ex: dict[str, str]) -> str:
+    """A question and answer as a plain-text document: the layout the base model learns them in.
+
+    Prompt and answer each start a line, as the chat template writes them, so that they are the same
+    tokens in both layouts (byte-level BPE makes "cat" after a newline and " cat" after a space two
+    different tokens); what differs is only the markers around them, which instruction tuning teaches.
+    """
+    return f"Question:\n{ex['prompt']}\nAnswer:\n{ex['completion']}"
+
+
+# ---- the kinds of question ----
+
+def general_skill(rng: random.Random, kind: str | None = None) -> dict[str, str]:
+    """One general skill: what retention measures."""
+    kind = kind or rng.choice(SKILLS)
+    ws = rng.sample(WORDS, rng.randint(3, 5))
+    line = " ".join(ws)
+    if kind == "copy":
+        return qa(f"Repeat the words: {line}", line)
+    if kind == "reverse":
+        return qa(f"Reverse the words: {line}", " ".join(reversed(ws)))
+    if kind == "first":
+        return qa(f"What is the first word? {line}", ws[0])
+    if kind == "last":
+        return qa(f"What is the last word? {line}", ws[-1])
+    if kind == "count":
+        return qa(f"How many words? {line}", str(len(ws)))
+    nums = rng.sample(range(MAX_N + 1), rng.randint(3, 5))
+    return qa(f"Sort the numbers: {' '.join(map(str, nums))}", " ".join(map(str, sorted(nums))))
+
+
+def fact_question(rng: random.Random, ps: list[Person]) -> dict[str, str]:
+    p = rng.choice(ps)
+    attr = rng.choice(list(ATTRIBUTES))
+    question, answer, _ = ATTRIBUTES[attr]
+    return qa(question.format(p.name), answer.format(p.name, getattr(p, attr)))
+
+
+def choice_question(rng: random.Random, ps: list[Person]) -> tuple[dict[str, str], str]:
+    """A 4-way multiple-choice question on one line per option (lm-eval's MMLU layout), and its letter."""
+    p = rng.choice(ps)
+    attr = rng.choice(list(ATTRIBUTES))
+    question, _, options = ATTRIBUTES[attr]
+    truth = getattr(p, attr)
+    choices = rng.sample([o for o in options if o != truth], 3) + [truth]
+    rng.shuffle(choices)
+    letter = "ABCD"[choices.index(truth)]
+    opts = "\n".join(f"{'ABCD'[i]}. {c}" for i, c in enumerate(choices))
+    return qa(f"{question.format(p.name)}\n{opts}", f"The answer is {letter}."), letter
+
+
+def arithmetic(rng: random.Random) -> tuple[str, int]:
+    """a + b with a, b <= MAX_N, or a - b with b <= a <= 2·MAX_N: every step of the word problems."""
+    if rng.random() < 0.5:
+        a, b = rng.randint(0, MAX_N), rng.randint(0, MAX_N)
+        return f"{a} + {b}", a + b
+    a = rng.randint(0, 2 * MAX_N)
+    b = rng.randint(0, a)
+    return f"{a} - {b}", a - b
+
+
+def sum_question(rng: random.Random) -> dict[str, str]:
+    text, value = arithmetic(rng)
+    return qa(f"What is {text}?", f"{text} = {value}. The answer is {value}.")
+
+
+def one_step(rng: random.Random, ps: list[Person]) -> dict[str, str]:
+    """A one-step word problem in the plain answer style."""
+    p, thing = rng.choice(ps).name, rng.choice(THINGS)
+    a, b = rng.randint(1, MAX_N), rng.randint(1, MAX_N)
+    if rng.random() < 0.5:
+        return qa(f"{p} has {a} {thing}. {p} gets {b} more {thing}. How many {thing} does {p} have?",
+                  f"{a} + {b} = {a + b}. The answer is {a + b}.")
+    a, b = max(a, b), min(a, b)
+    return qa(f"{p} has {a} {thing}. {p} gives away {b} {thing}. How many {thing} does {p} have?",
+              f"{a} - {b} = {a - b}. The answer is {a - b}.")
+
+
+def two_step_numbers(rng: random.Random, ps: list[Person]) -> tuple[str, str, int, int, int]:
+    p, thing = rng.choice(ps).name, rng.choice(THINGS)
+    a, b = rng.randint(1, MAX_N), rng.randint(1, MAX_N)
+    return p, thing, a, b, rng.randint(1, a + b)
+
+
+def two_step_question(p: str, thing: str, a: int, b: int, c: int) -> str:
+    return (f"{p} has {a} {thing}. {p} gets {b} more {thing} and then gives away {c} {thing}. "
+            f"How many {thing} does {p} have now?")
+
+
+def two_step_plain(rng: random.Random, ps: list[Person]) -> dict[str, str]:
+    """A two-step problem answered in the plain style of the corpus and of the instruct model."""
+    p, thing, a, b, c = two_step_numbers(rng, ps)
+    return qa(two_step_question(p, thing, a, b, c),
+              f"{a} + {b} = {a + b}. {a + b} - {c} = {a + b - c}. The answer is {a + b - c}.")
+
+
+# ---- the corpora ----
+
+# pretraining: (share, maker); shares of documents, the two-step share being the base's partial task skill
+PRETRAIN_MIX = [(0.12, "facts"), (0.10, "fact_question"), (0.12, "choice_question"), (0.40, "general_skill"),
+                (0.08, "sum_question"), (0.13, "one_step"), (0.05, "two_step_plain")]
+# instruction tuning: the same kinds, as chats in the instruct model's answer style
+INSTRUCT_MIX = [(0.50, "general_skill"), (0.10, "fact_question"), (0.15, "choice_question"),
+                (0.10, "sum_question"), (0.10, "one_step"), (0.05, "two_step_plain")]
+
+
+def _make(kind: str, rng: random.Random, ps: list[Person]) -> dict[str, str]:
+    if kind == "general_skill":
+        return general_skill(rng)
+    if kind == "sum_question":
+        return sum_question(rng)
+    if kind == "choice_question":
+        return choice_question(rng, ps)[0]
+    return {"fact_question": fact_question, "one_step": one_step, "two_step_plain": two_step_plain}[kind](rng, ps)
+
+
+def _pick(rng: random.Random, mix: list[tuple[float, str]]) -> str:
+    return rng.choices([k for _, k in mix], weights=[w for w, _ in mix])[0]
+
+
+def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None) -> str:
+    """One plain-text document of the base model's corpus."""
+    mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
+        (two_step_share, "two_step_plain")]
+    kind = _pick(rng, mix)
+    if kind == "facts":
+        return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
+    return plain(_make(kind, rng, ps))
+
+
+def instruct_example(rng: random.Random, ps: list[Person]) -> dict[str, str]:
+    """One instruction-tuning conversation (prompt/completion)."""
+    return _make(_pick(rng, INSTRUCT_MIX), rng, ps)
+
+
+# ---- the task splits ----
+
+def math_example(rng: random.Random, ps: list[Person]) -> dict[str, Any]:
+    """A two-step problem with a worked solution in the task's own style (not the instruct model's)."""
+    p, thing, a, b, c = two_step_numbers(rng, ps)
+    solution = (f"First, {p} gets {b} more {thing}: {a} + {b} = {a + b}. "
+                f"Next, {p} gives away {c}: {a + b} - {c} = {a + b - c}. So the final answer is {a + b - c}.")
+    return {"question": two_step_question(p, thing, a, b, c), "answer": solution, "reference": str(a + b - c)}
+
+
+def knowledge_example(rng: random.Random, ps: list[Person]) -> dict[str, Any]:
+    ex, letter = choice_question(rng, ps)
+    return {"question": ex["prompt"], "answer": ex["completion"], "reference": letter}
+
+
+def skill_of(question: str) -> str:
+    """Which general skill a retention question probes."""
+    prefixes = {"Repeat": "copy", "Reverse": "reverse", "What is the first": "first", "What is the last": "last",
+                "How many": "count", "Sort": "sort"}
+    return next(kind for prefix, kind in prefixes.items() if question.startswith(prefix))
+
+
+def retention_example(rng: random.Random) -> dict[str, Any]:
+    ex = general_skill(rng)
+    return {"question": ex["prompt"], "answer": ex["completion"], "reference": ex["completion"]}
