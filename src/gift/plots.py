@@ -18,27 +18,29 @@ def _curve(metrics: dict[str, Any], name: str) -> tuple[list[int], list[float]]:
 
 
 def scaling_plot(runs: dict[str, dict[str, Any]], path: str | Path) -> None:
-    """Accuracy vs k, one panel per benchmark; `runs` maps a label to results.json's `benchmarks`."""
+    """Accuracy vs k: a row per benchmark, a panel per metric (Avg@k, maj@k, pass@k), a line per run, one
+    legend beside the panels; `runs` maps a label to results.json's `benchmarks`."""
     benches = sorted({b for r in runs.values() for b, v in r.items() if any("@" in m for m in v["metrics"])})
-    fig, axes = plt.subplots(1, max(len(benches), 1), figsize=(4.5 * max(len(benches), 1), 3.6), squeeze=False)
+    rows = max(len(benches), 1)
+    fig, axes = plt.subplots(rows, len(STYLES), figsize=(4.2 * len(STYLES) + 2.2, 3.2 * rows), squeeze=False,
+                             sharey=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, bench in zip(axes[0], benches):
-        for c, (label, results) in enumerate(runs.items()):
-            if bench not in results:
-                continue
-            for name, style in STYLES.items():
-                ks, ys = _curve(results[bench]["metrics"], name)
+    for row, bench in zip(axes, benches):
+        for ax, name in zip(row, STYLES):
+            for c, (label, results) in enumerate(runs.items()):
+                ks, ys = _curve(results[bench]["metrics"], name) if bench in results else ([], [])
                 if ks:
-                    ax.plot(ks, ys, style, marker="o", color=colors[c % len(colors)],
-                            label=f"{label} {name}@k" if len(runs) > 1 else f"{name}@k")
-        ax.set_xscale("log", base=2)
-        ax.set_title(bench)
-        ax.set_xlabel("k (samples)")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+                    ax.plot(ks, ys, marker="o", color=colors[c % len(colors)], label=label)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{bench}: {name}@k")
+            ax.set_xlabel("k (samples)")
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

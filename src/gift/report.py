@@ -73,7 +73,9 @@ def verdict(summary: dict[str, Any]) -> str:
         lines.append(f"Largest task gain: {best} ({score[best]:+.1f} points).")
     if "gift" in delta and "shadow-ft" in delta:
         g, s = delta["gift"], delta["shadow-ft"]
-        lines.append(f"GIFT against Shadow-FT (both trained on base, merged into instruct): task "
+        scale = summary.get("tuned", {}).get("scale", 1.0)
+        lam = "" if scale == 1.0 else f"; GIFT at the dev-chosen λ = {scale:g}, Shadow-FT at 1"
+        lines.append(f"GIFT against Shadow-FT (both trained on base, merged into instruct{lam}): task "
                      f"{statistics.mean(g[b] - s[b] for b in task):+.1f}, retention "
                      f"{statistics.mean(g[b] - s[b] for b in kept):+.1f} points.")
     return "\n".join(lines)
