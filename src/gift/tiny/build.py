@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from ..atomic import atomic_dir
-from ..data import TemplateOptions, encode, pad_batch, to_example
+from ..data import TemplateOptions, encode, end_of_turn_ids, pad_batch, to_example
 from ..loss import GoldLogprobs
 from . import build_tokenizer, model_config, random_model, save_tokenizer, world
 
@@ -111,8 +111,9 @@ def packed_blocks(tokenizer: Any, docs: Iterator[str], block: int, batch: int) -
 def chat_batches(tokenizer: Any, examples: Iterator[dict[str, str]], batch: int) -> Iterator[dict[str, torch.Tensor]]:
     """Instruction-tuning batches through the chat template, loss on the responses only."""
     opts = TemplateOptions()
+    eot_ids = end_of_turn_ids(tokenizer, opts)  # once, not a probe render per row
     while True:
-        rows = [encode(tokenizer, to_example(next(examples), "instruct", 0), opts) for _ in range(batch)]
+        rows = [encode(tokenizer, to_example(next(examples), "instruct", 0), opts, eot_ids) for _ in range(batch)]
         yield pad_batch(rows, tokenizer.pad_token_id)
 
 
@@ -179,12 +180,12 @@ def weight_delta(base: Any, instruct: Any) -> dict[str, float]:
     return {k: round((d / n) ** 0.5, 4) for k, (d, n) in sums.items()}
 
 
-def gate_benchmarks(pair: Path) -> list[Any]:
+def gate_benchmarks(pair: Path, demo: dict[str, Any]) -> list[Any]:
     """The run config's task and retention benchmarks (math, knowledge, retention), read from `pair`."""
     from ..benchmarks import load_benchmark
 
     out = []
-    for spec in yaml.safe_load(DEMO_CONFIG.read_text())["benchmarks"]:
+    for spec in demo["benchmarks"]:
         if spec.get("role") in ("task", "retention"):
             b = load_benchmark(str(pair / "data" / Path(spec["file"]).name), None, None, spec.get("answer_field"),
                                spec["kind"], spec.get("instruction"), spec.get("instruction"))
@@ -193,11 +194,11 @@ def gate_benchmarks(pair: Path) -> list[Any]:
     return out
 
 
-def accuracies(model_dir: str | Path, benches: list[Any], work: Path) -> dict[str, float]:
+def accuracies(model_dir: str | Path, benches: list[Any], work: Path, demo: dict[str, Any]) -> dict[str, float]:
     from ..config import EvalConfig
     from ..evaluate import evaluate
 
-    settings = {k: v for k, v in yaml.safe_load(DEMO_CONFIG.read_text())["eval"].items() if k != "samples"}
+    settings = {k: v for k, v in demo["eval"].items() if k != "samples"}
     out = evaluate(EvalConfig(model=str(model_dir), bench=[b.name for b in benches], out=str(work), **settings), benches)
     results = json.loads((out / "results.json").read_text())["benchmarks"]
     acc = {name: round(r["metrics"]["accuracy"]["value"], 4) for name, r in results.items()}
@@ -245,19 +246,19 @@ def measure_gates(pair: Path, delta: dict[str, float], token_share: float) -> di
     from ..merge import merge
     from ..train import train
 
-    recipe = yaml.safe_load(DEMO_CONFIG.read_text())["train"]
-    benches = gate_benchmarks(pair)
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    benches = gate_benchmarks(pair, demo)
     g: dict[str, Any] = {"weight_delta": delta, "instruct_token_share": round(token_share, 4)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in ("base", "instruct"):
-            g[name] = accuracies(pair / name, benches, work / f"eval-{name}")
+            g[name] = accuracies(pair / name, benches, work / f"eval-{name}", demo)
         g["base"]["plain_layout"] = plain_layout(pair / "base", pair)
         for name, trained in (("instruct-sft", "instruct"), ("shadow-ft", "base")):
             train(TrainConfig(model=str(pair / trained), data=str(pair / "data" / "math_train.jsonl"),
-                              out=str(work / name), method="sft", seed=0, **recipe))
+                              out=str(work / name), method="sft", seed=0, **demo["train"]))
             merge(MergeConfig(instruct=str(pair / "instruct"), adapter=str(work / name), out=str(work / f"{name}-merged")))
-            g[name] = accuracies(work / f"{name}-merged", benches, work / f"eval-{name}")
+            g[name] = accuracies(work / f"{name}-merged", benches, work / f"eval-{name}", demo)
             shutil.rmtree(work / name)
     g["passed"] = {gate: bool(test(g)) for gate, (test, _) in GATES.items()}
     return g
