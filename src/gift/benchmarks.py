@@ -1,23 +1,28 @@
-"""Benchmark readers: the files of ../shared/data by name, any JSONL with named fields, and ifeval-lite.
+"""Benchmark readers: the files of ../shared/data by name, IFEval and IFBench, and any JSONL with named fields.
 
 Every problem becomes a Problem with a chat prompt, a reference and a grading kind:
-'math' (answer equivalence), 'choice' (option letter), 'exact' (normalised string match) or
-'ifeval' (programmatic instruction checks).
+'math' (answer equivalence), 'choice' (option letter), 'exact' (normalised string match), or
+'ifeval' / 'ifbench' (the benchmark's instruction checkers, see instructions.py).
+A JSONL benchmark takes its kind from `--kind`, or from its spec: `FILE:exact`.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .data import STEP_BY_STEP, read_jsonl
 from .errors import GiftError
-from .ifeval_lite import probes
+from .instructions import FILES as INSTRUCTION_FILES
 
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option, written as \\boxed{X}."
 LETTERS = "ABCDEFGHIJ"
+KINDS = ("math", "choice", "exact")
+INSTRUCTION_KINDS = ("ifeval", "ifbench")
 
 
 @dataclass
@@ -26,13 +31,20 @@ class Problem:
     question: str  # the user turn, instruction included
     reference: str
     kind: str
-    checks: list[dict[str, Any]] = field(default_factory=list)  # ifeval only
+    checks: list[dict[str, Any]] = field(default_factory=list)  # ifeval/ifbench: [{'id', 'kwargs'}]
+    raw: str = ""  # the question as the file has it, before any instruction (for matching responses made elsewhere)
 
 
 @dataclass
 class Benchmark:
     name: str
     problems: list[Problem]
+    source: Path | None = None  # the file read, hashed into results.json
+    instruction: str = ""  # what was appended to every question
+    total: int = 0  # problems in the file (before --limit)
+
+    def sha256(self) -> str | None:
+        return hashlib.sha256(self.source.read_bytes()).hexdigest() if self.source else None
 
 
 def _num(x: Any) -> str:
@@ -61,7 +73,8 @@ BUILTIN: dict[str, tuple[str, Any, Any, str]] = {
 def data_dirs() -> list[Path]:
     """Where benchmark files are looked for: $GIFT_DATA, ./data, ../shared/data, and the repo's sibling shared/data."""
     dirs = [Path(d) for d in os.environ.get("GIFT_DATA", "").split(os.pathsep) if d]
-    dirs += [Path("data"), Path("..") / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
+    dirs += [Path("data"), Path("..") / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data",
+             Path(sys.prefix) / "share" / "gift" / "data"]
     return dirs
 
 
@@ -81,21 +94,32 @@ def instruction_for(kind: str, math_instruction: str | None, choice_instruction:
     return ""
 
 
+def split_spec(spec: str, kind: str) -> tuple[str, str]:
+    """'file.jsonl:exact' -> ('file.jsonl', 'exact'); a spec without a known kind suffix keeps `kind`."""
+    head, _, tail = spec.rpartition(":")
+    return (head, tail) if head and tail in KINDS else (spec, kind)
+
+
 def load_benchmark(spec: str, limit: int | None = None, question_field: str | None = None,
                    answer_field: str | None = None, kind: str = "math", math_instruction: str | None = None,
                    choice_instruction: str | None = None) -> Benchmark:
-    """A benchmark by built-in name, 'ifeval-lite', or a JSONL path (fields named or detected)."""
-    if spec == "ifeval-lite":
-        return Benchmark(spec, [Problem(i, q, "", "ifeval", checks) for i, q, checks in probes()[:limit]])
+    """A benchmark by built-in name (BUILTIN, ifeval, ifbench) or a JSONL path (fields named or detected;
+    a file in IFEval's own format, with `instruction_id_list`, is graded by the IFEval checkers)."""
+    spec, kind = split_spec(spec, kind)
+    if spec in INSTRUCTION_FILES:
+        return _instruction_benchmark(spec, find_file(INSTRUCTION_FILES[spec]), spec, limit)
     if spec in BUILTIN:
         file, question, reference, kind = BUILTIN[spec]
-        rows, name = read_jsonl(find_file(file)), spec
+        path = find_file(file)
+        rows, name = read_jsonl(path), spec
     else:
         path = Path(spec)
         if not path.is_file():
-            raise GiftError(f"--bench {spec}: neither a built-in benchmark ({', '.join([*BUILTIN, 'ifeval-lite'])}) "
+            raise GiftError(f"--bench {spec}: neither a built-in benchmark ({', '.join([*BUILTIN, *INSTRUCTION_FILES])}) "
                             f"nor an existing JSONL file")
         rows, name = read_jsonl(path), path.stem
+        if "instruction_id_list" in rows[0][1]:
+            return _instruction_benchmark(name, path, "ifeval", limit)
         question, reference = _field_getters(path, rows[0][1], question_field, answer_field)
     extra = instruction_for(kind, math_instruction, choice_instruction)
     problems = []
@@ -104,8 +128,19 @@ def load_benchmark(spec: str, limit: int | None = None, question_field: str | No
             q, ref = question(row), reference(row)
         except (KeyError, IndexError, TypeError) as e:
             raise GiftError(f"{name}:{line}: cannot read the question or answer ({e!r})") from None
-        problems.append(Problem(str(row.get("id", row.get("idx", i))), f"{q}\n{extra}".strip(), str(ref), kind))
-    return Benchmark(name, problems)
+        problems.append(Problem(str(row.get("id", row.get("idx", i))), f"{q}\n{extra}".strip(), str(ref), kind, raw=q))
+    return Benchmark(name, problems, path, extra, len(rows))
+
+
+def _instruction_benchmark(name: str, path: Path, suite: str, limit: int | None) -> Benchmark:
+    problems, rows = [], read_jsonl(path)
+    for line, row in rows[:limit]:
+        try:
+            checks = [{"id": i, "kwargs": k} for i, k in zip(row["instruction_id_list"], row["kwargs"], strict=True)]
+            problems.append(Problem(str(row["key"]), row["prompt"], "", suite, checks, raw=row["prompt"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise GiftError(f"{path}:{line}: not an {suite} row (key, prompt, instruction_id_list, kwargs): {e!r}") from None
+    return Benchmark(name, problems, path, total=len(rows))
 
 
 def _field_getters(path: Path, first: dict[str, Any], question_field: str | None, answer_field: str | None):

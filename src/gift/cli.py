@@ -1,4 +1,4 @@
-"""The `gift` command: annotate, train, merge, eval, run, demo."""
+"""The `gift` command: annotate, train, merge, eval, score, run, demo."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, add_arguments, from_args
+from .config import AnnotateConfig, EvalConfig, MergeConfig, ScoreConfig, TrainConfig, add_arguments, from_args
 from .errors import GiftError
 
 
@@ -32,11 +32,17 @@ def _eval(cfg: Any) -> None:
     evaluate(cfg)
 
 
+def _score(cfg: Any) -> None:
+    from .evaluate import score
+    score(cfg)
+
+
 COMMANDS: dict[str, tuple[type, Callable[[Any], None], str]] = {
     "annotate": (AnnotateConfig, _annotate, "score the training data with the instruct model (teacher)"),
     "train": (TrainConfig, _train, "fit a LoRA adapter with the confidence-weighted loss"),
     "merge": (MergeConfig, _merge, "merge an adapter into the instruct model"),
     "eval": (EvalConfig, _eval, "evaluate a model: accuracy, test-time scaling, instruction following"),
+    "score": (ScoreConfig, _score, "grade responses generated elsewhere (or re-grade a gift eval samples.jsonl)"),
 }
 
 

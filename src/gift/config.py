@@ -182,8 +182,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 @dataclass
 class EvalConfig(LoadArgs):
     model: str | None = arg(None, "model directory, .gguf file or hub id")
-    bench: list[str] = arg([], "benchmarks: gsm8k, math500, minerva_math, aime24, amc23, svamp, mmlu_stem, ifeval-lite, "
-                               "or JSONL files")
+    bench: list[str] = arg([], "benchmarks: gsm8k, math500, minerva_math, aime24, amc23, svamp, mmlu_stem, ifeval, "
+                               "ifbench, or JSONL files (FILE:exact gives one file its own --kind)")
     out: str | None = arg(None, "output directory for results.json, samples.jsonl and scaling.png")
     samples: int = arg(1, "samples per problem at --temperature, besides the greedy answer (k for Avg/maj/pass@k)")
     temperature: float = arg(0.6, "sampling temperature for --samples > 1")
@@ -195,7 +195,7 @@ class EvalConfig(LoadArgs):
     backend: str = arg("hf", "generation backend", choices=("hf", "vllm"))
     question_field: str | None = arg(None, "question field of a JSONL benchmark")
     answer_field: str | None = arg(None, "answer field of a JSONL benchmark")
-    kind: str = arg("math", "grading of a JSONL benchmark", choices=("math", "choice", "exact"))
+    kind: str = arg("math", "grading of JSONL benchmarks without a :kind suffix", choices=("math", "choice", "exact"))
     math_instruction: str | None = arg(None, "instruction after math questions (default: the paper's step-by-step/boxed)")
     choice_instruction: str | None = arg(None, "instruction after multiple-choice questions")
     choice_mode: str = arg("generate", "multiple choice by generated letter or by option log-likelihood",
@@ -213,3 +213,19 @@ class EvalConfig(LoadArgs):
         _require_finite("temperature", self.temperature)
         if self.samples > 1 and self.temperature <= 0:
             raise GiftError("--samples > 1 needs --temperature > 0 (greedy samples would all be the same)")
+
+
+@dataclass
+class ScoreConfig:
+    bench: str = arg(None, "benchmark the responses answer (a name or JSONL file, as for gift eval)", required=True)
+    responses: str = arg(None, "JSONL with `prompt` (or `id`) and `response` and/or `responses`, or a gift eval "
+                               "samples.jsonl", required=True)
+    out: str = arg(None, "output directory for results.json and samples.jsonl", required=True)
+    model: str | None = arg(None, "the model that wrote the responses (recorded only)")
+    question_field: str | None = arg(None, "question field of a JSONL benchmark")
+    answer_field: str | None = arg(None, "answer field of a JSONL benchmark")
+    kind: str = arg("math", "grading of a JSONL benchmark without a :kind suffix", choices=("math", "choice", "exact"))
+    math_instruction: str | None = arg(None, "instruction that followed math questions (for matching by prompt)")
+    choice_instruction: str | None = arg(None, "instruction that followed multiple-choice questions")
+    seed: int = arg(0, "seed for the confidence intervals")
+    overwrite: bool = arg(False, "replace a non-empty --out")

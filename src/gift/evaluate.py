@@ -6,7 +6,12 @@ and the exact settings), samples.jsonl (every completion, extracted answer, verd
 """
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,14 +20,14 @@ import numpy as np
 import torch
 
 from . import __version__
-from .atomic import atomic_dir, check_out_dir
-from .benchmarks import LETTERS, Benchmark, Problem, exact_equal, load_benchmark
-from .config import EvalConfig, to_dict
-from .data import IGNORE, Encoded, pad_batch
+from .atomic import atomic_dir, check_out_dir, staging_dir, write_text_atomic
+from .benchmarks import INSTRUCTION_KINDS, LETTERS, Benchmark, Problem, exact_equal, load_benchmark
+from .config import EvalConfig, ScoreConfig, to_dict
+from .data import IGNORE, Encoded, pad_batch, read_jsonl
 from .errors import GiftError
 from .generate import generate_hf, generate_vllm
 from .grading import extract_choice, grade_answer, grade_math, normalise, reference_answer
-from .ifeval_lite import followed
+from .instructions import METRICS, NEEDS_TAGGER, aggregate, follow
 from .loss import GoldLogprobs
 from .metrics import metric, scaling_metrics
 from .model import load_model, load_tokenizer
@@ -73,49 +78,99 @@ def choice_by_loglik(model: Any, tokenizer: Any, prompts: list[str], problems: l
     return [f"The answer is {max(scores[i])[1]}." for i in range(len(prompts))]
 
 
-def run_benchmark(bench: Benchmark, model: Any, tokenizer: Any, cfg: EvalConfig, model_path: str) -> tuple[dict, list]:
-    prompts = render_prompts(tokenizer, bench.problems, cfg.system_prompt)
+def context_cap(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, name: str) -> int:
+    """--max-new-tokens, lowered (with a notice) so that the longest prompt plus its completion fits the context."""
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not context:
+        return max_new_tokens
+    longest = max(len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"])
+    if longest + max_new_tokens <= context:
+        return max_new_tokens
+    if longest >= context:
+        raise GiftError(f"{name}: a prompt of {longest} tokens does not fit the model's context ({context} tokens)")
+    print(f"gift: {name}: --max-new-tokens {max_new_tokens} lowered to {context - longest} (context {context} tokens, "
+          f"longest prompt {longest})", file=sys.stderr)
+    return context - longest
+
+
+def generate(bench: Benchmark, prompts: list[str], model: Any, tokenizer: Any, cfg: EvalConfig
+             ) -> tuple[list[str], list[list[str]] | None, dict[str, Any]]:
+    """Greedy completions, cfg.samples sampled ones (task benchmarks only), and the decoding settings used."""
+    max_new = cfg.max_new_tokens if cfg.backend == "vllm" else context_cap(model, tokenizer, prompts,
+                                                                            cfg.max_new_tokens, bench.name)
 
     def gen(n: int, temperature: float, desc: str) -> list[list[str]]:
         if cfg.backend == "vllm":
-            return generate_vllm(model_path, prompts, n, temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed)
-        return generate_hf(model, tokenizer, prompts, n, temperature, cfg.top_p, cfg.max_new_tokens, cfg.batch_size,
+            return generate_vllm(cfg.model, prompts, n, temperature, cfg.top_p, max_new, cfg.seed)
+        return generate_hf(model, tokenizer, prompts, n, temperature, cfg.top_p, max_new, cfg.batch_size,
                            cfg.seed, desc)
 
-    if bench.problems[0].kind == "choice" and cfg.choice_mode == "loglik":
-        greedy = [[c] for c in choice_by_loglik(model, tokenizer, prompts, bench.problems, cfg.batch_size)]
-    else:
-        greedy = gen(1, 0.0, f"{bench.name} greedy")
-    sampled = gen(cfg.samples, cfg.temperature, f"{bench.name} x{cfg.samples}") if cfg.samples > 1 else None
-    records = []
-    if bench.problems[0].kind == "ifeval":
-        per_check = [[followed(g[0], c) for c in p.checks] for p, g in zip(bench.problems, greedy)]
-        metrics = {"prompt_accuracy": metric(np.array([all(x) for x in per_check], float), cfg.seed),
-                   "instruction_accuracy": metric(np.concatenate([np.array(x, float) for x in per_check]), cfg.seed)}
-        for p, prompt, g, checks in zip(bench.problems, prompts, greedy, per_check):
-            records.append({"benchmark": bench.name, "id": p.id, "prompt": prompt, "greedy": g[0],
-                            "checks": [{**c, "followed": ok} for c, ok in zip(p.checks, checks)]})
-        return {"problems": len(bench.problems), "samples": 1, "metrics": metrics}, records
-    g_verdicts = [verdict(p, g[0]) for p, g in zip(bench.problems, greedy)]
-    metrics = {"accuracy": metric(np.array([ok for _, ok in g_verdicts], float), cfg.seed)}
+    kind = bench.problems[0].kind
+    loglik = kind == "choice" and cfg.choice_mode == "loglik"
+    greedy = choice_by_loglik(model, tokenizer, prompts, bench.problems, cfg.batch_size) if loglik \
+        else [g[0] for g in gen(1, 0.0, f"{bench.name} greedy")]
+    sample = cfg.samples > 1 and kind not in INSTRUCTION_KINDS
+    sampled = gen(cfg.samples, cfg.temperature, f"{bench.name} x{cfg.samples}") if sample else None
+    decoding = {"output_type": "loglikelihood" if loglik else "generate_until",
+                "generation_kwargs": {"do_sample": False, "max_gen_toks": max_new, "until": "end of turn"},
+                "sampling": {"n": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p} if sample else None}
+    return greedy, sampled, decoding
+
+
+def grade(bench: Benchmark, prompts: list[str], greedy: list[str] | None, sampled: list[list[str]] | None,
+          seed: int) -> tuple[dict, list]:
+    """Metrics (value, 95% CI, per-problem scores) and one record per problem, from completions made anywhere."""
+    kind = bench.problems[0].kind
+    if kind in INSTRUCTION_KINDS:
+        if greedy is None:
+            raise GiftError(f"{bench.name}: instruction following is scored on one response per prompt")
+        verdicts = [follow(kind, p.question, p.checks, g) for p, g in zip(bench.problems, greedy)]
+        scores, per_id, unscored = aggregate(verdicts)
+        records = [{"benchmark": bench.name, "id": p.id, "prompt": prompt, "greedy": g,
+                    "checks": [{**c, **v} for c, v in zip(p.checks, vs)]}
+                   for p, prompt, g, vs in zip(bench.problems, prompts, greedy, verdicts)]
+        if unscored:
+            print(f"gift: {bench.name}: {unscored} instruction(s) left unscored (nltk's POS tagger is not installed: "
+                  f"{', '.join(sorted(NEEDS_TAGGER))})", file=sys.stderr)
+        return {"problems": len(bench.problems), "samples": 1, "metrics": {m: metric(scores[m], seed) for m in METRICS},
+                "per_instruction": per_id, "unscored_instructions": unscored}, records
+    metrics: dict[str, Any] = {}
+    g_verdicts = [verdict(p, g) for p, g in zip(bench.problems, greedy)] if greedy is not None else None
+    if g_verdicts is not None:
+        metrics["accuracy"] = metric(np.array([ok for _, ok in g_verdicts], float), seed)
+        warn_unanswered(bench.name, greedy, [a for a, _ in g_verdicts])
     s_verdicts = None
     if sampled is not None:
         s_verdicts = [[verdict(p, c) for c in cs] for p, cs in zip(bench.problems, sampled)]
         correct = np.array([[ok for _, ok in vs] for vs in s_verdicts], bool)
-        metrics.update(scaling_metrics(correct, [[a for a, _ in vs] for vs in s_verdicts], cfg.seed))
+        metrics.update(scaling_metrics(correct, [[a for a, _ in vs] for vs in s_verdicts], seed))
+    records = []
     for i, (p, prompt) in enumerate(zip(bench.problems, prompts)):
         rec = {"benchmark": bench.name, "id": p.id, "prompt": prompt, "reference": reference_answer(p.reference)
-               if p.kind == "math" else p.reference, "greedy": greedy[i][0], "greedy_answer": g_verdicts[i][0],
-               "greedy_correct": g_verdicts[i][1]}
+               if p.kind == "math" else p.reference}
+        if g_verdicts is not None:
+            rec.update(greedy=greedy[i], greedy_answer=g_verdicts[i][0], greedy_correct=g_verdicts[i][1])
         if s_verdicts is not None:
             rec.update(samples=sampled[i], answers=[a for a, _ in s_verdicts[i]], correct=[ok for _, ok in s_verdicts[i]])
         records.append(rec)
-    return {"problems": len(bench.problems), "samples": cfg.samples, "metrics": metrics}, records
+    n = len(sampled[0]) if sampled else 1
+    return {"problems": len(bench.problems), "samples": n, "metrics": metrics}, records
+
+
+def warn_unanswered(name: str, completions: list[str], answers: list[str | None]) -> None:
+    """Most completions without an extractable answer usually mean a wrong kind, instruction or length."""
+    missing = sum(a is None for a in answers)
+    if missing * 2 > len(answers):
+        shown = "\n".join(f"  {c[:160]!r}" for c in completions[:3])
+        print(f"gift: warning: {name}: no answer could be extracted from {missing} of {len(answers)} completions "
+              f"(check the benchmark's kind, its instruction and --max-new-tokens); the first three:\n{shown}",
+              file=sys.stderr)
 
 
 def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: bool = False) -> Path:
     """Evaluate cfg.model on cfg.bench (or on `benches`, already loaded, each with its own grading kind);
-    `quiet` leaves the table to results.json (experiments print their own summary)."""
+    `quiet` leaves the table to results.json (experiments print their own summary). Each benchmark's
+    completions are kept in OUT.partial until the whole evaluation is published, so an interrupted run resumes."""
     if cfg.compare:
         return compare(cfg.compare, cfg.out, cfg.overwrite)
     t0 = time.time()
@@ -128,24 +183,71 @@ def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: boo
         model = load_model(cfg.model, cfg.dtype, cfg.trust_pickle)
         if torch.cuda.is_available():
             model.cuda()
-    results, records = {}, []
+    cache = staging_dir(out)
+    graded: dict[str, tuple[Benchmark, dict, dict]] = {}
+    records: list[dict] = []
     for bench in benches:
-        results[bench.name], recs = run_benchmark(bench, model, tokenizer, cfg, cfg.model)
+        prompts = render_prompts(tokenizer, bench.problems, cfg.system_prompt)
+        key = hashlib.sha256(json.dumps([cfg.model, prompts, cfg.samples, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
+                                         cfg.seed, cfg.choice_mode, cfg.backend]).encode()).hexdigest()
+        cached = cache / f"{bench.name}.json"
+        done = json.loads(cached.read_text()) if cached.is_file() else None
+        if done and done["key"] == key:
+            print(f"gift: {bench.name}: completions taken from {cached} (an interrupted run)", file=sys.stderr)
+        else:
+            greedy, sampled, decoding = generate(bench, prompts, model, tokenizer, cfg)
+            done = {"key": key, "greedy": greedy, "sampled": sampled, "decoding": decoding}
+            write_text_atomic(cached, json.dumps(done))
+        result, recs = grade(bench, prompts, done["greedy"], done["sampled"], cfg.seed)
+        graded[bench.name] = (bench, result, done["decoding"])
         records += recs
-    decoding = {"greedy": "argmax of the logits; nothing from generation_config.json",
-                "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": None, "repetition_penalty": 1.0,
-                             "seeding": "one generator per (seed, prompt, sample)"} if cfg.samples > 1 else None}
-    report = {"gift_version": __version__, "model": cfg.model, "settings": to_dict(cfg), "decoding": decoding,
-              "benchmarks": results,
-              "seconds": round(time.time() - t0, 1)}
-    with atomic_dir(out, cfg.overwrite) as tmp:
+    report = lm_eval_report(graded, cfg, time.time() - t0)
+    write_results(out, report, records, cfg.overwrite)
+    shutil.rmtree(cache, ignore_errors=True)
+    if not quiet:
+        print(table({str(cfg.model): report["benchmarks"]}))
+        print(f"results: {out / 'results.json'} (samples: {out / 'samples.jsonl'}, plot: {out / 'scaling.png'})")
+    return out
+
+
+def write_results(out: Path, report: dict, records: list[dict], overwrite: bool) -> None:
+    with atomic_dir(out, overwrite) as tmp:
         (tmp / "results.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "samples.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        scaling_plot({cfg.model: results}, tmp / "scaling.png")
-    if not quiet:
-        print(table({str(cfg.model): results}))
-        print(f"results: {out / 'results.json'}")
-    return out
+        scaling_plot({str(report["config"]["model_args"]): report["benchmarks"]}, tmp / "scaling.png")
+
+
+def lm_eval_report(graded: dict[str, tuple[Benchmark, dict, dict]], cfg: Any, seconds: float) -> dict[str, Any]:
+    """results.json in the shape of lm-evaluation-harness's output (`results`, `configs`, `versions`, `n-shot`,
+    `higher_is_better`, `n-samples`, `config`, `date`, library versions), with `<metric>,none`,
+    `<metric>_stderr,none` (standard error of the mean, as lm-eval) and `<metric>_ci95,none` (bootstrap);
+    `benchmarks` keeps gift's per-problem scores (for pooling over seeds) and IFEval's per-instruction accuracy."""
+    import transformers
+
+    results, configs = {}, {}
+    for name, (bench, res, decoding) in graded.items():
+        row: dict[str, Any] = {"alias": name}
+        for m, v in res["metrics"].items():
+            scores = np.asarray(v["scores"], float)
+            row[f"{m},none"] = v["value"]
+            row[f"{m}_stderr,none"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else "N/A"
+            row[f"{m}_ci95,none"] = v["ci"]
+        results[name] = row
+        configs[name] = {"task": name, "dataset_path": str(bench.source) if bench.source else None,
+                         "dataset_sha256": bench.sha256(), "kind": bench.problems[0].kind,
+                         "doc_to_text": "{{question}}" + (f"\n{bench.instruction}" if bench.instruction else ""),
+                         "system_prompt": getattr(cfg, "system_prompt", None), "chat_template": "the tokenizer's",
+                         "num_fewshot": 0, "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
+                                                           for m in res["metrics"]], **decoding}
+    return {"results": results, "groups": {}, "configs": configs,
+            "versions": {n: 1.0 for n in graded}, "n-shot": {n: 0 for n in graded},
+            "higher_is_better": {n: {m: True for m in r["metrics"]} for n, (_, r, _) in graded.items()},
+            "n-samples": {n: {"original": b.total, "effective": len(b.problems)} for n, (b, _, _) in graded.items()},
+            "config": {"model": getattr(cfg, "backend", "responses"), "model_args": f"pretrained={cfg.model}",
+                       "batch_size": getattr(cfg, "batch_size", None), "random_seed": cfg.seed},
+            "date": time.time(), "gift_version": __version__, "transformers_version": transformers.__version__,
+            "torch_version": torch.__version__, "total_evaluation_time_seconds": str(round(seconds, 1)),
+            "settings": to_dict(cfg), "benchmarks": {n: r for n, (_, r, _) in graded.items()}}
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -155,28 +257,112 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return json.loads(f.read_text())["benchmarks"]
 
 
-def table(runs: dict[str, dict[str, Any]]) -> str:
-    """Plain-text table: one row per (run, benchmark), the headline metrics as columns with 95% CIs."""
-    lines = [f"{'run':<28} {'benchmark':<16} {'metric':<22} {'value':>7}  95% CI"]
+def rows(runs: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, float, float, float]]:
+    """(run, benchmark, metric, value, ci low, ci high): the headline metrics of every benchmark of every run."""
+    out = []
     for label, benches in runs.items():
         for bench, res in benches.items():
             m = res["metrics"]
             last = max((int(k.split("@")[1]) for k in m if "@" in k), default=None)
-            keys = [k for k in ("accuracy", "prompt_accuracy", "instruction_accuracy") if k in m]
+            keys = [k for k in ("accuracy", *METRICS) if k in m]
             keys += [f"{n}@{last}" for n in ("avg", "maj", "pass")] if last else []
-            for key in keys:
-                lo, hi = m[key]["ci"]
-                lines.append(f"{label[-28:]:<28} {bench:<16} {key:<22} {m[key]['value']:>7.3f}  [{lo:.3f}, {hi:.3f}]")
+            out += [(label, bench, key, m[key]["value"], *m[key]["ci"]) for key in keys]
+    return out
+
+
+def table(runs: dict[str, dict[str, Any]]) -> str:
+    """Plain-text table: one row per (run, benchmark, headline metric) with its 95% CI."""
+    found = rows(runs)
+    width = max([len("run"), *(len(r[0]) for r in found)])
+    lines = [f"{'run':<{width}} {'benchmark':<16} {'metric':<24} {'value':>7}  95% CI"]
+    lines += [f"{r:<{width}} {b:<16} {k:<24} {v:>7.3f}  [{lo:.3f}, {hi:.3f}]" for r, b, k, v, lo, hi in found]
     return "\n".join(lines)
 
 
 def compare(dirs: list[str], out: str | None, overwrite: bool = False) -> Path:
+    """Tabulate and plot several gift eval directories: compare.md, compare.csv and compare.png in `out`."""
     runs = {str(d): load_results(d) for d in dirs}
-    path = Path(out or ".") / "compare.png"
-    if path.exists() and not overwrite:
-        raise GiftError(f"{path} exists; pass --overwrite to replace it or choose another --out")
+    folder = Path(out or ".")
+    paths = [folder / f"compare.{ext}" for ext in ("png", "md", "csv")]
+    clash = next((p for p in paths if p.exists()), None)
+    if clash and not overwrite:
+        raise GiftError(f"{clash} exists; pass --overwrite to replace it or choose another --out")
     print(table(runs))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scaling_plot(runs, path)
-    print(f"scaling plot -> {path}")
-    return path
+    found = rows(runs)
+    md = ["| run | benchmark | metric | value | 95% CI |", "|---|---|---|---|---|"]
+    md += [f"| {r} | {b} | {k} | {v:.3f} | [{lo:.3f}, {hi:.3f}] |" for r, b, k, v, lo, hi in found]
+    buf = io.StringIO()
+    csv.writer(buf).writerows([("run", "benchmark", "metric", "value", "ci_low", "ci_high"), *found])
+    write_text_atomic(paths[1], "\n".join(md) + "\n")
+    write_text_atomic(paths[2], buf.getvalue())
+    scaling_plot(runs, paths[0])
+    print(f"compare: {paths[1]}, {paths[2]}, {paths[0]}")
+    return paths[0]
+
+
+def score(cfg: ScoreConfig) -> Path:
+    """Grade completions made elsewhere (or a gift eval samples.jsonl) on one benchmark; writes what gift eval does."""
+    t0 = time.time()
+    out = check_out_dir(cfg.out, cfg.overwrite)
+    bench = load_benchmark(cfg.bench, None, cfg.question_field, cfg.answer_field, cfg.kind, cfg.math_instruction,
+                           cfg.choice_instruction)
+    problems, prompts, greedy, sampled = match_responses(bench, Path(cfg.responses))
+    if len(problems) < len(bench.problems):
+        print(f"gift: {bench.name}: {cfg.responses} answers {len(problems)} of its {len(bench.problems)} problems; "
+              f"scoring those", file=sys.stderr)
+    bench = Benchmark(bench.name, problems, bench.source, bench.instruction, bench.total)
+    result, records = grade(bench, prompts, greedy, sampled, cfg.seed)
+    decoding = {"output_type": "generate_until", "generation_kwargs": f"as in {cfg.responses}", "sampling": None}
+    report = lm_eval_report({bench.name: (bench, result, decoding)}, cfg, time.time() - t0)
+    write_results(out, report, records, cfg.overwrite)
+    print(table({cfg.responses: report["benchmarks"]}))
+    print(f"results: {out / 'results.json'}")
+    return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def match_responses(bench: Benchmark, path: Path) -> tuple[list[Problem], list[str], list[str] | None,
+                                                            list[list[str]] | None]:
+    """Pair each row of a responses file with a problem: by `id`/`key` when it names one, else by prompt text
+    (the question as the file has it, or with gift's instruction appended). gift eval's samples.jsonl
+    (`greedy`, `samples`, `benchmark`) is read as is. Unmatched and duplicate rows are errors."""
+    by_id = {p.id: p for p in bench.problems}
+    by_text: dict[str, Problem] = {}
+    for p in bench.problems:
+        by_text.setdefault(_norm(p.question), p)
+        by_text.setdefault(_norm(p.raw), p)
+    seen: dict[str, int] = {}
+    problems, prompts, greedy, sampled = [], [], [], []
+    for line, row in read_jsonl(path):
+        if "benchmark" in row and row["benchmark"] != bench.name:
+            continue
+        key = row.get("id", row.get("key"))
+        problem = by_id.get(str(key)) if key is not None else None
+        if problem is None and isinstance(row.get("prompt"), str):
+            problem = by_text.get(_norm(row["prompt"]))
+        if problem is None:
+            raise GiftError(f"{path}:{line}: matches no problem of {bench.name} (id {key!r}, prompt "
+                            f"{str(row.get('prompt', ''))[:60]!r})")
+        if problem.id in seen:
+            raise GiftError(f"{path}:{line}: answers problem {problem.id} of {bench.name} again (first on line "
+                            f"{seen[problem.id]})")
+        seen[problem.id] = line
+        one, many = row.get("response", row.get("greedy")), row.get("responses", row.get("samples"))
+        if not isinstance(one, str) and not (isinstance(many, list) and many and all(isinstance(x, str) for x in many)):
+            raise GiftError(f"{path}:{line}: needs `response` (a string) or `responses` (a list of strings)")
+        problems.append(problem)
+        prompts.append(row.get("prompt", problem.question))
+        greedy.append(one)
+        sampled.append(many)
+    if not problems:
+        raise GiftError(f"{path}: no rows for {bench.name}")
+    has_one, has_many = [g is not None for g in greedy], [s is not None for s in sampled]
+    for have, what in ((has_one, "response"), (has_many, "responses")):
+        if any(have) and not all(have):
+            raise GiftError(f"{path}: line {seen[problems[have.index(False)].id]} lacks `{what}`, which other rows have")
+    if all(has_many) and len({len(s) for s in sampled}) > 1:
+        raise GiftError(f"{path}: every row needs the same number of `responses` (found {sorted({len(s) for s in sampled})})")
+    return problems, prompts, greedy if all(has_one) else None, sampled if all(has_many) else None

@@ -13,7 +13,7 @@ from .plots import bar_plot, histogram, scaling_plot
 
 
 def headline(metrics: dict[str, Any]) -> str:
-    return "accuracy" if "accuracy" in metrics else "prompt_accuracy"
+    return "accuracy" if "accuracy" in metrics else "prompt_level_strict_acc"
 
 
 def fmt(m: dict[str, Any]) -> str:

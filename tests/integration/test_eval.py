@@ -21,33 +21,77 @@ def run_eval(model, out, *benches, **kw):
 def test_eval_end_to_end(make_pair, tmp_path):
     if not (SHARED_DATA / "gsm8k_test.jsonl").exists():
         pytest.skip("../shared/data not present")
-    _, instruct = make_pair("llama", True)
+    _, instruct = make_pair("llama", True, max_positions=4096)  # character-level tokens: long prompts
     custom = write_jsonl(tmp_path / "copy.jsonl", [{"question": f"Repeat: {w}", "answer": w} for w in "abcdefg"])
-    out = run_eval(instruct, tmp_path / "ev", "gsm8k", "mmlu_stem", "ifeval-lite", str(custom), kind="exact")
+    out = run_eval(instruct, tmp_path / "ev", "gsm8k", "mmlu_stem", "ifeval", f"{custom}:exact")
     results = json.loads((out / "results.json").read_text())
     benches = results["benchmarks"]
-    assert set(benches) == {"gsm8k", "mmlu_stem", "ifeval-lite", "copy"}
+    assert set(benches) == {"gsm8k", "mmlu_stem", "ifeval", "copy"}
+    assert results["configs"]["copy"]["kind"] == "exact" and results["configs"]["gsm8k"]["kind"] == "math"
+    assert {"results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "date"} <= set(results)
+    row = results["results"]["gsm8k"]
+    assert row["accuracy,none"] == benches["gsm8k"]["metrics"]["accuracy"]["value"]
+    assert {"accuracy_stderr,none", "pass@4_ci95,none"} <= set(row)
     m = benches["gsm8k"]["metrics"]
     assert set(m) == {"accuracy"} | {f"{n}@{k}" for n in ("avg", "maj", "pass") for k in (1, 2, 4)}
     for v in m.values():
         assert 0 <= v["ci"][0] <= v["value"] <= v["ci"][1] <= 1
-    assert set(benches["ifeval-lite"]["metrics"]) == {"prompt_accuracy", "instruction_accuracy"}
+    assert set(benches["ifeval"]["metrics"]) == {"prompt_level_strict_acc", "inst_level_strict_acc",
+                                                 "prompt_level_loose_acc", "inst_level_loose_acc"}
     assert results["settings"]["samples"] == 4 and results["settings"]["seed"] == 0
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 20 and all(len(s["samples"]) == 4 for s in samples if s["benchmark"] == "gsm8k")
     assert (out / "scaling.png").stat().st_size > 1000
 
-    again = run_eval(instruct, tmp_path / "ev2", "gsm8k", "mmlu_stem", "ifeval-lite", str(custom), kind="exact")
+    again = run_eval(instruct, tmp_path / "ev2", "gsm8k", "mmlu_stem", "ifeval", f"{custom}:exact")
     assert (again / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()  # same seed, same samples
 
     assert main(["eval", "--compare", str(out), str(again), "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "compare.png").exists()
+    csv = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
+    assert csv[0] == "run,benchmark,metric,value,ci_low,ci_high" and len(csv) > 10
+    assert (tmp_path / "cmp" / "compare.md").read_text().startswith("| run | benchmark |")
+
+
+def test_interrupted_eval_resumes_from_finished_benchmarks(make_pair, tmp_path, monkeypatch):
+    from gift import evaluate as ev
+
+    _, instruct = make_pair("llama", True)
+    custom = [write_jsonl(tmp_path / f"{n}.jsonl", [{"question": f"Say {w}", "answer": w} for w in "abc"]) for n in "xy"]
+    real, calls = ev.generate, []
+
+    def counting(bench, *a):
+        calls.append(bench.name)
+        if bench.name == "y" and len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(bench, *a)
+
+    monkeypatch.setattr(ev, "generate", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(instruct, tmp_path / "ev", *map(str, custom), kind="exact")
+    assert not (tmp_path / "ev").exists() and (tmp_path / "ev.partial" / "x.json").exists()
+    run_eval(instruct, tmp_path / "ev", *map(str, custom), kind="exact")
+    assert calls == ["x", "y", "y"] and not (tmp_path / "ev.partial").exists()
+    fresh = run_eval(instruct, tmp_path / "ev2", *map(str, custom), kind="exact")
+    assert (fresh / "samples.jsonl").read_text() == (tmp_path / "ev" / "samples.jsonl").read_text()
+
+
+def test_first_use_notices(make_pair, tmp_path, capsys):
+    """A --max-new-tokens past the context is lowered with a notice; unanswerable completions are shown."""
+    _, instruct = make_pair("llama", True)
+    custom = write_jsonl(tmp_path / "q.jsonl", [{"question": f"Tom has {a} apples", "answer": str(a)} for a in range(4)])
+    out = run_eval(instruct, tmp_path / "ev", str(custom), samples=1, max_new_tokens=100_000)
+    err = capsys.readouterr().err
+    context = json.loads((instruct / "config.json").read_text())["max_position_embeddings"]
+    assert "--max-new-tokens 100000 lowered to" in err and f"context {context} tokens" in err
+    assert json.loads((out / "results.json").read_text())["configs"]["q"]["generation_kwargs"]["max_gen_toks"] < context
+    assert "no answer could be extracted from" in err and "the first three" in err
 
 
 def test_loglik_choice_mode(make_pair, tmp_path):
     if not (SHARED_DATA / "mmlu_stem_test.jsonl").exists():
         pytest.skip("../shared/data not present")
-    _, instruct = make_pair("llama", True)
+    _, instruct = make_pair("llama", True, max_positions=4096)
     out = run_eval(instruct, tmp_path / "ev", "mmlu_stem", samples=1, choice_mode="loglik")
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert all(s["greedy_answer"] in "ABCD" for s in samples)

@@ -1,0 +1,78 @@
+"""gift score: grading responses made elsewhere, for every kind of built-in benchmark, with clear refusals."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gift.cli import main
+from gift.evaluate import match_responses
+from gift.benchmarks import LETTERS, find_file, load_benchmark
+from gift.errors import GiftError
+from gift.instructions import NEEDS_TAGGER
+from tests.conftest import SHARED_DATA, write_jsonl
+
+
+def rows_of(name: str, n: int) -> list[dict]:
+    return [json.loads(line) for line in (SHARED_DATA / name).read_text().splitlines()[:n]]
+
+
+def scored(tmp_path, bench: str, rows: list[dict], *extra: str) -> dict:
+    path = write_jsonl(tmp_path / f"{bench}.jsonl", rows)
+    assert main(["score", "--bench", bench, "--responses", str(path), "--out", str(tmp_path / bench), *extra]) == 0
+    return json.loads((tmp_path / bench / "results.json").read_text())
+
+
+def test_math_and_choice_benchmarks_by_prompt_text(tmp_path):
+    gsm = rows_of("gsm8k_test.jsonl", 8)
+    right = [{"prompt": r["question"], "response": f"So \\boxed{{{r['answer'].split('####')[1].strip()}}}."} for r in gsm]
+    for r in right[6:]:
+        r["response"] = "So \\boxed{-1}."
+    report = scored(tmp_path, "gsm8k", right)
+    assert report["results"]["gsm8k"]["accuracy,none"] == 0.75
+    assert report["n-samples"]["gsm8k"] == {"original": 1319, "effective": 8}
+    assert len(report["configs"]["gsm8k"]["dataset_sha256"]) == 64
+
+    m500 = rows_of("math500_test.jsonl", 4)
+    report = scored(tmp_path, "math500", [{"prompt": r["problem"], "responses": [f"\\boxed{{{r['answer']}}}", "\\boxed{x}"]}
+                                          for r in m500])
+    metrics = report["results"]["math500"]
+    assert metrics["avg@2,none"] == 0.5 and metrics["pass@2,none"] == 1.0 and "accuracy,none" not in metrics
+
+    mmlu = rows_of("mmlu_stem_test.jsonl", 6)
+    report = scored(tmp_path, "mmlu_stem", [{"id": str(i), "response": f"\\boxed{{{LETTERS[r['answer']]}}}"}
+                                            for i, r in enumerate(mmlu)])
+    assert report["results"]["mmlu_stem"]["accuracy,none"] == 1.0
+
+
+def test_ifbench_matches_if_verifiable_on_every_scorable_prompt(tmp_path):
+    from if_verifiable import evaluate_output_for_sample
+    from if_verifiable.types import IFBenchSample
+
+    docs = [json.loads(line) for line in find_file("IFBench_test.jsonl").read_text().splitlines()[:30]]
+    answers = ["Sure.", "THIS IS A RESPONSE IN CAPITALS WITH NO COMMAS", "one two three\n\nfour five six"]
+    rows = [{"prompt": d["prompt"], "response": answers[i % 3]} for i, d in enumerate(docs)]
+    report = scored(tmp_path, "ifbench", rows)
+    samples = [json.loads(line) for line in (tmp_path / "ifbench" / "samples.jsonl").read_text().splitlines()]
+    for d, s in zip(docs, samples):
+        if set(d["instruction_id_list"]) & NEEDS_TAGGER:
+            continue
+        ref, _ = evaluate_output_for_sample("ifbench", IFBenchSample(d["key"], d["prompt"], d["instruction_id_list"],
+                                                                     d["kwargs"]), s["greedy"])
+        assert [(c["strict"], c["loose"]) for c in s["checks"]] == [(r.strict_pass, r.loose_pass) for r in ref]
+    assert set(report["results"]["ifbench"]) >= {"prompt_level_strict_acc,none", "inst_level_loose_acc_stderr,none"}
+    assert report["benchmarks"]["ifbench"]["per_instruction"]
+
+
+def test_unmatched_and_duplicate_rows_are_refused(tmp_path):
+    bench = load_benchmark("gsm8k", limit=3)
+    q = bench.problems[0].raw
+    with pytest.raises(GiftError, match=r"bad.jsonl:2: matches no problem of gsm8k"):
+        match_responses(bench, write_jsonl(tmp_path / "bad.jsonl", [{"prompt": q, "response": "1"},
+                                                                      {"prompt": "What is love?", "response": "1"}]))
+    with pytest.raises(GiftError, match=r"dup.jsonl:2: answers problem 0 of gsm8k again \(first on line 1\)"):
+        match_responses(bench, write_jsonl(tmp_path / "dup.jsonl", [{"prompt": q, "response": "1"},
+                                                                      {"id": 0, "response": "2"}]))
+    with pytest.raises(GiftError, match="needs `response`"):
+        match_responses(bench, write_jsonl(tmp_path / "none.jsonl", [{"prompt": q, "answer": "1"}]))
+    assert not (tmp_path / "out").exists()
