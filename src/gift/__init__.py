@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "grade_answer", "pass_at_k", "GiftError"]
+__all__ = ["__version__", "grade_answer", "pass_at_k", "GiftError", "load_annotations", "GIFTCollator"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,6 +15,12 @@ def __getattr__(name: str) -> Any:
     if name == "pass_at_k":
         from .metrics import pass_at_k
         return pass_at_k
+    if name == "load_annotations":
+        from .annotate import load_annotations
+        return load_annotations
+    if name == "GIFTCollator":
+        from .data import GIFTCollator
+        return GIFTCollator
     if name == "GiftError":
         from .errors import GiftError
         return GiftError

@@ -116,3 +116,18 @@ def read_annotations(path: str | Path) -> tuple[list[Encoded], list[list[float]]
     cols = table.to_pydict()
     rows = [Encoded(i, y, n) for i, y, n in zip(cols["input_ids"], cols["labels"], cols["line"])]
     return rows, cols["confidence"], meta
+
+
+def load_annotations(path: str | Path, tokenizer: Any = None) -> Any:
+    """An annotation directory as a `datasets.Dataset` (input_ids, labels, confidence, line), for TRL or your own
+    loop. With `tokenizer`, refuses one whose vocabulary differs from the annotation's (its ids would mean other
+    text). The annotation's meta.json rides along as `json.loads(dataset.info.description)`."""
+    import datasets
+
+    read_annotations(path)  # the same checks as gift train
+    meta = json.loads((Path(path) / META).read_text())
+    if tokenizer is not None and meta["vocab_fingerprint"] != vocab_fingerprint(tokenizer):
+        raise GiftError(f"{path}: annotated with a tokenizer ({meta['vocab_fingerprint']}) that differs from this one "
+                        f"({vocab_fingerprint(tokenizer)}); re-annotate, or train a model of the same tokenizer")
+    table = datasets.table.InMemoryTable(pq.read_table(Path(path) / ANNOTATIONS))
+    return datasets.Dataset(table, info=datasets.DatasetInfo(description=json.dumps(meta)))

@@ -73,8 +73,15 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (cls, _, help_text) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text), cls)
-    _add_run_arguments(sub.add_parser("run", help="run an experiment: methods x seeds, evaluation, report"), True)
-    demo = sub.add_parser("demo", help="gift run on the bundled tiny pair (one seed, minutes on a laptop CPU)")
+    run_help = "run an experiment: methods x seeds, evaluation, report"
+    _add_run_arguments(sub.add_parser("run", help=run_help, description=run_help + ". Every finished stage in --out "
+                                      "is reused: more seeds or methods grow an experiment; changed shared settings "
+                                      "are refused."), True)
+    demo_help = "gift run on the bundled tiny pair (one seed, minutes on a laptop CPU)"
+    demo = sub.add_parser("demo", help=demo_help, description=demo_help + ": base, instruct, Instruct-SFT, Shadow-FT, "
+                          "GIFT-BaseT and GIFT trained, merged and evaluated on the pair's math task, its retention "
+                          "probes and its knowledge test; GIFT's merge scale is chosen on dev. Prints the verdict per "
+                          "method and where the report and plots are (default --out runs/demo).")
     _add_run_arguments(demo, False)
     return p
 

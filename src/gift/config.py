@@ -92,12 +92,16 @@ class TrainConfig(TemplateArgs, DataArgs, LoadArgs):
     seed: int = arg(0, "seed for data order, LoRA init and dropout")
     save_steps: int = arg(50, "checkpoint every N steps (for --resume)")
     resume: bool = arg(False, "continue from the last checkpoint in OUT.partial")
+    report_to: str = arg("none", "experiment tracker, through accelerate (files land in OUT)",
+                         choices=("none", "tensorboard", "wandb"))
+    eval_data: str | None = arg(None, "held-out data (annotation directory or JSONL, as --data) for an eval loss")
+    eval_steps: int = arg(50, "held-out loss every N steps (and at the end) when --eval-data is given")
 
     def __post_init__(self) -> None:
         for name in ("gamma", "floor", "lr", "alpha", "epochs"):
             _require_finite(name, getattr(self, name), positive=name != "gamma")
-        if self.rank < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.save_steps < 1:
-            raise GiftError("--rank, --batch-size, --grad-accum and --save-steps must be at least 1")
+        if min(self.rank, self.batch_size, self.grad_accum, self.save_steps, self.eval_steps) < 1:
+            raise GiftError("--rank, --batch-size, --grad-accum, --save-steps and --eval-steps must be at least 1")
         if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1 or not 0 < self.rho_ratio <= 1:
             raise GiftError("--lora-dropout and --warmup-ratio must be in [0, 1), --rho-ratio in (0, 1]")
         if self.max_steps is not None and self.max_steps < 1:
@@ -126,14 +130,25 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+CONFIG_HELP = ("YAML file of this command's settings, keyed by flag name without dashes (e.g. `lr: 2.0e-4`, "
+               "`target_modules: [q_proj, v_proj]`); relative paths in it are taken relative to the file; flags given "
+               "here win")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per field; every default is None so explicit flags can be told apart from defaults."""
-    parser.add_argument("--config", help="YAML file of values (flags given here win)")
+    """One flag per field; every default is None so explicit flags can be told apart from defaults (the help
+    shows the real default)."""
+    parser.add_argument("--config", metavar="FILE.yaml", help=CONFIG_HELP)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp, is_list = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
-        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata.get("help", "")}
+        shown = "required" if f.metadata.get("required") else f"default: {_default(f)}"
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": f"{f.metadata.get('help', '')} ({shown})"}
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             continue
@@ -146,9 +161,32 @@ def from_args(cls: type, ns: argparse.Namespace) -> Any:
     """Build `cls` from defaults < YAML < explicit flags, and name any missing required field."""
     values: dict[str, Any] = {}
     if getattr(ns, "config", None):
-        values.update(load_yaml(ns.config))
+        root = Path(ns.config).resolve().parent
+        values.update({k: resolve_paths(k, v, root) for k, v in load_yaml(ns.config).items()})
     values.update({k: v for k, v in vars(ns).items() if v is not None and k != "config"})
     return build(cls, values)
+
+
+INPUT_PATHS = {"teacher", "data", "model", "instruct", "adapter", "eval_data", "responses", "chat_template", "bench",
+               "compare", "base", "train_data", "file"}
+
+
+def relative_to(root: Path, path: str) -> str:
+    """`path` taken relative to `root` when it names something there (hub ids and absolute paths stay as they are)."""
+    head, sep, kind = path.rpartition(":")  # a benchmark spec may end in :kind
+    head, kind = (head, sep + kind) if sep and "/" not in kind else (path, "")
+    return str((root / head).resolve()) + kind if not Path(head).is_absolute() and (root / head).exists() else path
+
+
+def resolve_paths(key: str, value: Any, root: Path) -> Any:
+    """A YAML setting with its paths relative to the YAML's folder: inputs where they exist, `out` always."""
+    if key == "out" and isinstance(value, str) and not Path(value).is_absolute():
+        return str(root / value)
+    if key not in INPUT_PATHS:
+        return value
+    if isinstance(value, list):
+        return [relative_to(root, v) if isinstance(v, str) else v for v in value]
+    return relative_to(root, value) if isinstance(value, str) else value
 
 
 def build(cls: type, values: dict[str, Any]) -> Any:

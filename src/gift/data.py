@@ -254,3 +254,33 @@ def pad_batch(rows: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         n = len(r.input_ids)
         ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r.input_ids), torch.tensor(r.labels), 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def weighted_batch(rows: list[Encoded], conf: list[list[float]] | None, eot_ids: set[int], pad_id: int
+                   ) -> dict[str, torch.Tensor]:
+    """pad_batch plus, flat over the labelled tokens in row-major order (GoldLogprobs' output order), the
+    teacher's confidence `q` (ones without an annotation) and `is_eot` (the end-of-turn positions)."""
+    batch = pad_batch(rows, pad_id)
+    target_mask = batch["labels"][:, 1:] != IGNORE
+    q = torch.ones(batch["labels"].shape)
+    if conf is not None:
+        for j, c in enumerate(conf):
+            q[j, : len(c)] = torch.tensor(c)
+    targets = batch["labels"][:, 1:][target_mask]
+    batch["q"] = q[:, 1:][target_mask]
+    batch["is_eot"] = torch.isin(targets, torch.tensor(sorted(eot_ids)))
+    return batch
+
+
+@dataclass
+class GIFTCollator:
+    """A Trainer/TRL data collator: pads `input_ids`, `labels` and `confidence` together (see weighted_batch);
+    rows without `confidence` (plain SFT data) get q = 1."""
+
+    pad_token_id: int
+    eot_token_ids: list[int]
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rows = [Encoded(list(f["input_ids"]), list(f["labels"])) for f in features]
+        conf = [list(f["confidence"]) for f in features] if "confidence" in features[0] else None
+        return weighted_batch(rows, conf, set(self.eot_token_ids), self.pad_token_id)

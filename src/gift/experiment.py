@@ -27,7 +27,7 @@ import yaml
 from .annotate import annotate
 from .atomic import write_text_atomic
 from .benchmarks import Benchmark, load_benchmark
-from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, arg, build, load_yaml
+from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, arg, build, load_yaml, resolve_paths
 from .errors import GiftError
 from .evaluate import evaluate
 from .merge import merge
@@ -79,14 +79,11 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     values = load_yaml(path)
     values.update(overrides or {})
     root = path.resolve().parent
-
-    def resolve(p: str) -> str:
-        return str(p if Path(p).is_absolute() or not (root / p).exists() else (root / p).resolve())
-
     for key in ("base", "instruct", "train_data"):
         if key in values:
-            values[key] = resolve(values[key])
-    values["benchmarks"] = [{**b, "file": resolve(b["file"])} if "file" in b else b for b in values.get("benchmarks", [])]
+            values[key] = resolve_paths(key, values[key], root)
+    values["benchmarks"] = [{**b, "file": resolve_paths("file", b["file"], root)} if "file" in b else b
+                            for b in values.get("benchmarks", [])]
     return build(RunConfig, values)
 
 
@@ -122,11 +119,13 @@ class Experiment:
         load_examples(self.cfg.train_data)
         load_benchmarks(self.cfg, {"task", "retention", "dev"})
         saved = self.out / "run_config.yaml"
-        current = yaml.safe_dump(self.cfg.__dict__, sort_keys=True)
-        if saved.exists() and saved.read_text() != current:
-            raise GiftError(f"{self.out} holds an experiment with other settings; use another out or delete it")
+        if saved.exists():
+            changed = changed_setting(yaml.safe_load(saved.read_text()), self.cfg.__dict__)
+            if changed:
+                raise GiftError(f"{self.out} was run with {changed}; seeds and methods can be added to an experiment, "
+                                f"shared settings cannot change: use another --out")
         self.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(saved, current)
+        write_text_atomic(saved, yaml.safe_dump(self.cfg.__dict__, sort_keys=True))
 
     def annotation(self, teacher: str) -> Path:
         path = self.out / "annotations" / teacher
@@ -221,6 +220,22 @@ class Experiment:
         from .report import write_report
         write_report(self.out, self.cfg, summary, per_seed, {t: self.annotation(t) for t in ("instruct", "base")
                                                              if done(self.out / "annotations" / t)})
+
+
+GROWABLE = {"methods", "seeds"}  # more of these reuse every finished stage; anything else changes what stages mean
+
+
+def changed_setting(before: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """'train.lr=0.0002, now 0.001' for the first shared setting that differs, else None."""
+    for key in sorted((set(before) | set(now)) - GROWABLE):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            sub = changed_setting(old, new)
+            if sub:
+                return f"{key}.{sub}"
+        elif old != new:
+            return f"{key}={old!r}, now {new!r}"
+    return None
 
 
 def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, dict]]]:

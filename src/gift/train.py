@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -24,7 +25,7 @@ from . import __version__
 from .annotate import read_annotations
 from .atomic import check_out_dir, publish, staging_dir
 from .config import TrainConfig, to_dict
-from .data import IGNORE, Encoded, check_template, encode_all, end_of_turn_ids, load_examples, pad_batch, template_options
+from .data import Encoded, check_template, encode_all, end_of_turn_ids, load_examples, template_options, weighted_batch
 from .errors import GiftError
 from .loss import GoldLogprobs, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, vocab_fingerprint
@@ -44,11 +45,13 @@ class TrainData:
     vocab_fingerprint: str
 
 
-def load_train_data(cfg: TrainConfig, tokenizer: Any) -> TrainData:
-    """An annotation directory as it is (no re-tokenising), or raw JSONL encoded with the model's template."""
-    path = Path(cfg.data)
+def load_train_data(cfg: TrainConfig, tokenizer: Any, source: str | None = None) -> TrainData:
+    """An annotation directory as it is (no re-tokenising), or raw JSONL encoded with the model's template;
+    `source` reads another file the same way (--eval-data)."""
+    path = Path(source or cfg.data)
+    flag = "--eval-data" if source else "--data"
     if not path.exists():
-        raise GiftError(f"--data {path}: not found (an annotation directory from gift annotate, or a JSONL file)")
+        raise GiftError(f"{flag} {path}: not found (an annotation directory from gift annotate, or a JSONL file)")
     if path.is_dir():
         rows, conf, meta = read_annotations(path)
         fp = vocab_fingerprint(tokenizer)
@@ -59,7 +62,7 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any) -> TrainData:
         return TrainData(rows, conf, set(meta["eot_token_ids"]), fp)
     if cfg.method in NEEDS_ANNOTATION:
         raise GiftError(f"--method {cfg.method} needs teacher confidences: run gift annotate on {path} and "
-                        f"pass the annotation directory as --data")
+                        f"pass the annotation directory as {flag}")
     examples = load_examples(path, cfg.prompt_field, cfg.response_field)
     opts = template_options(cfg.system_prompt, cfg.suffix, cfg.chat_template)
     check_template(tokenizer, opts, cfg.model)
@@ -71,25 +74,19 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any) -> TrainData:
 
 def collate(data: TrainData, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Model inputs plus flat per-token q and end-of-turn flags, in GoldLogprobs' output order."""
-    rows = [data.rows[i] for i in idx]
-    batch = pad_batch(rows, pad_id)
-    target_mask = batch["labels"][:, 1:] != IGNORE
-    conf = torch.ones(batch["labels"].shape)
-    if data.conf is not None:
-        for j, i in enumerate(idx):
-            conf[j, : len(data.conf[i])] = torch.tensor(data.conf[i])
-    targets = batch["labels"][:, 1:][target_mask]
-    batch["q"] = conf[:, 1:][target_mask]
-    batch["is_eot"] = torch.isin(targets, torch.tensor(sorted(data.eot_ids)))
-    return batch
+    conf = [data.conf[i] for i in idx] if data.conf is not None else None
+    return weighted_batch([data.rows[i] for i in idx], conf, data.eot_ids, pad_id)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
+    """The row order of one epoch: a permutation seeded by (seed, epoch), shared with gift.trl.GIFTTrainer."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
 
 
 def step_indices(n: int, step: int, global_batch: int, seed: int) -> list[int]:
-    """Rows of optimiser step `step`: a seeded permutation per epoch, cut into global batches."""
-    per_epoch = math.ceil(n / global_batch)
-    epoch, within = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return perm[within * global_batch:(within + 1) * global_batch].tolist()
+    """Rows of optimiser step `step`: each epoch's permutation cut into global batches."""
+    epoch, within = divmod(step, math.ceil(n / global_batch))
+    return epoch_permutation(n, seed, epoch)[within * global_batch:(within + 1) * global_batch]
 
 
 def build_lora(model: Any, cfg: TrainConfig) -> Any:
@@ -163,6 +160,26 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@torch.no_grad()
+def held_out_loss(scorer: Any, data: TrainData, cfg: TrainConfig, pad_id: int, device: Any) -> float:
+    """Σ w·CE / Σ w over --eval-data with the method's own weights (Rho-1 selects per batch, as in training)."""
+    was_training = scorer.training
+    scorer.eval()
+    wp, num, den = WeightParams(cfg.gamma, cfg.floor, cfg.rho_ratio), 0.0, 0.0
+    for s in range(0, len(data.rows), cfg.batch_size):
+        b = {k: v.to(device) for k, v in collate(data, list(range(s, min(s + cfg.batch_size, len(data.rows)))),
+                                                  pad_id).items()}
+        logp = scorer(b["input_ids"], b["attention_mask"], b["labels"])
+        w = token_weights(cfg.method, b["q"], b["is_eot"], logp, wp)
+        num, den = num + float((w * -logp).sum()), den + float(w.sum())
+    scorer.train(was_training)
+    return num / max(den, 1e-12)
+
+
+def tracked(record: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in record.items() if k not in ("step", "seconds") and isinstance(v, (int, float))}
+
+
 def train(cfg: TrainConfig) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -173,9 +190,14 @@ def train(cfg: TrainConfig) -> Path:
     check_out_dir(out, cfg.overwrite)
     if cfg.resume and not (stage / CHECKPOINT).is_dir():
         raise GiftError(f"--resume: no checkpoint in {stage}; start without --resume")
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              log_with=None if cfg.report_to == "none" else cfg.report_to, project_dir=str(stage))
+    if accelerator.mixed_precision != "no" and "ACCELERATE_MIXED_PRECISION" not in os.environ:
+        raise GiftError(f"an Accelerator created earlier in this process (a Trainer's, say) set mixed precision "
+                        f"{accelerator.mixed_precision}, which gift train would inherit silently; run it in a fresh process")
     tokenizer = load_tokenizer(cfg.model)
     data = load_train_data(cfg, tokenizer)
+    eval_data = load_train_data(cfg, tokenizer, cfg.eval_data) if cfg.eval_data else None
     world = accelerator.num_processes
     global_batch = cfg.batch_size * cfg.grad_accum * world
     per_epoch = math.ceil(len(data.rows) / global_batch)
@@ -196,6 +218,9 @@ def train(cfg: TrainConfig) -> Path:
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir(parents=True)
     accelerator.wait_for_everyone()
+    if cfg.report_to != "none":
+        hparams = {k: v for k, v in to_dict(cfg).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers("tracker", config=hparams)  # tensorboard: OUT/tracker/
     scorer, optimizer = accelerator.prepare(GoldLogprobs(model), optimizer)
     scorer.train()
     wp = WeightParams(cfg.gamma, cfg.floor, cfg.rho_ratio)
@@ -249,6 +274,9 @@ def train(cfg: TrainConfig) -> Path:
                   "low_conf_weight_share": s[3] / s[1] if data.conf is not None and s[1] else None,
                   "low_conf_loss_share": s[4] / s[0] if data.conf is not None and s[0] else None,
                   "seconds": round(time.time() - t0, 3)}
+        if eval_data is not None and ((step + 1) % cfg.eval_steps == 0 or step + 1 == total):
+            record["eval_loss"] = held_out_loss(scorer, eval_data, cfg, tokenizer.pad_token_id, accelerator.device)
+        accelerator.log(tracked(record), step=step + 1)
         if accelerator.is_main_process:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -256,6 +284,7 @@ def train(cfg: TrainConfig) -> Path:
         if (step + 1) % cfg.save_steps == 0 and step + 1 < total:
             save_checkpoint(stage / CHECKPOINT, model, optimizer, scheduler, step + 1, cfg, accelerator)
 
+    accelerator.end_training()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(scorer).model.save_pretrained(stage)

@@ -167,5 +167,13 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     assert (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
     assert json.loads((run_dir / "results.json").read_text())["methods"] == results["methods"]
 
-    assert main(["run", str(yaml_path), "--out", str(run_dir), "--seeds", "1"]) == 2
-    assert "holds an experiment with other settings" in capsys.readouterr().err
+    assert main(["run", str(yaml_path), "--out", str(run_dir), "--seeds", "0", "1"]) == 0  # grows by a seed
+    assert (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+    assert (run_dir / "adapters" / "gift-s1").is_dir()
+    grown = json.loads((run_dir / "results.json").read_text())
+    assert grown["seeds"] == [0, 1] and len(grown["methods"]["gift"]["math"]["accuracy"]["seeds"]) == 2
+    capsys.readouterr()
+    config["train"]["max_steps"] = 3
+    yaml_path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 2
+    assert "was run with train.max_steps=2, now 3; seeds and methods can be added" in capsys.readouterr().err

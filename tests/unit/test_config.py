@@ -31,3 +31,19 @@ def test_missing_unknown_and_non_finite_settings_are_refused(tmp_path):
         parse(MergeConfig, ["--config", str(y)])
     with pytest.raises(GiftError, match="--lr must be a finite positive number"):
         parse(TrainConfig, ["--model", "m", "--data", "d", "--out", "o", "--lr", "inf"])
+
+
+def test_config_paths_are_relative_to_the_yaml_and_help_shows_defaults(tmp_path, monkeypatch):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("{}\n")
+    (folder / "cfg.yaml").write_text("model: HuggingFaceTB/SmolLM2-135M\ndata: train.jsonl\nout: adapter\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = parse(TrainConfig, ["--config", str(folder / "cfg.yaml")])
+    assert cfg.data == str(folder / "train.jsonl") and cfg.out == str(folder / "adapter")
+    assert cfg.model == "HuggingFaceTB/SmolLM2-135M"  # a hub id is not a path
+    p = argparse.ArgumentParser()
+    add_arguments(p, TrainConfig)
+    text = p.format_help()
+    assert "(default: 0.0002)" in text and "(default: 64)" in text and "(default: ['all-linear'])" in text
+    assert "relative to the file" in text and "(required)" in text

@@ -1,0 +1,120 @@
+"""GIFT inside TRL: `GIFTTrainer`, an `SFTTrainer` that trains with gift's token weights.
+
+    from gift import load_annotations, GIFTCollator
+    from gift.trl import GIFTTrainer
+
+    train = load_annotations("ann/", tokenizer)           # from `gift annotate`
+    trainer = GIFTTrainer(model=base, args=SFTConfig(...), train_dataset=train, processing_class=tokenizer,
+                          peft_config=LoraConfig(...), method="gift")
+    trainer.train()
+
+TRL runs the loop and PEFT the adapter; this layer changes only what gift changes:
+- the loss is Σ w·CE / Σ w with the denominator summed over the whole optimiser step: Trainer's
+  `num_items_in_batch` mechanism (meant for token counts under gradient accumulation) carries Σ w instead;
+- the loss goes through gift's fused weighted NLL, so no full-vocabulary logits are kept;
+- rows are visited in gift train's order (one seeded permutation per epoch), so that with the same
+  annotation, seed, LoRA settings, batch and steps the adapter equals `gift train`'s.
+One process only for now: the fused loss runs the unwrapped model, which DDP would not synchronise;
+use `accelerate launch gift train` on several devices.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from trl import SFTConfig, SFTTrainer
+
+from .data import GIFTCollator
+from .errors import GiftError
+from .loss import GoldLogprobs, weighted_nll
+from .train import epoch_permutation
+from .weighting import METHODS, WeightParams, normaliser, token_weights
+
+__all__ = ["GIFTTrainer", "SFTConfig"]
+
+
+class GiftOrder(torch.utils.data.Sampler):
+    """gift train's row order: epoch e visits the rows in epoch_permutation(n, seed, e)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        order = epoch_permutation(self.n, self.seed, self.epoch)
+        self.epoch += 1
+        return iter(order)
+
+
+class GIFTTrainer(SFTTrainer):
+    """SFTTrainer with gift's weighted loss. `method`: gift (default), sft, dft or rho; `gamma`, `floor` and
+    `rho_ratio` as in `gift train`. The dataset comes from `gift.load_annotations` (sft and dft also accept
+    one without confidences); the collator defaults to GIFTCollator with the annotation's end-of-turn ids."""
+
+    loss_is_scaled_for_ga = True  # compute_loss divides by the whole step's Σ w
+
+    def __init__(self, model: Any, args: SFTConfig | None = None, *, method: str = "gift", gamma: float = 1.0,
+                 floor: float = 1e-4, rho_ratio: float = 0.6, **kwargs: Any):
+        if method not in METHODS:
+            raise GiftError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+        args = args or SFTConfig(output_dir="gift_trainer_output")
+        args.remove_unused_columns = False  # the collator needs `confidence`
+        args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}  # already tokenised
+        train = kwargs.get("train_dataset")
+        if train is not None and kwargs.get("data_collator") is None:
+            meta = json.loads(train.info.description or "{}")
+            if "eot_token_ids" not in meta:
+                raise GiftError("train_dataset: load it with gift.load_annotations (it carries the end-of-turn ids), "
+                                "or pass data_collator=GIFTCollator(pad_token_id, eot_token_ids)")
+            kwargs["data_collator"] = GIFTCollator(kwargs["processing_class"].pad_token_id, meta["eot_token_ids"])
+        self.method, self.weights = method, WeightParams(gamma, floor, rho_ratio)
+        self._stats = torch.zeros(5)  # Σ w·CE, Σ w, tokens, Σ w on q < 0.5, Σ w·CE on q < 0.5
+        super().__init__(model, args, **kwargs)
+        if self.accelerator.num_processes > 1:
+            raise GiftError("GIFTTrainer runs on one process; on several devices use `accelerate launch gift train`")
+        self._scorer = GoldLogprobs(self.accelerator.unwrap_model(self.model))
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler:
+        return GiftOrder(len(train_dataset if train_dataset is not None else self.train_dataset), self.args.seed)
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
+        """The optimiser step's denominator: Σ w over its micro-batches (tokens for sft/dft, kept tokens for rho)."""
+        if not batch_samples or "q" not in batch_samples[0]:
+            return None
+        total = sum(normaliser(self.method, b["q"], b["is_eot"], self.weights) for b in batch_samples)
+        return torch.as_tensor(total, dtype=torch.float32, device=device)
+
+    def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | None = None) -> Any:
+        q, is_eot = inputs["q"], inputs["is_eot"]
+        denominator = num_items_in_batch if num_items_in_batch is not None else \
+            normaliser(self.method, q, is_eot, self.weights).to(q.device)
+        x = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        if self.method == "rho":  # selection by the model's own loss: log-probs first, then weights
+            logp = self._scorer(*x)
+            w = token_weights(self.method, q, is_eot, logp.detach(), self.weights)
+            loss = weighted_nll(logp, w, denominator)
+        else:
+            static = None if self.method == "dft" else token_weights(self.method, q, is_eot, None, self.weights)
+            loss, logp = self._scorer(*x, coef=static, scale=1 / denominator, self_weighted=self.method == "dft")
+            w = static if static is not None else logp.exp()
+        if model.training:
+            wce, low = w * -logp.detach(), q < 0.5
+            self._stats += torch.stack([wce.sum(), w.sum(), torch.tensor(float(w.numel()), device=w.device),
+                                        w[low].sum(), wce[low].sum()]).detach().cpu()
+        return (loss, {"logp": logp}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Adds gift's figures to each training log: mean token weight and the low-confidence shares."""
+        s = self._stats.tolist()
+        if "loss" in logs and s[2]:
+            logs.update(mean_weight=s[1] / s[2], low_conf_weight_share=s[3] / s[1] if s[1] else 0.0,
+                        low_conf_loss_share=s[4] / s[0] if s[0] else 0.0)
+            self._stats.zero_()
+        super().log(logs, *args, **kwargs)
