@@ -8,6 +8,8 @@
 3. annotate: gold-token pass vs full-softmax reference (tokens/s, memory); annotation / one training epoch
 4. generate: batched generation vs one prompt at a time
 5. merge:    shard-by-shard merge of a Qwen2.5-0.5B-shaped model vs PEFT merge_and_unload + save
+6. trl:      one optimiser step of gift train (GIFT) and of gift.trl.GIFTTrainer vs TRL's SFTTrainer + PEFT
+             (plain LoRA SFT, TRL's defaults but fp32 on CPU), same model, batch, length and LoRA
 Writes bench/results/<part>.json and bench/results/summary.md. --quick runs it all on tiny random models.
 """
 from __future__ import annotations
@@ -251,8 +253,74 @@ def part_merge(quick: bool, repeats: int) -> dict[str, Any]:
             "parameters": params, "lora_rank": 8 if quick else 64, "result": res}
 
 
+def trl_row(name: str, factory: Any, b: int, t: int, rank: int, repeats: int) -> dict[str, Any]:
+    import datasets
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from gift.data import GIFTCollator
+    from gift.trl import GIFTTrainer
+
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(b):
+        ids = torch.randint(3, 2000, (t,), generator=g).tolist()
+        rows.append({"input_ids": ids, "labels": [IGNORE] * (t // 3) + ids[t // 3:],
+                     "confidence": torch.rand(t, generator=g).tolist()})
+    data = datasets.Dataset.from_list(rows)
+    lora_cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules="all-linear",
+                          task_type="CAUSAL_LM")
+    common = dict(per_device_train_batch_size=b, max_steps=1, use_cpu=not torch.cuda.is_available(), report_to="none",
+                  save_strategy="no", bf16=torch.cuda.is_available(), max_length=t)
+
+    def trainer(cls: Any, out: str, **kw: Any) -> Any:
+        tr = cls(model=factory(), args=SFTConfig(output_dir=out, **common), train_dataset=data, peft_config=lora_cfg, **kw)
+        tr.create_optimizer_and_scheduler(num_training_steps=1)
+        return tr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from transformers import PreTrainedTokenizerFast
+        from tokenizers import Tokenizer, models as tok_models
+
+        tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(tok_models.WordLevel({"<pad>": 0, "<unk>": 1}, "<unk>")),
+                                      pad_token="<pad>", eos_token="<unk>")
+        plain = trainer(SFTTrainer, f"{tmp}/trl", processing_class=tok, data_collator=GIFTCollator(0, [1]))
+        ours = trainer(GIFTTrainer, f"{tmp}/gift", processing_class=tok, data_collator=GIFTCollator(0, [1]), method="gift")
+        batch = GIFTCollator(0, [1])(rows)
+        plain_batch = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+
+        def step(tr: Any, inputs: dict[str, Any]) -> Any:
+            def run() -> None:
+                tr.training_step(tr.model, dict(inputs), tr._get_num_items_in_batch([inputs], tr.args.device))
+                tr.optimizer.step()
+                tr.optimizer.zero_grad(set_to_none=True)
+            return run
+
+        res = alternate({"gift_trainer": step(ours, batch), "trl_sft": step(plain, plain_batch)}, repeats)
+    tokens = b * t
+    for side in res.values():
+        side["tokens_per_s"] = tokens / side["median_s"]
+    row = {"model": name, "batch": [b, t], "lora_rank": rank, "result": res,
+           "ratio_gift_over_trl": ratio(res, "gift_trainer", "trl_sft")}
+    row["ratio_gift_over_trl"]["tokens_per_s"] = res["gift_trainer"]["tokens_per_s"] / res["trl_sft"]["tokens_per_s"]
+    print(f"trl    {name}: GIFTTrainer/TRL SFT tokens/s {row['ratio_gift_over_trl']['tokens_per_s']:.3f}x, "
+          f"memory {row['ratio_gift_over_trl']['memory']:.3f}x")
+    return row
+
+
+def part_trl(quick: bool, repeats: int) -> dict[str, Any]:
+    from gift.model import load_model
+    if quick:
+        rows = [trl_row("random llama (tiny)", lambda: random_model(model_config("llama", 2048), 0), 2, 32, 8, repeats)]
+    else:
+        rows = [trl_row("SmolLM2-135M (GGUF)", lambda: load_model(smollm2()), 4, 256, 64, repeats)] if smollm2() else []
+        rows.append(trl_row("Qwen2.5-0.5B shape, 2 of 24 layers, random", lambda: random_model(qwen05_config(2), 0),
+                            2, 256, 64, repeats))
+    return {"goal": {"tokens_per_s": ">= 1.2", "memory": "<= 0.8"}, "rows": rows}
+
+
 PARTS = {"train": part_train, "loss": part_loss, "annotate": part_annotate, "generate": part_generate,
-         "merge": part_merge}
+         "merge": part_merge, "trl": part_trl}
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -280,6 +348,13 @@ def summary(results: dict[str, Any]) -> str:
         lines += [f"Generation ({g['model']}, {g['prompts']} prompts × {g['new_tokens']} tokens): one at a time "
                   f"{g['seconds']['one_at_a_time']:.1f} s, batched {g['seconds']['batched']:.1f} s = "
                   f"**{g['speedup_batched']:.1f}×** (goal ≥ 5× on CPU)", ""]
+    if "trl" in results:
+        lines += ["| one optimiser step | GIFTTrainer tok/s | TRL SFTTrainer tok/s | tok/s ratio | memory ratio |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} ({r['batch'][0]}×{r['batch'][1]}, r={r['lora_rank']}) | "
+                  f"{r['result']['gift_trainer']['tokens_per_s']:.0f} | {r['result']['trl_sft']['tokens_per_s']:.0f} | "
+                  f"{r['ratio_gift_over_trl']['tokens_per_s']:.3f} | {r['ratio_gift_over_trl']['memory']:.3f} |"
+                  for r in results["trl"]["rows"]] + [""]
     if "merge" in results:
         m = results["merge"]["result"]
         lines += [f"Merge ({results['merge']['model']}, {results['merge']['parameters'] / 1e6:.0f}M parameters, LoRA "

@@ -233,7 +233,7 @@ def lm_eval_report(graded: dict[str, tuple[Benchmark, dict, dict]], cfg: Any, se
             row[f"{m}_stderr,none"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else "N/A"
             row[f"{m}_ci95,none"] = v["ci"]
         results[name] = row
-        configs[name] = {"task": name, "dataset_path": str(bench.source) if bench.source else None,
+        configs[name] = {"task": name, "dataset_path": str(bench.source.resolve()) if bench.source else None,
                          "dataset_sha256": bench.sha256(), "kind": bench.problems[0].kind,
                          "doc_to_text": "{{question}}" + (f"\n{bench.instruction}" if bench.instruction else ""),
                          "system_prompt": getattr(cfg, "system_prompt", None), "chat_template": "the tokenizer's",

@@ -284,7 +284,8 @@ def train(cfg: TrainConfig) -> Path:
         if (step + 1) % cfg.save_steps == 0 and step + 1 < total:
             save_checkpoint(stage / CHECKPOINT, model, optimizer, scheduler, step + 1, cfg, accelerator)
 
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): it would also tear down the process group
+        tracker.finish()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(scorer).model.save_pretrained(stage)

@@ -22,10 +22,11 @@ def test_bench_suite_runs_quick(monkeypatch, tmp_path):
     import common
     monkeypatch.setattr(common, "RESULTS", tmp_path)
     results = bench.main(["--quick"])
-    assert set(results) == {"train", "loss", "annotate", "generate", "merge"}
+    assert set(results) == {"train", "loss", "annotate", "generate", "merge", "trl"}
     for part in results:
         saved = json.loads((tmp_path / f"quick-{part}.json").read_text())
         assert saved["machine"]["torch"]
     assert results["train"]["rows"][0]["ratio_gift_over_sft"]["time"] > 0
     assert results["generate"]["speedup_batched"] > 0
+    assert results["trl"]["rows"][0]["ratio_gift_over_trl"]["tokens_per_s"] > 0
     assert "| train step |" in (tmp_path / "quick-summary.md").read_text()

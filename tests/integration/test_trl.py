@@ -100,3 +100,16 @@ def test_gift_train_refuses_mixed_precision_left_by_an_earlier_trainer(annotatio
     finally:
         AcceleratorState._reset_state(True)
     assert not (annotation / "mp").exists()
+
+
+@pytest.mark.slow
+def test_readme_example_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).parents[2] / "examples" / "trl_gift.py"
+    done = subprocess.run([sys.executable, str(example), "--out", str(tmp_path), "--max-steps", "2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "merged" / "model.safetensors").is_file() and (tmp_path / "adapter").is_dir()
