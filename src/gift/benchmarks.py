@@ -132,6 +132,24 @@ def load_benchmark(spec: str, limit: int | None = None, question_field: str | No
     return Benchmark(name, problems, path, extra, len(rows))
 
 
+def from_spec(spec: str | dict[str, Any], limit: int | None = None, question_field: str | None = None,
+              answer_field: str | None = None, kind: str = "math", math_instruction: str | None = None,
+              choice_instruction: str | None = None) -> Benchmark:
+    """A --bench entry: a name or path (load_benchmark), or, in a YAML config, a mapping as run configs have it,
+    {name, file, kind, instruction, question_field, answer_field}, whose keys win over the command's settings."""
+    if isinstance(spec, str):
+        return load_benchmark(spec, limit, question_field, answer_field, kind, math_instruction, choice_instruction)
+    if "name" not in spec and "file" not in spec:
+        raise GiftError(f"benchmark entry {spec}: needs a name or a file")
+    instruction = spec.get("instruction")
+    b = load_benchmark(spec.get("file", spec.get("name")), limit, spec.get("question_field", question_field),
+                       spec.get("answer_field", answer_field), spec.get("kind", kind),
+                       math_instruction if instruction is None else instruction,
+                       choice_instruction if instruction is None else instruction)
+    b.name = spec.get("name", b.name)
+    return b
+
+
 def _instruction_benchmark(name: str, path: Path, suite: str, limit: int | None) -> Benchmark:
     problems, rows = [], read_jsonl(path)
     for line, row in rows[:limit]:

@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_dir, check_out_dir, staging_dir, write_text_atomic
-from .benchmarks import INSTRUCTION_KINDS, LETTERS, Benchmark, Problem, exact_equal, load_benchmark
+from .benchmarks import INSTRUCTION_KINDS, LETTERS, Benchmark, Problem, exact_equal, from_spec, load_benchmark
 from .config import EvalConfig, ScoreConfig, to_dict
 from .data import IGNORE, Encoded, pad_batch, read_jsonl
 from .errors import GiftError
@@ -175,8 +175,8 @@ def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: boo
         return compare(cfg.compare, cfg.out, cfg.overwrite)
     t0 = time.time()
     out = check_out_dir(cfg.out, cfg.overwrite)
-    benches = benches or [load_benchmark(b, cfg.limit, cfg.question_field, cfg.answer_field, cfg.kind,
-                                         cfg.math_instruction, cfg.choice_instruction) for b in cfg.bench]
+    benches = benches or [from_spec(b, cfg.limit, cfg.question_field, cfg.answer_field, cfg.kind,
+                                    cfg.math_instruction, cfg.choice_instruction) for b in cfg.bench]
     tokenizer = load_tokenizer(cfg.model)
     model = None
     if cfg.backend == "hf":

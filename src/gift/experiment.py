@@ -26,7 +26,7 @@ import yaml
 
 from .annotate import annotate
 from .atomic import write_text_atomic
-from .benchmarks import Benchmark, load_benchmark
+from .benchmarks import Benchmark, from_spec
 from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, arg, build, load_yaml, resolve_paths
 from .errors import GiftError
 from .evaluate import evaluate
@@ -88,16 +88,7 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
 
 
 def load_benchmarks(cfg: RunConfig, role: set[str]) -> list[Benchmark]:
-    out = []
-    for spec in cfg.benchmarks:
-        if spec.get("role", "task") not in role:
-            continue
-        b = load_benchmark(spec.get("file", spec["name"]), cfg.eval.get("limit"), spec.get("question_field"),
-                           spec.get("answer_field"), spec.get("kind", "math"), spec.get("instruction"),
-                           spec.get("instruction"))
-        b.name = spec["name"]
-        out.append(b)
-    return out
+    return [from_spec(spec, cfg.eval.get("limit")) for spec in cfg.benchmarks if spec.get("role", "task") in role]
 
 
 def done(path: Path) -> bool:

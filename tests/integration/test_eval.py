@@ -162,3 +162,14 @@ def test_samples_depend_on_the_problem_not_on_its_batch(make_pair, tokenizer):
     assert generate_hf(model, tokenizer, prompts[:4], 3, 1.0, 0.9, 10, 2, seed=3) == full[:4]
     assert len({s for row in full for s in row}) > len(prompts)  # real sampling: samples differ
     assert generate_hf(model, tokenizer, prompts, 3, 1.0, 0.9, 10, 7, seed=4) != full
+
+
+def test_benchmark_entries_carry_their_own_kind_and_instruction(tmp_path):
+    from gift.benchmarks import STEP_BY_STEP, from_spec
+
+    path = write_jsonl(tmp_path / "q.jsonl", [{"question": "Say a", "answer": "a"}])
+    plain = from_spec({"name": "copy", "file": str(path), "kind": "exact", "instruction": ""})
+    assert (plain.name, plain.problems[0].kind, plain.problems[0].question) == ("copy", "exact", "Say a")
+    suffixed = from_spec(f"{path}:math")
+    assert suffixed.problems[0].kind == "math" and suffixed.problems[0].question.endswith(STEP_BY_STEP)
+    assert from_spec(str(path), kind="exact").problems[0].kind == "exact"
