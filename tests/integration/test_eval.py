@@ -43,6 +43,12 @@ def test_eval_end_to_end(make_pair, tmp_path):
     assert len(samples) == 20 and all(len(s["samples"]) == 4 for s in samples if s["benchmark"] == "gsm8k")
     assert (out / "scaling.png").stat().st_size > 1000
 
+    for bench in ("gsm8k", "mmlu_stem", "ifeval"):  # re-grading gift eval's own samples gives identical numbers
+        assert main(["score", "--bench", bench, "--responses", str(out / "samples.jsonl"), "--out",
+                     str(tmp_path / f"score-{bench}")]) == 0
+        rescored = json.loads((tmp_path / f"score-{bench}" / "results.json").read_text())
+        assert rescored["results"][bench] == results["results"][bench]
+
     again = run_eval(instruct, tmp_path / "ev2", "gsm8k", "mmlu_stem", "ifeval", f"{custom}:exact")
     assert (again / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()  # same seed, same samples
 
