@@ -279,8 +279,9 @@ def trl_row(name: str, factory: Any, b: int, t: int, rank: int, repeats: int) ->
         return tr
 
     with tempfile.TemporaryDirectory() as tmp:
+        from tokenizers import Tokenizer
+        from tokenizers import models as tok_models
         from transformers import PreTrainedTokenizerFast
-        from tokenizers import Tokenizer, models as tok_models
 
         tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(tok_models.WordLevel({"<pad>": 0, "<unk>": 1}, "<unk>")),
                                       pad_token="<pad>", eos_token="<unk>")

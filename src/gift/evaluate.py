@@ -364,5 +364,6 @@ def match_responses(bench: Benchmark, path: Path) -> tuple[list[Problem], list[s
         if any(have) and not all(have):
             raise GiftError(f"{path}: line {seen[problems[have.index(False)].id]} lacks `{what}`, which other rows have")
     if all(has_many) and len({len(s) for s in sampled}) > 1:
-        raise GiftError(f"{path}: every row needs the same number of `responses` (found {sorted({len(s) for s in sampled})})")
+        counts = sorted({len(s) for s in sampled})
+        raise GiftError(f"{path}: every row needs the same number of `responses` (found {counts})")
     return problems, prompts, greedy if all(has_one) else None, sampled if all(has_many) else None

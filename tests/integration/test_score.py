@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from gift.cli import main
-from gift.evaluate import match_responses
 from gift.benchmarks import LETTERS, find_file, load_benchmark
+from gift.cli import main
 from gift.errors import GiftError
+from gift.evaluate import match_responses
 from gift.instructions import NEEDS_TAGGER
 from tests.conftest import SHARED_DATA, write_jsonl
 
