@@ -15,7 +15,7 @@ from tests.conftest import write_jsonl
 
 pytest.importorskip("trl")
 TINY = ASSETS / "tiny"
-STEPS, BATCH, ACCUM, RANK, SEED = 4, 4, 2, 8, 3
+STEPS, BATCH, ACCUM, RANK, SEED = 7, 4, 2, 8, 3  # 40 rows: 5 steps an epoch, so the run crosses into epoch 2
 
 
 @pytest.fixture(scope="module")
