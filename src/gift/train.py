@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,9 @@ def build_lora(model: Any, cfg: TrainConfig) -> Any:
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
     try:
-        peft_model = get_peft_model(model, lora)
+        with warnings.catch_warnings():  # PEFT calls a transformers API that transformers 5 deprecates
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+            peft_model = get_peft_model(model, lora)
     except ValueError as e:
         raise GiftError(f"--target-modules {cfg.target_modules}: {str(e).splitlines()[0]}") from None
     embedded = sorted({n.split(".lora_embedding_")[0].rsplit(".", 1)[-1] for n, _ in peft_model.named_parameters()

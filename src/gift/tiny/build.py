@@ -57,8 +57,8 @@ class TinyConfig:
     pretrain_steps: int = 6000
     pretrain_batch: int = 64
     pretrain_lr: float = 2e-3
-    two_step_share: float = 0.03  # share of pretraining documents that are two-step problems (task headroom)
-    instruct_steps: int = 200  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
+    two_step_share: float = 0.02  # share of pretraining documents that are two-step problems (task headroom)
+    instruct_steps: int = 250  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
     instruct_batch: int = 32
     instruct_lr: float = 1.5e-4
     replay_batch: int = 16  # 0 = no replay; replay keeps instruct's handling of plain text close to base's
