@@ -12,6 +12,8 @@ from gift.evaluate import match_responses
 from gift.instructions import NEEDS_TAGGER
 from tests.conftest import SHARED_DATA, write_jsonl
 
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / "gsm8k_test.jsonl").exists(), reason="../shared/data not present")
+
 
 def rows_of(name: str, n: int) -> list[dict]:
     return [json.loads(line) for line in (SHARED_DATA / name).read_text().splitlines()[:n]]
