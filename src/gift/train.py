@@ -30,7 +30,7 @@ from .data import Encoded, check_template, encode_all, end_of_turn_ids, load_exa
 from .errors import GiftError
 from .loss import GoldLogprobs, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, vocab_fingerprint
-from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, token_weights
+from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
 
 CHECKPOINT, LOG, TRAIN_META = "checkpoint", "log.jsonl", "gift_train.json"
 RESUME_KEYS = ("model", "data", "method", "gamma", "floor", "rho_ratio", "rank", "alpha", "lora_dropout",
@@ -243,7 +243,7 @@ def train(cfg: TrainConfig) -> Path:
                  for i in range(0, len(mine), cfg.batch_size)]
         local = torch.zeros(()) if idle else sum(normaliser(cfg.method, b["q"], b["is_eot"], wp) for b in micro)
         denominator = accelerator.reduce(local.to(accelerator.device), "sum")
-        stats = torch.zeros(5, device=accelerator.device)  # Σ w·CE, Σ w, tokens, Σ w on q<0.5, Σ w·CE on q<0.5
+        stats = torch.zeros(5, device=accelerator.device)  # signal_stats summed over the step
         for j, b in enumerate(micro):
             b = {k: v.to(accelerator.device) for k, v in b.items()}
             with accelerator.no_sync(scorer) if j < len(micro) - 1 else nullcontext():
@@ -264,9 +264,7 @@ def train(cfg: TrainConfig) -> Path:
                 accelerator.backward(loss)
             if idle:
                 continue
-            wce, low = (w * -logp.detach()), b["q"] < 0.5
-            stats += torch.stack([wce.sum(), w.sum(), torch.tensor(float(w.numel()), device=w.device),
-                                  w[low].sum(), wce[low].sum()])
+            stats += signal_stats(w, logp, b["q"])
         grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
         optimizer.step()
         scheduler.step()

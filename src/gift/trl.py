@@ -29,7 +29,7 @@ from .data import GIFTCollator
 from .errors import GiftError
 from .loss import GoldLogprobs, weighted_nll
 from .train import epoch_permutation
-from .weighting import METHODS, WeightParams, normaliser, token_weights
+from .weighting import METHODS, WeightParams, normaliser, signal_stats, token_weights
 
 __all__ = ["GIFTTrainer", "SFTConfig"]
 
@@ -74,7 +74,7 @@ class GIFTTrainer(SFTTrainer):
                                 "or pass data_collator=GIFTCollator(pad_token_id, eot_token_ids)")
             kwargs["data_collator"] = GIFTCollator(kwargs["processing_class"].pad_token_id, meta["eot_token_ids"])
         self.method, self.weights = method, WeightParams(gamma, floor, rho_ratio)
-        self._stats = torch.zeros(5)  # Σ w·CE, Σ w, tokens, Σ w on q < 0.5, Σ w·CE on q < 0.5
+        self._stats = torch.zeros(5)  # signal_stats summed since the last log
         super().__init__(model, args, **kwargs)
         if self.accelerator.num_processes > 1:
             raise GiftError("GIFTTrainer runs on one process; on several devices use `accelerate launch gift train`")
@@ -105,9 +105,7 @@ class GIFTTrainer(SFTTrainer):
             loss, logp = self._scorer(*x, coef=static, scale=1 / denominator, self_weighted=self.method == "dft")
             w = static if static is not None else logp.exp()
         if model.training:
-            wce, low = w * -logp.detach(), q < 0.5
-            self._stats += torch.stack([wce.sum(), w.sum(), torch.tensor(float(w.numel()), device=w.device),
-                                        w[low].sum(), wce[low].sum()]).detach().cpu()
+            self._stats += signal_stats(w, logp, q).detach().cpu()
         return (loss, {"logp": logp}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:

@@ -64,3 +64,11 @@ def token_weights(method: str, q: Tensor, is_eot: Tensor, logp: Tensor | None, p
         keep[excess.topk(rho_keep(logp.numel(), p)).indices] = 1.0
         return keep
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+
+
+def signal_stats(w: Tensor, logp: Tensor, q: Tensor) -> Tensor:
+    """[Σ w·CE, Σ w, tokens, Σ w on q < 0.5, Σ w·CE on q < 0.5] of a micro-batch: summed over a step, they give
+    its loss, mean weight and the share of weight and of weighted loss on tokens the teacher finds unlikely."""
+    wce, low = w * -logp.detach(), q < 0.5
+    return torch.stack([wce.sum(), w.sum(), torch.tensor(float(w.numel()), device=w.device), w[low].sum(),
+                        wce[low].sum()])
