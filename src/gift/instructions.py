@@ -16,6 +16,7 @@ Deterministic where the official code is not:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from collections.abc import Iterator
 from typing import Any
@@ -43,8 +44,9 @@ def _no_downloads() -> Iterator[None]:
         nltk.download = real
 
 
+@functools.cache
 def registry(suite: str) -> dict[str, Any]:
-    """instruction id -> checker class of a suite."""
+    """instruction id -> checker class of a suite (looked up once: follow runs per response)."""
     from .resources import require_nltk_data
 
     require_nltk_data()
@@ -58,6 +60,7 @@ def registry(suite: str) -> dict[str, Any]:
         raise GiftError(f"{suite} needs the if-verifiable package ({e}); pip install if-verifiable") from None
 
 
+@functools.cache
 def _tagger_installed() -> bool:
     import nltk
 
