@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import split_spec
 from .data import STEP_BY_STEP, read_jsonl
 from .errors import GiftError
 from .instructions import FILES as INSTRUCTION_FILES
 
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option, written as \\boxed{X}."
 LETTERS = "ABCDEFGHIJ"
-KINDS = ("math", "choice", "exact")
 INSTRUCTION_KINDS = ("ifeval", "ifbench")
 
 
@@ -92,12 +92,6 @@ def instruction_for(kind: str, math_instruction: str | None, choice_instruction:
     if kind == "choice":
         return CHOICE_INSTRUCTION if choice_instruction is None else choice_instruction
     return ""
-
-
-def split_spec(spec: str, kind: str) -> tuple[str, str]:
-    """'file.jsonl:exact' -> ('file.jsonl', 'exact'); a spec without a known kind suffix keeps `kind`."""
-    head, _, tail = spec.rpartition(":")
-    return (head, tail) if head and tail in KINDS else (spec, kind)
 
 
 def load_benchmark(spec: str, limit: int | None = None, question_field: str | None = None,

@@ -167,15 +167,24 @@ def from_args(cls: type, ns: argparse.Namespace) -> Any:
     return build(cls, values)
 
 
+KINDS = ("math", "choice", "exact")  # grading of a JSONL benchmark
+
+
+def split_spec(spec: str, kind: str) -> tuple[str, str]:
+    """'file.jsonl:exact' -> ('file.jsonl', 'exact'); a spec without a known kind suffix keeps `kind`."""
+    head, _, tail = spec.rpartition(":")
+    return (head, tail) if head and tail in KINDS else (spec, kind)
+
+
 INPUT_PATHS = {"teacher", "data", "model", "instruct", "adapter", "eval_data", "responses", "chat_template", "bench",
                "compare", "base", "train_data", "file"}
 
 
 def relative_to(root: Path, path: str) -> str:
     """`path` taken relative to `root` when it names something there (hub ids and absolute paths stay as they are)."""
-    head, sep, kind = path.rpartition(":")  # a benchmark spec may end in :kind
-    head, kind = (head, sep + kind) if sep and "/" not in kind else (path, "")
-    return str((root / head).resolve()) + kind if not Path(head).is_absolute() and (root / head).exists() else path
+    head, kind = split_spec(path, "")  # a benchmark spec may end in :kind
+    suffix = f":{kind}" if kind else ""
+    return str((root / head).resolve()) + suffix if not Path(head).is_absolute() and (root / head).exists() else path
 
 
 def resolve_paths(key: str, value: Any, root: Path) -> Any:
@@ -234,7 +243,7 @@ class EvalConfig(LoadArgs):
     backend: str = arg("hf", "generation backend", choices=("hf", "vllm"))
     question_field: str | None = arg(None, "question field of a JSONL benchmark")
     answer_field: str | None = arg(None, "answer field of a JSONL benchmark")
-    kind: str = arg("math", "grading of JSONL benchmarks without a :kind suffix", choices=("math", "choice", "exact"))
+    kind: str = arg("math", "grading of JSONL benchmarks without a :kind suffix", choices=KINDS)
     math_instruction: str | None = arg(None, "instruction after math questions (default: the paper's step-by-step/boxed)")
     choice_instruction: str | None = arg(None, "instruction after multiple-choice questions")
     choice_mode: str = arg("generate", "multiple choice by generated letter or by option log-likelihood",
@@ -263,7 +272,7 @@ class ScoreConfig:
     model: str | None = arg(None, "the model that wrote the responses (recorded only)")
     question_field: str | None = arg(None, "question field of a JSONL benchmark")
     answer_field: str | None = arg(None, "answer field of a JSONL benchmark")
-    kind: str = arg("math", "grading of a JSONL benchmark without a :kind suffix", choices=("math", "choice", "exact"))
+    kind: str = arg("math", "grading of a JSONL benchmark without a :kind suffix", choices=KINDS)
     math_instruction: str | None = arg(None, "instruction that followed math questions (for matching by prompt)")
     choice_instruction: str | None = arg(None, "instruction that followed multiple-choice questions")
     seed: int = arg(0, "seed for the confidence intervals")
