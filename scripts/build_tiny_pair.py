@@ -1,6 +1,7 @@
 """Build the bundled tiny base/instruct pair and its task data: the only way src/gift/assets/tiny is made.
 
     python scripts/build_tiny_pair.py [--out src/gift/assets/tiny] [--seed 0] [--quick] [--set KEY=VALUE ...]
+                                      [--cache DIR]
 
 base: a Llama pretrained from scratch on the world's plain-text corpus (never sees the chat template).
 instruct: base after a short, gentle full-parameter instruction tuning on chats of the same skills.
@@ -28,13 +29,16 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a miniature build for trying the script (minutes)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a TinyConfig field")
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "gift" / "tiny-pretrain"),
+                    help="where pretrained bases are kept and reused by builds that differ only after pretraining "
+                         "(instruction tuning, splits, gates); '' turns it off")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = TinyConfig(seed=args.seed)
     if args.quick:
         cfg = dataclasses.replace(cfg, pretrain_steps=150, instruct_steps=80)
     cfg = dataclasses.replace(cfg, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)})
-    manifest = build(cfg, Path(args.out))
+    manifest = build(cfg, Path(args.out), cache=Path(args.cache) if args.cache else None)
     print(json.dumps({k: manifest.get(k) for k in ("parameters", "build_seconds", "final_loss", "gates")}, indent=1))
     return 0
 

@@ -110,6 +110,24 @@ def test_bundled_pair_gate(gate):
                      f"{gates['instruct-sft']['math']:.1%}")
 
 
+def test_cached_pretraining_gives_the_full_build(mini_pair, tmp_path):
+    """A build that reuses a cached base writes exactly the files of a build that pretrains; a variant that changes
+    only instruction tuning reuses it, one that changes pretraining does not."""
+    out, manifest = mini_pair
+    cache, quick = tmp_path / "cache", dataclasses.replace(MINI, gates=False)
+    first = build(quick, tmp_path / "a", cache=cache)  # pretrains and fills the cache
+    again = build(quick, tmp_path / "b", cache=cache)  # loads base and the random stream from it
+    assert [p.name for p in cache.iterdir()] == [MINI.pretraining_key()]
+    for name in ("base/model.safetensors", "instruct/model.safetensors", "data/math_train.jsonl", "world.json"):
+        assert first["sha256"][name] == again["sha256"][name] == manifest["sha256"][name], name
+    assert first["final_loss"] == again["final_loss"] and first["tokens"] == again["tokens"]
+    variant = build(dataclasses.replace(quick, instruct_lr=1e-3), tmp_path / "c", cache=cache)
+    assert variant["sha256"]["base/model.safetensors"] == first["sha256"]["base/model.safetensors"]
+    assert variant["sha256"]["instruct/model.safetensors"] != first["sha256"]["instruct/model.safetensors"]
+    assert dataclasses.replace(quick, pretrain_lr=1e-3).pretraining_key() != MINI.pretraining_key()
+    assert dataclasses.replace(quick, instruct_steps=9).pretraining_key() == MINI.pretraining_key()
+
+
 def test_world_problems_are_consistent():
     rng = random.Random(1)
     ps = world.people(rng, 5)

@@ -61,12 +61,20 @@ class TinyConfig:
     instruct_steps: int = 250  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
     instruct_batch: int = 32
     instruct_lr: float = 1.5e-4
+    instruct_two_step_share: float = 0.05  # share of instruction-tuning chats that are two-step problems
     replay_batch: int = 16  # 0 = no replay; replay keeps instruct's handling of plain text close to base's
     splits: dict[str, dict[str, int]] = field(default_factory=lambda: {
         "math": {"train": 2000, "dev": 200, "test": 300},
         "knowledge": {"train": 1000, "dev": 200, "test": 300},
         "retention": {"dev": 120, "test": 300}})
     gates: bool = True  # measure the gates (trains Shadow-FT and Instruct-SFT adapters with the demo recipe)
+
+    def pretraining_key(self) -> str:
+        """A digest of the fields that decide the pretrained base (and the random stream after it)."""
+        fields = ("seed", "people", "vocab_size", "hidden", "layers", "heads", "intermediate", "block",
+                  "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share")
+        blob = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def device() -> torch.device:
@@ -302,8 +310,37 @@ def provenance(manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(cfg: TinyConfig, out: Path, overwrite: bool = True) -> dict[str, Any]:
-    """Pretrain base, instruction-tune instruct, write both with the task splits, the gates and a manifest."""
+def pretrain(cfg: TinyConfig, model: Any, tok: Any, docs: Iterator[str], rng: random.Random,
+             cache: Path | None) -> tuple[float, int]:
+    """Pretrain `model` in place on `docs` (drawn from `rng`); returns the mean loss of the last 50 steps and
+    the tokens seen.
+
+    With `cache`, a base pretrained before from the same pretraining fields is loaded instead, together with
+    the random stream's state after it, so that the rest of the build is exactly what a full build gives:
+    trying instruction-tuning variants then costs minutes, not the pretraining's quarter of an hour.
+    """
+    from safetensors.torch import load_model, save_model
+
+    slot = cache / cfg.pretraining_key() if cache else None
+    if slot and (slot / "state.json").is_file():
+        state = json.loads((slot / "state.json").read_text())
+        load_model(model, slot / "model.safetensors", device=str(device()))
+        rng.setstate((state["rng"][0], tuple(state["rng"][1]), state["rng"][2]))
+        return state["final_loss"], state["tokens"]
+    losses, tokens = fit(model, packed_blocks(tok, docs, cfg.block, cfg.pretrain_batch), cfg.pretrain_steps,
+                         cfg.pretrain_lr, "pretrain base")
+    final_loss = sum(losses[-50:]) / len(losses[-50:])
+    if slot:
+        with atomic_dir(slot, overwrite=True) as tmp:
+            save_model(model, tmp / "model.safetensors")
+            (tmp / "state.json").write_text(json.dumps({"rng": rng.getstate(), "final_loss": final_loss,
+                                                             "tokens": tokens}))
+    return final_loss, tokens
+
+
+def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None = None) -> dict[str, Any]:
+    """Pretrain base, instruction-tune instruct, write both with the task splits, the gates and a manifest.
+    `cache`: a folder where pretrained bases are kept and reused (see `pretrain`)."""
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     tok, rng, ps = world_tokenizer(cfg)
@@ -312,15 +349,14 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True) -> dict[str, Any]:
     config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
     model = random_model(config, cfg.seed).to(device())
     docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share))
-    pre, pre_tokens = fit(model, packed_blocks(tok, docs, cfg.block, cfg.pretrain_batch), cfg.pretrain_steps,
-                          cfg.pretrain_lr, "pretrain base")
+    pre, pre_tokens = pretrain(cfg, model, tok, docs, rng, cache)
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with atomic_dir(out, overwrite) as tmp:
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.pad_token_id = tok.pad_token_id
         model.save_pretrained(tmp / "base")
         save_tokenizer(tok, tmp / "base")
-        chats = chat_batches(tok, forever(lambda: world.instruct_example(rng, ps)), cfg.instruct_batch)
+        chats = chat_batches(tok, forever(lambda: world.instruct_example(rng, ps, cfg.instruct_two_step_share)), cfg.instruct_batch)
         replay = packed_blocks(tok, docs, cfg.block, cfg.replay_batch) if cfg.replay_batch else None
         steps = cfg.instruct_steps * (2 if replay else 1)
         ins, ins_tokens = fit(model, interleaved(chats, replay), steps, cfg.instruct_lr, "instruction-tune")
@@ -337,7 +373,7 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True) -> dict[str, Any]:
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else
             f"CPU ({torch.get_num_threads()} threads)",
             "tokens": {"pretrain": pre_tokens, "instruct": ins_tokens},
-            "final_loss": {"pretrain": sum(pre[-50:]) / len(pre[-50:]), "instruct": sum(ins[-50:]) / len(ins[-50:])},
+            "final_loss": {"pretrain": pre, "instruct": sum(ins[-50:]) / len(ins[-50:])},
             "rows": counts}
         if cfg.gates:
             manifest["gates"] = measure_gates(tmp, delta, ins_tokens / pre_tokens)

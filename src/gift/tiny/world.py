@@ -173,19 +173,22 @@ def _pick(rng: random.Random, mix: list[tuple[float, str]]) -> str:
     return rng.choices([k for _, k in mix], weights=[w for w, _ in mix])[0]
 
 
+def with_two_step_share(mix: list[tuple[float, str]], share: float | None) -> list[tuple[float, str]]:
+    """`mix` with the two-step problems' weight set to `share` (None: as it is)."""
+    return mix if share is None else [(w, k) for w, k in mix if k != "two_step_plain"] + [(share, "two_step_plain")]
+
+
 def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None) -> str:
     """One plain-text document of the base model's corpus."""
-    mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
-        (two_step_share, "two_step_plain")]
-    kind = _pick(rng, mix)
+    kind = _pick(rng, with_two_step_share(PRETRAIN_MIX, two_step_share))
     if kind == "facts":
         return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
     return plain(_make(kind, rng, ps))
 
 
-def instruct_example(rng: random.Random, ps: list[Person]) -> dict[str, str]:
+def instruct_example(rng: random.Random, ps: list[Person], two_step_share: float | None = None) -> dict[str, str]:
     """One instruction-tuning conversation (prompt/completion)."""
-    return _make(_pick(rng, INSTRUCT_MIX), rng, ps)
+    return _make(_pick(rng, with_two_step_share(INSTRUCT_MIX, two_step_share)), rng, ps)
 
 
 # ---- the task splits ----
