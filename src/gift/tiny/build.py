@@ -356,7 +356,8 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
         model.generation_config.pad_token_id = tok.pad_token_id
         model.save_pretrained(tmp / "base")
         save_tokenizer(tok, tmp / "base")
-        chats = chat_batches(tok, forever(lambda: world.instruct_example(rng, ps, cfg.instruct_two_step_share)), cfg.instruct_batch)
+        chats = chat_batches(tok, forever(lambda: world.instruct_example(rng, ps, cfg.instruct_two_step_share)),
+                             cfg.instruct_batch)
         replay = packed_blocks(tok, docs, cfg.block, cfg.replay_batch) if cfg.replay_batch else None
         steps = cfg.instruct_steps * (2 if replay else 1)
         ins, ins_tokens = fit(model, interleaved(chats, replay), steps, cfg.instruct_lr, "instruction-tune")
