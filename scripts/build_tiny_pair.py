@@ -23,6 +23,22 @@ import yaml
 from gift.tiny.build import TinyConfig, build
 
 
+def override(cfg: TinyConfig, setting: str) -> tuple[str, object]:
+    """KEY=VALUE → (key, value as the field's type): YAML reads 2e-4 as a string, which the optimiser would refuse;
+    a mapping updates the field's default mapping."""
+    key, _, text = setting.partition("=")
+    if key not in {f.name for f in dataclasses.fields(cfg)}:
+        sys.exit(f"--set {setting}: TinyConfig has no field {key!r}")
+    value, default = yaml.safe_load(text), getattr(cfg, key)
+    if isinstance(default, float) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(default, dict):  # a partial mapping updates the default: --set 'instruct_mix={one_step: 0.2}'
+        if not isinstance(value, dict) or set(value) - set(default):
+            sys.exit(f"--set {setting}: give a mapping with keys among {', '.join(default)}")
+        value = {**default, **value}
+    return key, value
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).parents[1] / "src" / "gift" / "assets" / "tiny"))
@@ -37,7 +53,7 @@ def main() -> int:
     cfg = TinyConfig(seed=args.seed)
     if args.quick:
         cfg = dataclasses.replace(cfg, pretrain_steps=150, instruct_steps=80)
-    cfg = dataclasses.replace(cfg, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)})
+    cfg = dataclasses.replace(cfg, **dict(override(cfg, s) for s in args.set))
     manifest = build(cfg, Path(args.out), cache=Path(args.cache) if args.cache else None)
     print(json.dumps({k: manifest.get(k) for k in ("parameters", "build_seconds", "final_loss", "gates")}, indent=1))
     return 0

@@ -117,15 +117,21 @@ def test_cached_pretraining_gives_the_full_build(mini_pair, tmp_path):
     cache, quick = tmp_path / "cache", dataclasses.replace(MINI, gates=False)
     first = build(quick, tmp_path / "a", cache=cache)  # pretrains and fills the cache
     again = build(quick, tmp_path / "b", cache=cache)  # loads base and the random stream from it
-    assert [p.name for p in cache.iterdir()] == [MINI.pretraining_key()]
+    from gift.tiny.build import world_tokenizer
+    tok = world_tokenizer(MINI)[0]
+    assert [p.name for p in cache.iterdir()] == [MINI.pretraining_key(tok)]
     for name in ("base/model.safetensors", "instruct/model.safetensors", "data/math_train.jsonl", "world.json"):
         assert first["sha256"][name] == again["sha256"][name] == manifest["sha256"][name], name
     assert first["final_loss"] == again["final_loss"] and first["tokens"] == again["tokens"]
+    assert not first["pretraining"]["reused_from_cache"] and again["pretraining"]["reused_from_cache"]
+    assert again["pretraining"]["seconds"] == first["pretraining"]["seconds"] > 0
     variant = build(dataclasses.replace(quick, instruct_lr=1e-3), tmp_path / "c", cache=cache)
     assert variant["sha256"]["base/model.safetensors"] == first["sha256"]["base/model.safetensors"]
     assert variant["sha256"]["instruct/model.safetensors"] != first["sha256"]["instruct/model.safetensors"]
-    assert dataclasses.replace(quick, pretrain_lr=1e-3).pretraining_key() != MINI.pretraining_key()
-    assert dataclasses.replace(quick, instruct_steps=9).pretraining_key() == MINI.pretraining_key()
+    assert dataclasses.replace(quick, pretrain_lr=1e-3).pretraining_key(tok) != MINI.pretraining_key(tok)
+    assert dataclasses.replace(quick, instruct_steps=9).pretraining_key(tok) == MINI.pretraining_key(tok)
+    other = world_tokenizer(dataclasses.replace(MINI, vocab_size=380))[0]  # another tokenizer: another base
+    assert MINI.pretraining_key(other) != MINI.pretraining_key(tok)
 
 
 def test_world_problems_are_consistent():

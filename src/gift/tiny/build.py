@@ -58,10 +58,11 @@ class TinyConfig:
     pretrain_batch: int = 64
     pretrain_lr: float = 2e-3
     two_step_share: float = 0.02  # share of pretraining documents that are two-step problems (task headroom)
-    instruct_steps: int = 250  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
+    instruct_steps: int = 240  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
     instruct_batch: int = 32
     instruct_lr: float = 1.5e-4
-    instruct_two_step_share: float = 0.05  # share of instruction-tuning chats that are two-step problems
+    # weight per kind of chat in instruction tuning
+    instruct_mix: dict[str, float] = field(default_factory=lambda: {**world.INSTRUCT_MIX, "two_step_plain": 0.06})
     replay_batch: int = 16  # 0 = no replay; replay keeps instruct's handling of plain text close to base's
     splits: dict[str, dict[str, int]] = field(default_factory=lambda: {
         "math": {"train": 2000, "dev": 200, "test": 300},
@@ -69,12 +70,15 @@ class TinyConfig:
         "retention": {"dev": 120, "test": 300}})
     gates: bool = True  # measure the gates (trains Shadow-FT and Instruct-SFT adapters with the demo recipe)
 
-    def pretraining_key(self) -> str:
-        """A digest of the fields that decide the pretrained base (and the random stream after it)."""
+    def pretraining_key(self, tokenizer: Any) -> str:
+        """A digest of everything that decides the pretrained base and the random stream after it: the
+        pretraining fields, the tokenizer, and the world's code (any change to it starts a new base)."""
+        import inspect
+
         fields = ("seed", "people", "vocab_size", "hidden", "layers", "heads", "intermediate", "block",
                   "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share")
-        blob = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        blob = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True) + inspect.getsource(world)
+        return hashlib.sha256((blob + tokenizer.backend_tokenizer.to_str()).encode()).hexdigest()[:16]
 
 
 def device() -> torch.device:
@@ -277,16 +281,21 @@ def provenance(manifest: dict[str, Any]) -> str:
     c, g = manifest["config"], manifest.get("gates")
     lines = ["# The bundled tiny pair", "",
              f"Built by `python scripts/build_tiny_pair.py --seed {c['seed']}` in {manifest['build_seconds'] / 60:.0f} "
-             f"minutes on {manifest['device']}, torch {manifest['torch']}.", "",
+             f"minutes on {manifest['device']}, torch {manifest['torch']}" + (
+                 " (the pretrained base reused from the build's cache, which gives the same files as pretraining "
+                 "again)." if manifest["pretraining"]["reused_from_cache"] else
+                 f", {manifest['pretraining']['seconds'] / 60:.0f} of them pretraining."), "",
              f"- base: a {manifest['parameters'] / 1e6:.2f}M-parameter Llama (hidden {c['hidden']}, {c['layers']} layers, "
              f"vocabulary {manifest['vocab_size']}) pretrained from scratch for {c['pretrain_steps']} steps of "
              f"{c['pretrain_batch']}×{c['block']} tokens on plain text (`gift.tiny.world`: facts, questions in a "
              f"`Question:` / `Answer:` layout, general skills, arithmetic, {c['two_step_share']:.0%} two-step problems). "
              "It never sees the chat template.",
              f"- instruct: base after {c['instruct_steps']} steps of full-parameter instruction tuning (batch "
-             f"{c['instruct_batch']}, lr {c['instruct_lr']:g}) on chats of the same kinds of question, in a short answer "
-             f"style, each step followed by a replay step of {c['replay_batch']}×{c['block']} pretraining tokens "
-             f"({manifest['tokens']['instruct']:,} post-training tokens against {manifest['tokens']['pretrain']:,}).",
+             f"{c['instruct_batch']}, lr {c['instruct_lr']:g}) on chats of the same kinds of question "
+             f"({', '.join(f'{k} {w:g}' for k, w in c['instruct_mix'].items())}), in a short answer style, "
+             + (f"each step followed by a replay step of {c['replay_batch']}×{c['block']} pretraining tokens "
+                if c["replay_batch"] else "")
+             + f"({manifest['tokens']['instruct']:,} post-training tokens against {manifest['tokens']['pretrain']:,}).",
              "- data: `math` (two-step word problems; worked solutions in a style of their own, ending 'So the final "
              "answer is N.'), "
              "`knowledge` (4-way multiple choice on the people's facts), `retention` (held-out general-skill probes).",
@@ -311,9 +320,9 @@ def provenance(manifest: dict[str, Any]) -> str:
 
 
 def pretrain(cfg: TinyConfig, model: Any, tok: Any, docs: Iterator[str], rng: random.Random,
-             cache: Path | None) -> tuple[float, int]:
-    """Pretrain `model` in place on `docs` (drawn from `rng`); returns the mean loss of the last 50 steps and
-    the tokens seen.
+             cache: Path | None) -> dict[str, Any]:
+    """Pretrain `model` in place on `docs` (drawn from `rng`); returns the tokens seen, the mean loss of the last
+    50 steps, the seconds pretraining took and whether it came from `cache`.
 
     With `cache`, a base pretrained before from the same pretraining fields is loaded instead, together with
     the random stream's state after it, so that the rest of the build is exactly what a full build gives:
@@ -321,21 +330,23 @@ def pretrain(cfg: TinyConfig, model: Any, tok: Any, docs: Iterator[str], rng: ra
     """
     from safetensors.torch import load_model, save_model
 
-    slot = cache / cfg.pretraining_key() if cache else None
+    slot = cache / cfg.pretraining_key(tok) if cache else None
     if slot and (slot / "state.json").is_file():
         state = json.loads((slot / "state.json").read_text())
         load_model(model, slot / "model.safetensors", device=str(device()))
-        rng.setstate((state["rng"][0], tuple(state["rng"][1]), state["rng"][2]))
-        return state["final_loss"], state["tokens"]
+        version, internal, gauss = state.pop("rng")
+        rng.setstate((version, tuple(internal), gauss))
+        return {**state, "cached": str(slot)}
+    t0 = time.time()
     losses, tokens = fit(model, packed_blocks(tok, docs, cfg.block, cfg.pretrain_batch), cfg.pretrain_steps,
                          cfg.pretrain_lr, "pretrain base")
-    final_loss = sum(losses[-50:]) / len(losses[-50:])
+    info = {"tokens": tokens, "final_loss": sum(losses[-50:]) / len(losses[-50:]),
+            "seconds": round(time.time() - t0, 1)}
     if slot:
         with atomic_dir(slot, overwrite=True) as tmp:
             save_model(model, tmp / "model.safetensors")
-            (tmp / "state.json").write_text(json.dumps({"rng": rng.getstate(), "final_loss": final_loss,
-                                                             "tokens": tokens}))
-    return final_loss, tokens
+            (tmp / "state.json").write_text(json.dumps({"rng": rng.getstate(), **info}))
+    return {**info, "cached": None}
 
 
 def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None = None) -> dict[str, Any]:
@@ -349,14 +360,14 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
     config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
     model = random_model(config, cfg.seed).to(device())
     docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share))
-    pre, pre_tokens = pretrain(cfg, model, tok, docs, rng, cache)
+    pre = pretrain(cfg, model, tok, docs, rng, cache)
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with atomic_dir(out, overwrite) as tmp:
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.pad_token_id = tok.pad_token_id
         model.save_pretrained(tmp / "base")
         save_tokenizer(tok, tmp / "base")
-        chats = chat_batches(tok, forever(lambda: world.instruct_example(rng, ps, cfg.instruct_two_step_share)),
+        chats = chat_batches(tok, forever(lambda: world.instruct_example(rng, ps, cfg.instruct_mix)),
                              cfg.instruct_batch)
         replay = packed_blocks(tok, docs, cfg.block, cfg.replay_batch) if cfg.replay_batch else None
         steps = cfg.instruct_steps * (2 if replay else 1)
@@ -373,12 +384,13 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
             "vocab_size": len(tok), "torch": torch.__version__,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else
             f"CPU ({torch.get_num_threads()} threads)",
-            "tokens": {"pretrain": pre_tokens, "instruct": ins_tokens},
-            "final_loss": {"pretrain": pre, "instruct": sum(ins[-50:]) / len(ins[-50:])},
+            "tokens": {"pretrain": pre["tokens"], "instruct": ins_tokens},
+            "final_loss": {"pretrain": pre["final_loss"], "instruct": sum(ins[-50:]) / len(ins[-50:])},
             "rows": counts}
         if cfg.gates:
-            manifest["gates"] = measure_gates(tmp, delta, ins_tokens / pre_tokens)
+            manifest["gates"] = measure_gates(tmp, delta, ins_tokens / pre["tokens"])
         manifest["build_seconds"] = round(time.time() - t0, 1)
+        manifest["pretraining"] = {"seconds": pre["seconds"], "reused_from_cache": pre["cached"] is not None}
         (tmp / "PROVENANCE.md").write_text(provenance(manifest))
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest["sha256"] = {str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}

@@ -154,9 +154,10 @@ def two_step_plain(rng: random.Random, ps: list[Person]) -> dict[str, str]:
 # pretraining: (share, maker); shares of documents, the two-step share being the base's partial task skill
 PRETRAIN_MIX = [(0.12, "facts"), (0.10, "fact_question"), (0.12, "choice_question"), (0.40, "general_skill"),
                 (0.08, "sum_question"), (0.13, "one_step"), (0.05, "two_step_plain")]
-# instruction tuning: the same kinds, as chats in the instruct model's answer style
-INSTRUCT_MIX = [(0.50, "general_skill"), (0.10, "fact_question"), (0.15, "choice_question"),
-                (0.10, "sum_question"), (0.10, "one_step"), (0.05, "two_step_plain")]
+# instruction tuning: the same kinds, as chats in the instruct model's answer style (the tokenizer's sample of
+# chats; the bundled pair's instruction tuning sets its own weights, TinyConfig.instruct_mix)
+INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question": 0.15, "sum_question": 0.10,
+                "one_step": 0.10, "two_step_plain": 0.05}
 
 
 def _make(kind: str, rng: random.Random, ps: list[Person]) -> dict[str, str]:
@@ -173,22 +174,19 @@ def _pick(rng: random.Random, mix: list[tuple[float, str]]) -> str:
     return rng.choices([k for _, k in mix], weights=[w for w, _ in mix])[0]
 
 
-def with_two_step_share(mix: list[tuple[float, str]], share: float | None) -> list[tuple[float, str]]:
-    """`mix` with the two-step problems' weight set to `share` (None: as it is)."""
-    return mix if share is None else [(w, k) for w, k in mix if k != "two_step_plain"] + [(share, "two_step_plain")]
-
-
 def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None) -> str:
     """One plain-text document of the base model's corpus."""
-    kind = _pick(rng, with_two_step_share(PRETRAIN_MIX, two_step_share))
+    mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
+        (two_step_share, "two_step_plain")]
+    kind = _pick(rng, mix)
     if kind == "facts":
         return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
     return plain(_make(kind, rng, ps))
 
 
-def instruct_example(rng: random.Random, ps: list[Person], two_step_share: float | None = None) -> dict[str, str]:
-    """One instruction-tuning conversation (prompt/completion)."""
-    return _make(_pick(rng, with_two_step_share(INSTRUCT_MIX, two_step_share)), rng, ps)
+def instruct_example(rng: random.Random, ps: list[Person], mix: dict[str, float] | None = None) -> dict[str, str]:
+    """One instruction-tuning conversation (prompt/completion); `mix`: weight per kind (INSTRUCT_MIX)."""
+    return _make(_pick(rng, [(w, k) for k, w in (mix or INSTRUCT_MIX).items()]), rng, ps)
 
 
 # ---- the task splits ----
