@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gift.cli import main
 from gift.tiny import world
-from gift.tiny.build import GATES, TinyConfig, build, weight_delta
+from gift.tiny.build import GATES, TinyConfig, build, weight_delta, world_tokenizer
 
 MINI = TinyConfig(people=6, vocab_size=400, hidden=32, layers=2, heads=2, intermediate=64, block=32, pretrain_steps=6,
                   pretrain_batch=4, instruct_steps=4, instruct_batch=4,
@@ -61,7 +61,6 @@ def assert_same_ids(built, directory):
 
 
 def test_tokenizer_round_trips_exactly(mini_pair):
-    from gift.tiny.build import world_tokenizer
     out, _ = mini_pair
     built, _, _ = world_tokenizer(MINI)
     for role in ("base", "instruct"):
@@ -70,7 +69,6 @@ def test_tokenizer_round_trips_exactly(mini_pair):
 
 def test_bundled_pair_matches_its_manifest():
     from gift.experiment import ASSETS
-    from gift.tiny.build import world_tokenizer
     tiny = ASSETS / "tiny"
     manifest = json.loads((tiny / "manifest.json").read_text())
     import hashlib
@@ -117,7 +115,6 @@ def test_cached_pretraining_gives_the_full_build(mini_pair, tmp_path):
     cache, quick = tmp_path / "cache", dataclasses.replace(MINI, gates=False)
     first = build(quick, tmp_path / "a", cache=cache)  # pretrains and fills the cache
     again = build(quick, tmp_path / "b", cache=cache)  # loads base and the random stream from it
-    from gift.tiny.build import world_tokenizer
     tok = world_tokenizer(MINI)[0]
     assert [p.name for p in cache.iterdir()] == [MINI.pretraining_key(tok)]
     for name in ("base/model.safetensors", "instruct/model.safetensors", "data/math_train.jsonl", "world.json"):

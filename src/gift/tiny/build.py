@@ -72,13 +72,18 @@ class TinyConfig:
 
     def pretraining_key(self, tokenizer: Any) -> str:
         """A digest of everything that decides the pretrained base and the random stream after it: the
-        pretraining fields, the tokenizer, and the world's code (any change to it starts a new base)."""
+        pretraining fields, the tokenizer, torch's version and the code pretraining runs (the world, the tiny
+        models, the tokenizer's sample, the batching and the training loop): a change to any starts a new base,
+        so that a cached build never differs from a full one."""
         import inspect
+        import sys
 
         fields = ("seed", "people", "vocab_size", "hidden", "layers", "heads", "intermediate", "block",
                   "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share")
-        blob = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True) + inspect.getsource(world)
-        return hashlib.sha256((blob + tokenizer.backend_tokenizer.to_str()).encode()).hexdigest()[:16]
+        code = [world, sys.modules[__package__], world_tokenizer, packed_blocks, fit]
+        blob = "".join([json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True), torch.__version__,
+                        *map(inspect.getsource, code), tokenizer.backend_tokenizer.to_str()])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def device() -> torch.device:
@@ -324,7 +329,7 @@ def pretrain(cfg: TinyConfig, model: Any, tok: Any, docs: Iterator[str], rng: ra
     """Pretrain `model` in place on `docs` (drawn from `rng`); returns the tokens seen, the mean loss of the last
     50 steps, the seconds pretraining took and whether it came from `cache`.
 
-    With `cache`, a base pretrained before from the same pretraining fields is loaded instead, together with
+    With `cache`, a base pretrained before under the same `pretraining_key` is loaded instead, together with
     the random stream's state after it, so that the rest of the build is exactly what a full build gives:
     trying instruction-tuning variants then costs minutes, not the pretraining's quarter of an hour.
     """
