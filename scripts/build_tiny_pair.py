@@ -3,7 +3,7 @@
     python scripts/build_tiny_pair.py [--out src/gift/assets/tiny] [--seed 0] [--quick] [--set KEY=VALUE ...]
                                       [--cache DIR]
 
-base: a Llama pretrained from scratch on the world's plain-text corpus (never sees the chat template).
+base: a Llama pretrained from scratch on the world's corpus (plain text and a thin share of chat logs about facts).
 instruct: base after a short, gentle full-parameter instruction tuning on chats of the same skills.
 Also writes data/{math,knowledge,retention}_{train,dev,test}.jsonl, the gates a real pair meets (weight
 delta, post-training budget, instruction following, knowledge, task headroom, transfer), PROVENANCE.md

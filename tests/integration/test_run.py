@@ -7,15 +7,16 @@ import json
 import random
 
 import pytest
+import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gift.cli import main
-from gift.tiny import world
-from gift.tiny.build import GATES, TinyConfig, build, weight_delta, world_tokenizer
+from gift.tiny import model_config, random_model, world
+from gift.tiny.build import GATES, TinyConfig, build, forever, init_chat_tokens, pretrain, weight_delta, world_tokenizer
 
 MINI = TinyConfig(people=6, vocab_size=400, hidden=32, layers=2, heads=2, intermediate=64, block=32, pretrain_steps=6,
-                  pretrain_batch=4, instruct_steps=4, instruct_batch=4,
+                  pretrain_batch=4, instruct_steps=4, instruct_batch=4, transfer_seeds=2,
                   splits={"math": {"train": 24, "dev": 6, "test": 8}, "knowledge": {"train": 8, "dev": 4, "test": 8},
                           "retention": {"dev": 4, "test": 8}})
 
@@ -42,6 +43,8 @@ def test_build_writes_a_loadable_pair_with_manifest(mini_pair):
     for model in ("base", "instruct", "instruct-sft", "shadow-ft"):
         assert set(gates[model]) >= {"math", "knowledge", "retention", "retention_by_skill"}
     assert set(world.SKILLS) >= set(gates["base"]["plain_layout"]["retention_by_skill"]) != set()
+    by_seed = gates["shadow-ft"]["math_by_seed"]
+    assert len(by_seed) == 2 and by_seed[0] == gates["shadow-ft"]["math"]
     assert "| closeness |" in (out / "PROVENANCE.md").read_text()
 
 
@@ -131,6 +134,38 @@ def test_cached_pretraining_gives_the_full_build(mini_pair, tmp_path):
     assert MINI.pretraining_key(other) != MINI.pretraining_key(tok)
 
 
+def test_chat_tokens_pretraining_never_saw_get_fresh_rows():
+    """Pretraining reports the tokens it never saw (the chat markers among them, not the plain layout's); only those
+    of the chat template get new rows, distinct and of the trained rows' norm; every other row is untouched."""
+    tok, rng, ps = world_tokenizer(MINI)
+    config = model_config("llama", len(tok), hidden=32, layers=2, heads=2, intermediate=64, tied=True)
+    model = random_model(config, 0)
+    docs = forever(lambda: world.pretraining_doc(rng, ps, MINI.two_step_share))
+    unseen = set(pretrain(MINI, model, tok, docs, rng, None)["unseen"])
+    markers = {tok.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>")}
+    assert markers <= unseen and not unseen & set(tok("Question:\nAnswer:\n", add_special_tokens=False)["input_ids"])
+    scaffold = set(tok.apply_chat_template([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
+                                           tokenize=True, add_generation_prompt=True, return_dict=False))
+    fresh, other_unseen = sorted(scaffold & unseen), sorted(unseen - scaffold)
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[sorted(unseen)] *= 5  # as a tied head's softmax leaves them: far larger than trained rows
+    before = weight.detach().clone()
+    init_chat_tokens(model, tok, sorted(unseen), seed=0)
+    after = model.get_input_embeddings().weight.detach()
+    changed = (after != before).any(1).nonzero().flatten().tolist()
+    assert changed == fresh and other_unseen and torch.equal(after[other_unseen], before[other_unseen])
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    trained_norm = before[[i for i in range(len(tok)) if i not in unseen]].norm(dim=1).mean()
+    assert ((after[fresh].norm(dim=1) / trained_norm - 1).abs() < 0.5).all()
+    assert torch.cdist(after[fresh], after[fresh]).add(torch.eye(len(fresh))).min() > 0.1 * trained_norm
+    again = random_model(config, 0)
+    with torch.no_grad():
+        again.get_input_embeddings().weight.copy_(before)
+    init_chat_tokens(again, tok, sorted(unseen), seed=0)
+    assert torch.equal(again.get_input_embeddings().weight, after)
+
+
 def test_world_problems_are_consistent():
     rng = random.Random(1)
     ps = world.people(rng, 5)
@@ -144,6 +179,15 @@ def test_world_problems_are_consistent():
         ex = world.general_skill(rng, kind)
         assert ex["completion"] and world.skill_of(ex["prompt"]) == kind
         assert world.plain(ex) == f"Question:\n{ex['prompt']}\nAnswer:\n{ex['completion']}"
+    tok = world_tokenizer(MINI)[0]  # a chat log in the corpus is what the chat template renders, token for token
+    ex = world.fact_question(rng, ps)
+    chat = tok.apply_chat_template([{"role": "user", "content": ex["prompt"]},
+                                    {"role": "assistant", "content": ex["completion"]}], tokenize=False)
+    assert tok(world.chat_log(ex))["input_ids"] == tok(chat.removesuffix("\n"))["input_ids"]
+    docs = [world.pretraining_doc(rng, ps, 0.02, chat_log_share=0.5) for _ in range(200)]
+    logs = [d for d in docs if d.startswith("<|im_start|>user\n")]
+    asks = tuple(question.split("{}")[0] for question, _, _ in world.ATTRIBUTES.values())
+    assert 60 < len(logs) < 140 and all(d.split("\n")[1].startswith(asks) for d in logs)  # facts, never a skill
 
 
 def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys):

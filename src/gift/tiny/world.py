@@ -3,10 +3,12 @@
 In a real pair pretraining teaches nearly everything, post-training mostly elicits it in the chat format
 with a small weight change, and the instruct model already half-knows the task it is adapted to. So:
 
-- pretraining corpus (plain text, never the chat template): facts about invented people, the same facts
-  as open and multiple-choice questions, the general skills (copy, reverse, first/last word, count,
-  sort) and arithmetic, all as "Question:\\n…\\nAnswer:\\n…" documents as on the web, plus a thin share of
-  two-step word problems in the plain answer style (the base's partial skill on the task)
+- pretraining corpus (plain text): facts about invented people, the same facts as open and multiple-choice
+  questions, the general skills (copy, reverse, first/last word, count, sort) and arithmetic, all as
+  "Question:\\n…\\nAnswer:\\n…" documents as on the web, plus a thin share of two-step word problems in
+  the plain answer style (the base's partial skill on the task) and, as web text holds some, of chat logs
+  of questions about the people (the chat template's markers, never a general skill in them: as real
+  bases, base reads the chat format but does not follow instructions in it)
 - instruction tuning (chat, a few hundred steps): the same kinds of question in the chat format, in the
   instruct model's own short answer style
 - tasks with train/dev/test splits: `math` (two-step word problems whose worked solutions are written in
@@ -174,11 +176,20 @@ def _pick(rng: random.Random, mix: list[tuple[float, str]]) -> str:
     return rng.choices([k for _, k in mix], weights=[w for w, _ in mix])[0]
 
 
-def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None) -> str:
-    """One plain-text document of the base model's corpus."""
+def chat_log(ex: dict[str, str]) -> str:
+    """A question and answer as a chat log in the ChatML layout, as web text holds some."""
+    return f"<|im_start|>user\n{ex['prompt']}<|im_end|>\n<|im_start|>assistant\n{ex['completion']}<|im_end|>"
+
+
+def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None,
+                    chat_log_share: float = 0.0) -> str:
+    """One document of the base model's corpus: plain text, and with `chat_log_share` some chat logs of
+    questions about the people (never the general skills, so base does not learn to follow instructions)."""
     mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
         (two_step_share, "two_step_plain")]
-    kind = _pick(rng, mix)
+    kind = _pick(rng, mix + [(chat_log_share, "chat_log")] if chat_log_share else mix)
+    if kind == "chat_log":
+        return chat_log(fact_question(rng, ps))
     if kind == "facts":
         return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
     return plain(_make(kind, rng, ps))
