@@ -159,12 +159,12 @@ def init_chat_tokens(model: Any, tok: Any, unseen: list[int], seed: int) -> list
 
     With a tied output head every softmax of pretraining pushes unseen rows away from the hidden states, to
     3.3 times the norm of trained rows (measured on a base without chat logs), so at each chat marker they
-    swamp the residual stream, and a gentle instruction tuning cannot move them. Real recipes re-initialise such rows before
-    post-training (transformers' `resize_token_embeddings(mean_resizing=True)` draws them from this normal, after
-    Hewitt 2021; Unsloth resets Llama-3 base's untrained tokens); so does the build, and the base is shipped with
-    them in place. Draws rather than the bare mean keep the markers distinct from each other. Other unseen
-    tokens (bytes the world never writes) are left as they are. Returns the ids re-drawn (none where the
-    pretraining corpus holds chat logs).
+    swamp the residual stream, and a gentle instruction tuning cannot move them. Real recipes re-initialise
+    such rows before post-training (transformers' `resize_token_embeddings(mean_resizing=True)` draws added rows
+    from this normal, after Hewitt 2021; Unsloth resets Llama-3 base's untrained tokens); so does the build, and
+    the base is shipped with them in place. Draws rather than the bare mean keep the markers distinct from each
+    other. Other unseen tokens (bytes the world never writes) are left as they are. Returns the ids re-drawn
+    (none where the pretraining corpus holds chat logs).
     """
     scaffold = tok.apply_chat_template([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
                                        tokenize=False, add_generation_prompt=True)
@@ -176,9 +176,10 @@ def init_chat_tokens(model: Any, tok: Any, unseen: list[int], seed: int) -> list
             trained = torch.ones(weight.shape[0], dtype=torch.bool)
             trained[unseen] = False
             rows = weight[trained].double().cpu()
-            mean, centred = rows.mean(0), rows - rows.mean(0)
-            chol = torch.linalg.cholesky(centred.T @ centred / len(rows) + 1e-8 * torch.eye(rows.shape[1], dtype=rows.dtype))
-            draws = mean + torch.randn(len(ids), rows.shape[1], generator=gen, dtype=rows.dtype) @ chol.T
+            centre = rows.mean(0)
+            cov = (rows - centre).T @ (rows - centre) / len(rows)
+            chol = torch.linalg.cholesky(cov + 1e-8 * torch.eye(rows.shape[1], dtype=rows.dtype))
+            draws = centre + torch.randn(len(ids), rows.shape[1], generator=gen, dtype=rows.dtype) @ chol.T
             weight[ids] = draws.to(weight)
     return ids
 
@@ -341,7 +342,7 @@ def provenance(manifest: dict[str, Any]) -> str:
              f"{c['pretrain_batch']}×{c['block']} tokens on plain text (`gift.tiny.world`: facts, questions in a "
              f"`Question:` / `Answer:` layout, general skills, arithmetic, {c['two_step_share']:.0%} two-step problems). "
              + (f"{c['chat_log_share']:.0%} of its documents are chat logs of questions about the people (the chat "
-                "template's markers, never a general skill in it)." if c.get("chat_log_share") else
+                "template's markers, never a general skill in it)." if c["chat_log_share"] else
                 "It never sees the chat template.")
              + (" The chat template's tokens it never saw (" + ", ".join(manifest["pretraining"]["chat_tokens_redrawn"])
                 + ") got fresh embedding rows before instruction tuning (`init_chat_tokens`)."
