@@ -31,7 +31,14 @@ from .data import (
 )
 from .errors import GiftError
 from .loss import GoldLogprobs
-from .model import load_model, load_tokenizer, template_fingerprint, vocab_fingerprint
+from .model import (
+    load_model,
+    load_tokenizer,
+    require_annotation_vocab,
+    special_tokens,
+    template_fingerprint,
+    vocab_fingerprint,
+)
 
 ANNOTATIONS, META = "annotations.parquet", "meta.json"
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
@@ -77,6 +84,7 @@ def annotate(cfg: AnnotateConfig) -> Path:
         "source": str(cfg.data),
         "source_sha256": hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest(),
         "vocab_fingerprint": vocab_fingerprint(tokenizer),
+        "special_tokens": special_tokens(tokenizer),
         "template_fingerprint": template_fingerprint(opts.chat_template or tokenizer.chat_template),
         "eot_token_ids": sorted(end_of_turn_ids(tokenizer, opts)),
         "template": {"system_prompt": opts.system_prompt, "suffix": opts.suffix, "chat_template": opts.chat_template},
@@ -124,10 +132,8 @@ def load_annotations(path: str | Path, tokenizer: Any = None) -> Any:
     text). The annotation's meta.json rides along as `json.loads(dataset.info.description)`."""
     import datasets
 
-    read_annotations(path)  # the same checks as gift train
-    meta = json.loads((Path(path) / META).read_text())
-    if tokenizer is not None and meta["vocab_fingerprint"] != vocab_fingerprint(tokenizer):
-        raise GiftError(f"{path}: annotated with a tokenizer ({meta['vocab_fingerprint']}) that differs from this one "
-                        f"({vocab_fingerprint(tokenizer)}); re-annotate, or train a model of the same tokenizer")
+    _, _, meta = read_annotations(path)  # the same checks as gift train
+    if tokenizer is not None:
+        require_annotation_vocab(meta, tokenizer, path, "this tokenizer")
     table = datasets.table.InMemoryTable(pq.read_table(Path(path) / ANNOTATIONS))
     return datasets.Dataset(table, info=datasets.DatasetInfo(description=json.dumps(meta)))

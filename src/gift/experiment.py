@@ -15,6 +15,7 @@ Methods (the paper's baselines and GIFT):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import time
@@ -28,11 +29,13 @@ from .annotate import annotate
 from .atomic import write_text_atomic
 from .benchmarks import Benchmark, from_spec
 from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, arg, build, load_yaml, resolve_paths
+from .data import load_examples
 from .errors import GiftError
 from .evaluate import evaluate
 from .merge import merge
 from .metrics import seed_problem_ci
-from .model import load_config, model_shape, shape_mismatch
+from .model import content_sha256, load_config, model_shape, shape_mismatch
+from .report import headline, write_report
 from .train import LOG, train
 
 ASSETS = Path(__file__).parent / "assets"
@@ -87,8 +90,22 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     return build(RunConfig, values)
 
 
+BENCH_SETTINGS = ("question_field", "answer_field", "kind", "math_instruction", "choice_instruction")  # of `eval:`
+
+
 def load_benchmarks(cfg: RunConfig, role: set[str]) -> list[Benchmark]:
-    return [from_spec(spec, cfg.eval.get("limit")) for spec in cfg.benchmarks if spec.get("role", "task") in role]
+    """The benchmarks of these roles, read with the `eval:` block's benchmark settings (a benchmark's own keys win)."""
+    settings = {k: cfg.eval[k] for k in BENCH_SETTINGS if k in cfg.eval}
+    return [from_spec(spec, cfg.eval.get("limit"), **settings) for spec in cfg.benchmarks
+            if spec.get("role", "task") in role]
+
+
+def content(cfg: RunConfig, benches: list[Benchmark]) -> dict[str, Any]:
+    """What the stages were computed from, by content, so that a file rewritten or a model replaced at the same
+    path is told apart from the one the cache holds (paths alone would reuse stale stages)."""
+    return {"train_data": hashlib.sha256(Path(cfg.train_data).read_bytes()).hexdigest(),
+            "base": content_sha256(cfg.base), "instruct": content_sha256(cfg.instruct),
+            "benchmarks": {b.name: b.sha256() for b in benches}}
 
 
 def done(path: Path) -> bool:
@@ -106,17 +123,25 @@ class Experiment:
                                  "base", "instruct")
         if problem:
             raise GiftError(f"base {self.cfg.base} and instruct {self.cfg.instruct} are not a pair: {problem}")
-        from .data import load_examples
-        load_examples(self.cfg.train_data)
-        load_benchmarks(self.cfg, {"task", "retention", "dev"})
+        required = {AnnotateConfig: {"teacher": "-", "data": "-", "out": "-"},
+                    TrainConfig: {"model": "-", "data": "-", "out": "-"}, EvalConfig: {"model": "-", "out": "-",
+                                                                                   "bench": ["-"]}}
+        for block, cls in (("annotate", AnnotateConfig), ("train", TrainConfig), ("eval", EvalConfig)):
+            try:  # unknown keys are refused here, in one line, rather than ignored or crashing a later stage
+                build(cls, {**required[cls], **getattr(self.cfg, block)})
+            except GiftError as e:
+                raise GiftError(f"the run config's `{block}:` block: {e}") from None
+        load_examples(self.cfg.train_data, self.cfg.annotate.get("prompt_field"), self.cfg.annotate.get("response_field"))
+        benches = load_benchmarks(self.cfg, {"task", "retention", "dev"})
+        settings = {**self.cfg.__dict__, "content": content(self.cfg, benches)}
         saved = self.out / "run_config.yaml"
         if saved.exists():
-            changed = changed_setting(yaml.safe_load(saved.read_text()), self.cfg.__dict__)
+            changed = changed_setting(yaml.safe_load(saved.read_text()), settings)
             if changed:
                 raise GiftError(f"{self.out} was run with {changed}; seeds and methods can be added to an experiment, "
-                                f"shared settings cannot change: use another --out")
+                                f"shared settings and inputs cannot change: use another --out")
         self.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(saved, yaml.safe_dump(self.cfg.__dict__, sort_keys=True))
+        write_text_atomic(saved, yaml.safe_dump(settings, sort_keys=True))
 
     def annotation(self, teacher: str) -> Path:
         path = self.out / "annotations" / teacher
@@ -166,8 +191,8 @@ class Experiment:
         if not dev or "gift" not in self.cfg.methods or not (self.cfg.gamma_sweep or self.cfg.scale_sweep):
             return {"gamma": gamma, "scale": scale, "gamma_sweep": {}, "scale_sweep": {}}
 
-        def score(res: dict) -> float:
-            return statistics.mean(r["metrics"]["accuracy"]["value"] for r in res.values())
+        def score(res: dict) -> float:  # each dev benchmark's headline metric (accuracy, or IFEval's prompt-level)
+            return statistics.mean(r["metrics"][headline(r["metrics"])]["value"] for r in res.values())
 
         gammas = {g: self.evaluation("gift", seed, dev, g, 1.0, "-dev") for g in self.cfg.gamma_sweep}
         if gammas:
@@ -208,7 +233,6 @@ class Experiment:
         return out
 
     def report(self, summary: dict[str, Any], per_seed: dict[str, dict[int, dict]]) -> None:
-        from .report import write_report
         write_report(self.out, self.cfg, summary, per_seed, {t: self.annotation(t) for t in ("instruct", "base")
                                                              if done(self.out / "annotations" / t)})
 

@@ -14,6 +14,7 @@ import math
 import re
 import shutil
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from .model import (
     model_shape,
     shape_mismatch,
     source_kwargs,
+    special_token_notes,
+    special_tokens,
     vocab_fingerprint,
 )
 from .train import TRAIN_META
@@ -128,10 +131,16 @@ def check_compatible(cfg: MergeConfig, train_meta: dict[str, Any]) -> None:
         if problem:
             raise GiftError(f"{cfg.adapter} cannot merge into {cfg.instruct}: {problem}")
     if "vocab_fingerprint" in train_meta:
-        fp = vocab_fingerprint(load_tokenizer(cfg.instruct))
+        tokenizer = load_tokenizer(cfg.instruct)
+        fp = vocab_fingerprint(tokenizer)
         if fp != train_meta["vocab_fingerprint"]:
             raise GiftError(f"{cfg.adapter} cannot merge into {cfg.instruct}: the tokenizers differ "
                             f"({train_meta['vocab_fingerprint']} vs {fp}), so token ids would mean other text")
+        notes = special_token_notes(train_meta.get("special_tokens", {}), special_tokens(tokenizer), "trained model",
+                                    "instruct")
+        if train_meta.get("special_tokens") and notes:
+            print(f"gift: note: same token ids, special roles differ ({'; '.join(notes)}); the merged model keeps the "
+                  f"instruct tokenizer, chat template and generation config", file=sys.stderr)
 
 
 def safetensors_layout(path: Path) -> tuple[dict[str, Any], int]:

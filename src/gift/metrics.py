@@ -57,15 +57,19 @@ def metric(values: np.ndarray, seed: int = 0) -> dict[str, float | list[float]]:
 
 
 def seed_problem_ci(scores: list[np.ndarray], seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Two-stage percentile bootstrap for a mean over seeds of per-problem scores: resample the seeds, then the
-    problems within each drawn seed, so the interval carries both the training-seed and the problem variance
-    (with one seed it is the bootstrap over problems). `scores` holds one array per seed, problems aligned."""
+    """Percentile bootstrap for a mean over seeds of per-problem scores, in a crossed design: each replicate
+    draws one resample of the problems and one of the seeds, and applies that problem resample to every drawn
+    seed, since every seed is scored on the same problems. The interval carries the training-seed and the
+    problem variance (drawing problems anew per seed would shrink the problem variance by √seeds: five copies
+    of one seed must give one seed's interval, and do, draw for draw). `scores`: one array per seed, aligned."""
     x = np.stack([np.asarray(s, dtype=float) for s in scores])
     n_seeds, n_problems = x.shape
     rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, n_seeds, size=(CI_RESAMPLES, n_seeds, 1))
-    problems = rng.integers(0, n_problems, size=(CI_RESAMPLES, n_seeds, n_problems))
-    means = x[seeds, problems].mean(axis=(1, 2))
+    problems = rng.integers(0, n_problems, size=(CI_RESAMPLES, n_problems))  # the same draws as bootstrap_ci
+    seeds = rng.integers(0, n_seeds, size=(CI_RESAMPLES, n_seeds))
+    weights = np.stack([np.bincount(s, minlength=n_seeds) for s in seeds]) / n_seeds  # (R, seeds)
+    per_problem = weights @ x  # (R, problems): each replicate's mean over its drawn seeds
+    means = np.take_along_axis(per_problem, problems, axis=1).mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,59 @@ def load_model(source: str, dtype: str = "auto", trust_pickle: bool = False) -> 
 
 
 def vocab_fingerprint(tokenizer: Any) -> str:
-    """Hash of token -> id and the special tokens: equal fingerprints mean token ids mean the same text."""
+    """Hash of what decides that token ids mean the same text: the token -> id map and the added tokens' content
+    and flags (special, normalized, lstrip, rstrip, single_word). Which token is bos/eos/pad differs legitimately
+    between a base and its instruct model (Llama-3.1: <|end_of_text|> vs <|eot_id|>; Qwen2.5: <|endoftext|> vs
+    <|im_end|>) and is compared apart, by special_token_notes, as information."""
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    specials = sorted(str(t) for t in tokenizer.all_special_tokens)
-    return hashlib.sha256(json.dumps([vocab, specials], ensure_ascii=False).encode()).hexdigest()[:16]
+    added = [[i, t.content, t.special, t.normalized, t.lstrip, t.rstrip, t.single_word]
+             for i, t in sorted(tokenizer.added_tokens_decoder.items())]
+    return hashlib.sha256(json.dumps([vocab, added], ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def require_annotation_vocab(meta: dict[str, Any], tokenizer: Any, path: Any, whose: str) -> str:
+    """The tokenizer's fingerprint, after refusing one whose token ids mean other text than the annotation's;
+    a difference in special roles only (eos, pad) is printed as a note."""
+    fp = vocab_fingerprint(tokenizer)
+    if meta["vocab_fingerprint"] != fp:
+        raise GiftError(f"{path}: annotated with a tokenizer ({meta['vocab_fingerprint']}) that differs from {whose} "
+                        f"({fp}); its token ids would mean other text. Re-annotate, or train a model of the same tokenizer")
+    notes = special_token_notes(meta.get("special_tokens", {}), special_tokens(tokenizer), "annotation's teacher", whose)
+    if meta.get("special_tokens") and notes:
+        eot = ", ".join(tokenizer.convert_ids_to_tokens(meta["eot_token_ids"]))
+        print(f"gift: note: same token ids, special roles differ ({'; '.join(notes)}); turns end with {eot}, the "
+              f"end-of-turn token of the annotation's template", file=sys.stderr)
+    return fp
+
+
+SPECIAL_ROLES = ("bos", "eos", "pad", "unk")
+
+
+def special_tokens(tokenizer: Any) -> dict[str, str | None]:
+    """Which token plays each special role (as loaded: load_tokenizer falls back to eos for a missing pad)."""
+    return {role: getattr(tokenizer, f"{role}_token", None) for role in SPECIAL_ROLES}
+
+
+def special_token_notes(a: dict[str, str | None], b: dict[str, str | None], a_name: str, b_name: str) -> list[str]:
+    """'eos: <|end_of_text|> (base) vs <|eot_id|> (instruct)' for every role two tokenizers fill differently."""
+    return [f"{role}: {a.get(role)} ({a_name}) vs {b.get(role)} ({b_name})" for role in SPECIAL_ROLES
+            if a.get(role) != b.get(role)]
+
+
+def content_sha256(source: str) -> str:
+    """sha256 over a local model's files (a directory's, names included, or one .gguf file); a hub id, which has no
+    local files to read, is its own key. Used to tell a model replaced at the same path from the one a cache holds."""
+    p = Path(source)
+    if not p.exists():
+        return f"id:{source}"
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(p if p.is_dir() else p.parent).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def template_fingerprint(template: str | None) -> str:

@@ -29,7 +29,7 @@ from .config import TrainConfig, to_dict
 from .data import Encoded, check_template, encode_all, end_of_turn_ids, load_examples, template_options, weighted_batch
 from .errors import GiftError
 from .loss import GoldLogprobs, weighted_nll
-from .model import load_model, load_tokenizer, model_shape, vocab_fingerprint
+from .model import load_model, load_tokenizer, model_shape, require_annotation_vocab, special_tokens, vocab_fingerprint
 from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
 
 CHECKPOINT, LOG, TRAIN_META = "checkpoint", "log.jsonl", "gift_train.json"
@@ -55,11 +55,7 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any, source: str | None = None)
         raise GiftError(f"{flag} {path}: not found (an annotation directory from gift annotate, or a JSONL file)")
     if path.is_dir():
         rows, conf, meta = read_annotations(path)
-        fp = vocab_fingerprint(tokenizer)
-        if meta["vocab_fingerprint"] != fp:
-            raise GiftError(f"{path}: annotated with a tokenizer ({meta['vocab_fingerprint']}) that differs from "
-                            f"{cfg.model}'s ({fp}); its token ids would mean other text. Re-annotate, or train a "
-                            f"model of the same tokenizer")
+        fp = require_annotation_vocab(meta, tokenizer, path, f"{cfg.model}'s")
         return TrainData(rows, conf, set(meta["eot_token_ids"]), fp)
     if cfg.method in NEEDS_ANNOTATION:
         raise GiftError(f"--method {cfg.method} needs teacher confidences: run gift annotate on {path} and "
@@ -292,6 +288,7 @@ def train(cfg: TrainConfig) -> Path:
         accelerator.unwrap_model(scorer).model.save_pretrained(stage)
         meta = {"gift_version": __version__, "config": to_dict(cfg), "steps": total, "global_batch": global_batch,
                 "processes": world, "rows": len(data.rows), "vocab_fingerprint": data.vocab_fingerprint,
+                "special_tokens": special_tokens(tokenizer),
                 "eot_token_ids": sorted(data.eot_ids), "model_shape": model_shape(model.config),
                 "seconds": round(time.time() - t0, 2)}
         (stage / TRAIN_META).write_text(json.dumps(meta, indent=2) + "\n")

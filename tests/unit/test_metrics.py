@@ -73,6 +73,28 @@ def test_seed_problem_interval_pools_both_variances():
     assert hi2 - lo2 > 2 * (hi - lo) and lo2 < np.mean(spread) < hi2
 
 
+def test_identical_seeds_give_one_seeds_interval():
+    """Every seed is scored on the same problems: copies of one seed add no information (crossed design)."""
+    from gift.metrics import bootstrap_ci, seed_problem_ci
+
+    one = (np.random.default_rng(0).random(300) < 0.4).astype(float)
+    assert seed_problem_ci([one] * 5) == bootstrap_ci(one)  # nested resampling gave width 0.051 against 0.110
+
+
+def test_seed_problem_interval_covers_the_population_mean():
+    """Problems drawn from a population of difficulties, seeds with effects of their own, all symmetric about
+    logit 0, so the population mean is exactly 0.5; the nominal 95% interval must cover it (nested: 88-90%)."""
+    from gift.metrics import seed_problem_ci
+
+    rng, hits, trials = np.random.default_rng(0), 0, 300
+    for t in range(trials):
+        logits = rng.normal(0, 1.5, 200)[None, :] + rng.normal(0, 0.3, 5)[:, None]  # (seeds, problems)
+        scores = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits))).astype(float)
+        lo, hi = seed_problem_ci(list(scores), seed=t)
+        hits += lo <= 0.5 <= hi
+    assert hits / trials >= 0.93
+
+
 def test_problem_bootstrap_matches_scipy():
     from scipy.stats import bootstrap
 
