@@ -68,8 +68,8 @@ def load_tokenizer(source: str) -> Any:
     except OSError as e:
         raise GiftError(f"{source}: cannot load a tokenizer ({str(e).splitlines()[0]}); "
                         f"pass a local model directory (no model hub is needed)") from None
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+    if tok.pad_token_id is None:  # Llama and Mistral tokenizers have none; padding is masked out everywhere
+        tok.pad_token, tok.gift_pad_is_eos = tok.eos_token, True
     return tok
 
 
@@ -133,8 +133,10 @@ SPECIAL_ROLES = ("bos", "eos", "pad", "unk")
 
 
 def special_tokens(tokenizer: Any) -> dict[str, str | None]:
-    """Which token plays each special role (as loaded: load_tokenizer falls back to eos for a missing pad)."""
-    return {role: getattr(tokenizer, f"{role}_token", None) for role in SPECIAL_ROLES}
+    """Which token plays each special role, as the tokenizer's files set it (a pad that load_tokenizer borrowed
+    from eos counts as none)."""
+    roles = {role: getattr(tokenizer, f"{role}_token", None) for role in SPECIAL_ROLES}
+    return {**roles, "pad": None if getattr(tokenizer, "gift_pad_is_eos", False) else roles["pad"]}
 
 
 def special_token_notes(a: dict[str, str | None], b: dict[str, str | None], a_name: str, b_name: str) -> list[str]:
