@@ -115,6 +115,8 @@ def load_benchmark(spec: str, limit: int | None = None, question_field: str | No
         if "instruction_id_list" in rows[0][1]:
             return _instruction_benchmark(name, path, "ifeval", limit)
         question, reference = _field_getters(path, rows[0][1], question_field, answer_field)
+        if kind == "choice" and isinstance(rows[0][1].get("choices"), list):  # MMLU's layout: options and an index
+            question, reference = _choice_getters(question, reference)
     extra = instruction_for(kind, math_instruction, choice_instruction)
     problems = []
     for i, (line, row) in enumerate(rows[:limit]):
@@ -162,6 +164,22 @@ def _field_getters(path: Path, first: dict[str, Any], question_field: str | None
         raise GiftError(f"{path}:1: cannot find question/answer fields (have {sorted(first)}); "
                         f"name them with --question-field and --answer-field")
     return (lambda r: r[q]), (lambda r: r[a])
+
+
+def _choice_getters(question: Any, reference: Any) -> tuple[Any, Any]:
+    """For rows with a `choices` list (MMLU's layout): the options laid out under the question as the built-in
+    MMLU reader lays them out, and an integer answer mapped to its letter."""
+    def q(row: dict[str, Any]) -> str:
+        return _choices({"question": question(row), "choices": row["choices"]})
+
+    def ref(row: dict[str, Any]) -> str:
+        answer = reference(row)
+        if isinstance(answer, bool) or not isinstance(answer, int):
+            return answer
+        if not 0 <= answer < len(row["choices"]):
+            raise IndexError(f"answer {answer} is not an index of its {len(row['choices'])} choices")
+        return LETTERS[answer]
+    return q, ref
 
 
 def exact_equal(completion: str, reference: str) -> bool:

@@ -30,6 +30,7 @@ class Example:
     prompt: list[Message]
     response: str
     line: int  # 1-based line in the source file, for error messages
+    label_history: bool = False  # also label the assistant turns inside `prompt` (TRL's assistant_only_loss)
 
 
 @dataclass
@@ -71,7 +72,8 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         line = raw[: e.start].count(b"\n") + 1
         raise GiftError(f"{path}:{line}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines() also breaks at U+2028, U+2029 and U+0085, which JSON strings may hold unescaped
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -104,7 +106,7 @@ def to_example(obj: dict[str, Any], where: str, line: int, prompt_field: str | N
         msgs = _as_messages(obj["messages"], "user", f"{where}: field 'messages'")
         if len(msgs) < 2 or msgs[-1]["role"] != "assistant":
             raise GiftError(f"{where}: 'messages' must end with an assistant turn after at least one other turn")
-        return _checked(Example(msgs[:-1], msgs[-1]["content"], line), where)
+        return _checked(Example(msgs[:-1], msgs[-1]["content"], line, label_history=True), where)
     else:
         pairs = FIELD_PAIRS
     for p, r in pairs:
@@ -152,9 +154,22 @@ def check_template(tokenizer: Any, opts: TemplateOptions, name: str) -> None:
 
 
 def render(tokenizer: Any, messages: list[Message], opts: TemplateOptions, add_generation_prompt: bool) -> str:
-    """Chat text for `messages` through the tokenizer's (or the user's) template."""
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                         chat_template=opts.chat_template)
+    """Chat text for `messages` through the tokenizer's (or the user's) template. A template that raises (Gemma's
+    has no system role) or silently drops a system turn (Phi-3's) is refused in one line."""
+    from jinja2 import TemplateError
+
+    which = "--chat-template" if opts.chat_template else "the tokenizer's chat template"
+    system = [m["content"] for m in messages if m["role"] == "system" and m["content"].strip()]
+    fix = ("drop --system-prompt (or the system turn), or pass a --chat-template that has a system role" if system
+           else "pass a --chat-template that renders it")
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             chat_template=opts.chat_template)
+    except TemplateError as e:
+        raise GiftError(f"{which} cannot render this conversation ({str(e).splitlines()[0]}); {fix}") from None
+    if any(s.strip() not in text for s in system):
+        raise GiftError(f"{which} drops the system turn (it has no system role); {fix}")
+    return text
 
 
 def end_of_turn_ids(tokenizer: Any, opts: TemplateOptions) -> set[int]:
@@ -175,36 +190,50 @@ def end_of_turn_ids(tokenizer: Any, opts: TemplateOptions) -> set[int]:
 
 
 def encode(tokenizer: Any, ex: Example, opts: TemplateOptions, eot_ids: set[int] | None = None) -> Encoded:
-    """Token ids of prompt + response + end-of-turn, labels masking everything but the response.
+    """Token ids of the conversation + response + end-of-turn, labels masking everything but the response (and,
+    for `messages` rows, every earlier assistant turn, as TRL's assistant_only_loss trains them).
 
-    Labels run from the response up to and including the template's end-of-turn token, with whatever the
-    template writes in between (Llama-2 puts a space before `</s>`); what follows that token (a newline)
-    is cut off. Without an end-of-turn token after the response, eos is appended.
+    Each labelled turn runs from its first token up to and including the template's end-of-turn token, with
+    whatever the template writes in between (Llama-2 puts a space before `</s>`); what follows the last turn's
+    end-of-turn token (a newline) is cut off. Without an end-of-turn token after the response, eos is appended.
     """
     eot_ids = end_of_turn_ids(tokenizer, opts) if eot_ids is None else eot_ids
-    msgs = prompt_messages(ex, opts)
-    prompt_text = render(tokenizer, msgs, opts, add_generation_prompt=True)
-    full_text = render(tokenizer, msgs + [{"role": "assistant", "content": ex.response}], opts, add_generation_prompt=False)
-    if not full_text.startswith(prompt_text):
-        raise GiftError(f"line {ex.line}: the chat template does not render the prompt as a prefix of the conversation; "
-                        f"pass a simpler --chat-template")
-    # some templates strip the response's surrounding whitespace: then look for the stripped text
-    response = ex.response if ex.response in full_text[len(prompt_text):] else ex.response.strip()
-    start = full_text.find(response, len(prompt_text))
-    if start < 0:
-        raise GiftError(f"line {ex.line}: the chat template rewrites the response text; pass a simpler --chat-template")
-    response_end = start + len(response)
+    msgs = prompt_messages(ex, opts) + [{"role": "assistant", "content": ex.response}]
+    full_text = render(tokenizer, msgs, opts, add_generation_prompt=False)
+    turns = [k for k, m in enumerate(msgs) if m["role"] == "assistant" and (ex.label_history or k == len(msgs) - 1)]
+    spans = [_turn_span(tokenizer, msgs, k, opts, full_text, ex.line) for k in turns]  # (prompt end, response end)
     enc = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    first = next(i for i, (s, e) in enumerate(offsets) if e > len(prompt_text))
-    eot = next((i for i in range(first, len(ids)) if offsets[i][0] >= response_end and ids[i] in eot_ids), None)
-    if eot is not None:
-        ids = ids[: eot + 1]  # keep the end-of-turn token, drop what follows it
-    else:
-        last = max(i for i, (s, e) in enumerate(offsets) if s < response_end)
-        ids = ids[: last + 1] + [next(iter(eot_ids))]
-    labels = [IGNORE] * first + ids[first:]
-    return Encoded(list(ids), labels, ex.line)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    labels = [IGNORE] * len(ids)
+    for j, (prompt_end, response_end) in enumerate(spans):
+        first = next(i for i, (s, e) in enumerate(offsets) if e > prompt_end)
+        bound = next((i for i, (s, e) in enumerate(offsets) if e > spans[j + 1][0]), len(ids)) if j + 1 < len(spans) \
+            else len(ids)  # an earlier turn's end-of-turn token lies before the next turn's prompt ends
+        eot = next((i for i in range(first, bound) if offsets[i][0] >= response_end and ids[i] in eot_ids), None)
+        last = eot if eot is not None else max(i for i, (s, e) in enumerate(offsets) if s < response_end)
+        if j == len(spans) - 1:  # the final turn: drop what follows its end-of-turn token, or append one
+            ids, labels = (ids[: last + 1], labels[: last + 1]) if eot is not None else \
+                (ids[: last + 1] + [next(iter(eot_ids))], labels[: last + 1] + [IGNORE])
+            last = len(ids) - 1
+        labels[first: last + 1] = ids[first: last + 1]
+    return Encoded(ids, labels, ex.line)
+
+
+def _turn_span(tokenizer: Any, msgs: list[Message], k: int, opts: TemplateOptions, full_text: str,
+               line: int) -> tuple[int, int]:
+    """(end of the prompt before assistant turn k, end of its content) as character offsets in `full_text`."""
+    prompt_text = render(tokenizer, msgs[:k], opts, add_generation_prompt=True)
+    if not full_text.startswith(prompt_text):
+        raise GiftError(f"line {line}: the chat template does not render the prompt as a prefix of the conversation; "
+                        f"pass a simpler --chat-template")
+    turn_text = full_text if k == len(msgs) - 1 else render(tokenizer, msgs[: k + 1], opts, add_generation_prompt=False)
+    content = msgs[k]["content"]
+    # some templates strip the response's surrounding whitespace: then look for the stripped text
+    content = content if content in turn_text[len(prompt_text):] else content.strip()
+    start = turn_text.find(content, len(prompt_text))
+    if start < 0 or not full_text.startswith(turn_text[: start + len(content)]):
+        raise GiftError(f"line {line}: the chat template rewrites the response text; pass a simpler --chat-template")
+    return len(prompt_text), start + len(content)
 
 
 def encode_all(tokenizer: Any, examples: list[Example], opts: TemplateOptions, max_length: int,

@@ -23,7 +23,7 @@ from . import __version__
 from .atomic import atomic_dir, check_out_dir, staging_dir, write_text_atomic
 from .benchmarks import INSTRUCTION_KINDS, LETTERS, Benchmark, Problem, exact_equal, from_spec, load_benchmark
 from .config import EvalConfig, ScoreConfig, to_dict
-from .data import IGNORE, Encoded, pad_batch, read_jsonl
+from .data import IGNORE, Encoded, TemplateOptions, pad_batch, read_jsonl, render
 from .errors import GiftError
 from .generate import generate_hf, generate_vllm
 from .grading import extract_choice, grade_answer, grade_math, normalise, reference_answer
@@ -48,8 +48,8 @@ def render_prompts(tokenizer: Any, problems: list[Problem], system_prompt: str |
     if not getattr(tokenizer, "chat_template", None):
         raise GiftError("the model's tokenizer has no chat template; evaluate an instruct or merged model")
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [tokenizer.apply_chat_template(system + [{"role": "user", "content": p.question}], tokenize=False,
-                                          add_generation_prompt=True) for p in problems]
+    return [render(tokenizer, system + [{"role": "user", "content": p.question}], TemplateOptions(),
+                   add_generation_prompt=True) for p in problems]
 
 
 @torch.inference_mode()
@@ -191,7 +191,8 @@ def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: boo
     for bench in benches:
         prompts = render_prompts(tokenizer, bench.problems, cfg.system_prompt)
         key = hashlib.sha256(json.dumps([cfg.model, prompts, cfg.samples, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                                         cfg.seed, cfg.choice_mode, cfg.backend]).encode()).hexdigest()
+                                         cfg.seed, cfg.choice_mode, cfg.backend, cfg.dtype, cfg.batch_size]
+                                        ).encode()).hexdigest()
         cached = cache / f"{bench.name}.json"
         done = json.loads(cached.read_text()) if cached.is_file() else None
         if done and done["key"] == key:
@@ -232,7 +233,9 @@ def lm_eval_report(graded: dict[str, tuple[Benchmark, dict, dict]], cfg: Any, se
         for m, v in res["metrics"].items():
             scores = np.asarray(v["scores"], float)
             row[f"{m},none"] = v["value"]
-            row[f"{m}_stderr,none"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else "N/A"
+            # lm-eval's instruction-level aggregation has no stderr and reports N/A; gift's interval is `_ci95`
+            row[f"{m}_stderr,none"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) \
+                if len(scores) > 1 and not m.startswith("inst_level_") else "N/A"
             row[f"{m}_ci95,none"] = v["ci"]
         results[name] = row
         configs[name] = {"task": name, "dataset_path": str(bench.source.resolve()) if bench.source else None,
@@ -328,23 +331,31 @@ def _norm(text: str) -> str:
 
 def match_responses(bench: Benchmark, path: Path) -> tuple[list[Problem], list[str], list[str] | None,
                                                             list[list[str]] | None]:
-    """Pair each row of a responses file with a problem: by `id`/`key` when it names one, else by prompt text
-    (the question as the file has it, or with gift's instruction appended). gift eval's samples.jsonl
-    (`greedy`, `samples`, `benchmark`) is read as is. Unmatched and duplicate rows are errors."""
+    """Pair each row of a responses file with a problem: by `id`/`key` when it names one (a `prompt` beside it must
+    hold that problem's question), else by prompt text (the question as the file has it, or with gift's instruction
+    appended; a repeated text goes to its next unanswered problem). gift eval's samples.jsonl (`greedy`, `samples`,
+    `benchmark`) is read as is. Unmatched, mismatched and duplicate rows are errors naming their line."""
     by_id = {p.id: p for p in bench.problems}
-    by_text: dict[str, Problem] = {}
+    by_text: dict[str, list[Problem]] = {}  # a text can repeat (MMLU-STEM asks 12 questions twice): in file order
     for p in bench.problems:
-        by_text.setdefault(_norm(p.question), p)
-        by_text.setdefault(_norm(p.raw), p)
+        for text in {_norm(p.question), _norm(p.raw)}:
+            by_text.setdefault(text, []).append(p)
     seen: dict[str, int] = {}
     problems, prompts, greedy, sampled = [], [], [], []
     for line, row in read_jsonl(path):
         if "benchmark" in row and row["benchmark"] != bench.name:
             continue
-        key = row.get("id", row.get("key"))
-        problem = by_id.get(str(key)) if key is not None else None
-        if problem is None and isinstance(row.get("prompt"), str):
-            problem = by_text.get(_norm(row["prompt"]))
+        key, prompt = row.get("id", row.get("key")), row.get("prompt")
+        prompt = prompt if isinstance(prompt, str) else None
+        if key is not None:
+            problem = by_id.get(str(key))
+            if problem is not None and prompt is not None and _norm(problem.raw) not in _norm(prompt):
+                raise GiftError(f"{path}:{line}: id {key!r} is problem {problem.id} of {bench.name}, but the row's prompt "
+                                f"{prompt[:60]!r} is not that problem's; give the benchmark's ids, or drop `id` to match "
+                                f"by prompt")
+        else:
+            candidates = by_text.get(_norm(prompt), []) if prompt is not None else []
+            problem = next((p for p in candidates if p.id not in seen), candidates[-1] if candidates else None)
         if problem is None:
             raise GiftError(f"{path}:{line}: matches no problem of {bench.name} (id {key!r}, prompt "
                             f"{str(row.get('prompt', ''))[:60]!r})")
@@ -356,7 +367,7 @@ def match_responses(bench: Benchmark, path: Path) -> tuple[list[Problem], list[s
         if not isinstance(one, str) and not (isinstance(many, list) and many and all(isinstance(x, str) for x in many)):
             raise GiftError(f"{path}:{line}: needs `response` (a string) or `responses` (a list of strings)")
         problems.append(problem)
-        prompts.append(row.get("prompt", problem.question))
+        prompts.append(prompt if prompt is not None else problem.question)
         greedy.append(one)
         sampled.append(many)
     if not problems:

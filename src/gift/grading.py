@@ -17,7 +17,9 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)  # its time-out notices
 
 BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
-GSM8K_MARK = re.compile(r"####[ \t]*([^\n]*)")
+# GSM8K's mark is `#### N`, the answer alone on its line (lm-eval's strict filter: `#### (\-?[0-9\.\,]+)`); a Markdown
+# heading such as `#### Step 1: add the numbers` or `#### 2. Totals` is not an answer
+GSM8K_MARK = re.compile(r"^[ \t]*####[ \t]*\$?(-?[\d,]*\.?\d+(?:/\d+)?)[ \t]*\.?[ \t]*$", re.MULTILINE)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 LETTER_PATTERNS = [
     re.compile(r"\\boxed\{\s*\(?([A-J])\)?\s*\}"),
@@ -46,7 +48,7 @@ def extract_answer(text: str, numeric_fallback: bool = False) -> str | None:
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
-    marked = [m for m in GSM8K_MARK.findall(text) if re.search(r"\d", m)]  # not a Markdown "#### Heading"
+    marked = GSM8K_MARK.findall(text)
     if marked:
         return marked[-1].strip()
     said = ANSWER_IS.findall(text)

@@ -40,6 +40,10 @@ from .model import (
 )
 from .train import TRAIN_META
 
+# init_lora_weights values that leave the base weights as they were, so the trained B·A is the whole change
+# (True: B = 0; False and "gaussian": random A and/or B; "orthogonal" and "eva": A and B set, base untouched, as
+# PEFT's lora/layer.py and lora/eva.py do); every other value, including ones PEFT adds later, is refused
+EXACT_INITS = (True, False, "gaussian", "orthogonal", "eva")
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf"}
 LORA_A = ".lora_A.weight"
 
@@ -111,14 +115,20 @@ def unsupported_feature(config: dict[str, Any], tensors: dict[str, torch.Tensor]
          f"fully trained modules (modules_to_save={config.get('modules_to_save')})"),
         (config.get("fan_in_fan_out"), "fan_in_fan_out (Conv1D layers)"),
         (any(k.endswith(".lora_magnitude_vector") or "lora_magnitude_vector" in k for k in tensors), "DoRA magnitudes"),
+        (config.get("init_lora_weights", True) not in EXACT_INITS,
+         f"init_lora_weights={config.get('init_lora_weights')!r}, which rewrote the base weights it trained on (PiSSA, "
+         f"OLoRA, CorDA, LoftQ and LoRA-GA subtract their initial B·A; MiCA has a forward of its own), so adding B·A "
+         f"to the instruct weights would count that part twice; convert it to plain LoRA with PEFT's "
+         f"path_initial_model_for_weight_conversion"),
     ]
     return next((name for flagged, name in checks if flagged), None)
 
 
 def _pattern(patterns: dict[str, Any], module: str, default: Any) -> Any:
-    """PEFT's per-module overrides: the first pattern that matches the end of the module name."""
+    """PEFT's per-module overrides: the first pattern that matches the end of the module name, matched as PEFT's
+    get_pattern_key does (the pattern grouped, so `q_proj|v_proj` is one alternative, not two halves)."""
     for pat, value in patterns.items():
-        if re.fullmatch(rf"(.*\.)?{pat}", module):
+        if re.match(rf"(.*\.)?({pat})$", module):
             return value
     return default
 

@@ -29,9 +29,19 @@ from .data import GIFTCollator
 from .errors import GiftError
 from .loss import GoldLogprobs, weighted_nll
 from .train import epoch_permutation
-from .weighting import METHODS, WeightParams, normaliser, signal_stats, token_weights
+from .weighting import METHODS, NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
 
 __all__ = ["GIFTTrainer", "SFTConfig"]
+
+
+def pad_id(processing_class: Any, args: SFTConfig) -> int:
+    """The id the collator pads with, chosen as SFTTrainer chooses it: args.pad_token, else the tokenizer's pad,
+    else its eos (Llama and Mistral base tokenizers have no pad; padded positions are masked out anyway)."""
+    tok = getattr(processing_class, "tokenizer", processing_class)
+    token = getattr(args, "pad_token", None) or tok.pad_token or tok.eos_token
+    if token is None:
+        raise GiftError("processing_class has neither a pad nor an eos token; set SFTConfig(pad_token=...)")
+    return tok.convert_tokens_to_ids(token)
 
 
 class GiftOrder(torch.utils.data.Sampler):
@@ -67,12 +77,15 @@ class GIFTTrainer(SFTTrainer):
         args.remove_unused_columns = False  # the collator needs `confidence`
         args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}  # already tokenised
         train = kwargs.get("train_dataset")
+        if method in NEEDS_ANNOTATION and train is not None and "confidence" not in (train.column_names or []):
+            raise GiftError(f"method={method!r} needs teacher confidences, and train_dataset has no `confidence` column "
+                            f"(it would train plain SFT); load a gift annotate directory with gift.load_annotations")
         if train is not None and kwargs.get("data_collator") is None:
             meta = json.loads(train.info.description or "{}")
             if "eot_token_ids" not in meta:
                 raise GiftError("train_dataset: load it with gift.load_annotations (it carries the end-of-turn ids), "
                                 "or pass data_collator=GIFTCollator(pad_token_id, eot_token_ids)")
-            kwargs["data_collator"] = GIFTCollator(kwargs["processing_class"].pad_token_id, meta["eot_token_ids"])
+            kwargs["data_collator"] = GIFTCollator(pad_id(kwargs["processing_class"], args), meta["eot_token_ids"])
         self.method, self.weights = method, WeightParams(gamma, floor, rho_ratio)
         self._stats = torch.zeros(5)  # signal_stats summed since the last log
         super().__init__(model, args, **kwargs)

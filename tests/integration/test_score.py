@@ -78,3 +78,46 @@ def test_unmatched_and_duplicate_rows_are_refused(tmp_path):
     with pytest.raises(GiftError, match="needs `response`"):
         match_responses(bench, write_jsonl(tmp_path / "none.jsonl", [{"prompt": q, "answer": "1"}]))
     assert not (tmp_path / "out").exists()
+
+
+def test_an_id_beside_a_prompt_must_name_the_same_problem(tmp_path):
+    """Rows numbered by their own scheme (0-99 in another order) were matched by id alone to other problems."""
+    bench = load_benchmark("gsm8k", limit=100)
+    order = list(reversed(bench.problems))
+    rows = [{"id": j, "prompt": p.raw, "response": f"\\boxed{{{p.reference}}}"} for j, p in enumerate(order)]
+    with pytest.raises(GiftError, match=r"own.jsonl:1: id 0 is problem \S+ of gsm8k, but the row's prompt"):
+        match_responses(bench, write_jsonl(tmp_path / "own.jsonl", rows))
+    agreeing = [{"id": p.id, "prompt": p.question, "response": f"\\boxed{{{p.reference}}}"} for p in order]
+    problems, _, _, _ = match_responses(bench, write_jsonl(tmp_path / "ok.jsonl", agreeing))
+    assert [p.id for p in problems] == [p.id for p in order]
+    report = scored(tmp_path, "gsm8k", [{k: v for k, v in r.items() if k != "id"} for r in rows])
+    assert report["results"]["gsm8k"]["accuracy,none"] == 1.0  # the same rows matched by prompt: all correct
+
+
+def test_repeated_questions_go_to_the_next_unanswered_problem(tmp_path):
+    bench = load_benchmark("mmlu_stem")
+    texts: dict[str, list] = {}
+    for p in bench.problems:
+        texts.setdefault(p.raw, []).append(p)
+    repeated = [ps for ps in texts.values() if len(ps) > 1]
+    assert len(repeated) >= 10  # MMLU-STEM asks some questions twice
+    rows = [{"prompt": p.raw, "response": f"\\boxed{{{p.reference}}}"} for ps in repeated for p in ps]
+    problems, _, _, _ = match_responses(bench, write_jsonl(tmp_path / "rep.jsonl", rows))
+    assert [p.id for p in problems] == [p.id for ps in repeated for p in ps]
+    with pytest.raises(GiftError, match="again"):
+        match_responses(bench, write_jsonl(tmp_path / "thrice.jsonl", rows[:2] + rows[:1]))
+
+
+def test_a_choice_file_in_mmlus_layout_shows_its_options_and_grades_letters(tmp_path):
+    """`question`, a `choices` list and an integer `answer`, given as FILE:choice: graded 0% before (options unseen,
+    the reference the integer); now laid out and mapped as the built-in MMLU reader does."""
+    rows = [json.loads(line) for line in (SHARED_DATA / "mmlu_stem_test.jsonl").read_text().splitlines()[:6]]
+    path = write_jsonl(tmp_path / "mine.jsonl", [{k: r[k] for k in ("question", "choices", "answer")} for r in rows])
+    bench = load_benchmark(f"{path}:choice")
+    builtin = load_benchmark("mmlu_stem", limit=6)
+    assert [p.question for p in bench.problems] == [p.question for p in builtin.problems]
+    assert [p.reference for p in bench.problems] == [LETTERS[r["answer"]] for r in rows]
+    responses = write_jsonl(tmp_path / "resp.jsonl", [{"prompt": p.raw, "response": f"The answer is ({p.reference})."}
+                                                       for p in bench.problems])
+    assert main(["score", "--bench", f"{path}:choice", "--responses", str(responses), "--out", str(tmp_path / "s")]) == 0
+    assert json.loads((tmp_path / "s" / "results.json").read_text())["results"]["mine"]["accuracy,none"] == 1.0

@@ -27,7 +27,7 @@ def annotation(tmp_path_factory):
     return root
 
 
-def train_with_trl(root, method: str, tokenizer) -> dict[str, torch.Tensor]:
+def train_with_trl(root, method: str, tokenizer, dataset=None, steps: int = STEPS) -> dict[str, torch.Tensor]:
     from accelerate.utils import set_seed
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -38,15 +38,15 @@ def train_with_trl(root, method: str, tokenizer) -> dict[str, torch.Tensor]:
     set_seed(SEED)  # as gift train: seed, load, then LoRA's initialisation
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(TINY / "base", dtype=torch.float32), lora)
     args = SFTConfig(output_dir=str(root / f"trl-{method}"), per_device_train_batch_size=BATCH,
-                     gradient_accumulation_steps=ACCUM, max_steps=STEPS, learning_rate=2e-3, lr_scheduler_type="cosine",
+                     gradient_accumulation_steps=ACCUM, max_steps=steps, learning_rate=2e-3, lr_scheduler_type="cosine",
                      warmup_steps=round(0.25 * STEPS), weight_decay=0.0, max_grad_norm=1.0, seed=SEED, use_cpu=True,
                      report_to="none", save_strategy="no", logging_steps=1, dataloader_num_workers=0,
                      gradient_checkpointing=False, bf16=False)  # TRL defaults to bf16; gift train runs in fp32 on CPU
-    trainer = GIFTTrainer(model=model, args=args, train_dataset=load_annotations(root / "ann", tokenizer),
-                          processing_class=tokenizer, method=method)
+    dataset = load_annotations(root / "ann", tokenizer) if dataset is None else dataset
+    trainer = GIFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, method=method)
     trainer.train()
     logged = [h for h in trainer.state.log_history if "loss" in h]
-    assert len(logged) == STEPS and all("low_conf_loss_share" in h for h in logged)
+    assert len(logged) == steps and all("low_conf_loss_share" in h for h in logged)
     return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
 
 
@@ -83,6 +83,29 @@ def test_load_annotations_checks_the_tokenizer(annotation, tokenizer):
     assert batch["q"].shape == batch["is_eot"].shape and batch["is_eot"].sum() == 2
     with pytest.raises(GiftError, match="annotated with a tokenizer"):
         load_annotations(annotation / "ann", tokenizer)
+
+
+@pytest.mark.parametrize("method", ["gift", "rho"])
+def test_gift_trainer_refuses_a_dataset_without_confidences(annotation, method):
+    """Without `confidence` every q would be 1: plain SFT under GIFT's name."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY / "base")
+    plain = load_annotations(annotation / "ann", tokenizer).remove_columns("confidence")
+    with pytest.raises(GiftError, match=f"method='{method}' needs teacher confidences"):
+        train_with_trl(annotation, method, tokenizer, plain, steps=1)
+
+
+def test_gift_trainer_pads_with_eos_when_the_tokenizer_has_no_pad(annotation):
+    """Llama and Mistral base tokenizers have no pad token; SFTTrainer falls back to eos, and so does GIFTTrainer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY / "base")
+    dataset = load_annotations(annotation / "ann", tokenizer)
+    tokenizer.pad_token = None
+    assert tokenizer.pad_token_id is None
+    trained = train_with_trl(annotation, "gift", tokenizer, dataset, steps=3)  # 2 warm-up steps from lr 0
+    assert any(v.abs().max() > 0 for k, v in trained.items() if "lora_B" in k)
 
 
 def test_gift_train_refuses_mixed_precision_left_by_an_earlier_trainer(annotation, monkeypatch):

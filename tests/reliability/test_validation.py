@@ -203,3 +203,33 @@ def test_published_directories_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+GEMMA_STYLE = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+               "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+               "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+PHI3_STYLE = ("{% for m in messages %}{% if m['role'] != 'system' %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+              "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.mark.parametrize("template, message", [(GEMMA_STYLE, "cannot render this conversation (System role not "
+                                                              "supported); drop --system-prompt"),
+                                               (PHI3_STYLE, "drops the system turn (it has no system role); drop")])
+def test_a_template_without_a_system_role_is_refused_in_one_line(pair, tmp_path, capsys, arith_jsonl, template, message):
+    _, instruct = pair
+    (tmp_path / "t.jinja").write_text(template)
+    fails(capsys, ["annotate", "--teacher", str(instruct), "--data", str(arith_jsonl), "--out", str(tmp_path / "ann"),
+                   "--chat-template", str(tmp_path / "t.jinja"), "--system-prompt", "Be brief."], message)
+    assert not (tmp_path / "ann").exists()
+    assert main(["annotate", "--teacher", str(instruct), "--data", str(arith_jsonl), "--out", str(tmp_path / "ann"),
+                 "--chat-template", str(tmp_path / "t.jinja")]) == 0  # without a system turn it renders
+
+
+def test_rows_may_hold_unicode_line_separators(tmp_path):
+    """U+2028, U+2029 and U+0085 are valid unescaped inside JSON strings (web text, saved completions)."""
+    from gift.data import read_jsonl
+
+    text = '{"prompt": "a\u2028b", "completion": "c\u2029d\u0085e"}\n{"prompt": "x", "completion": "y"}\r\n'
+    path = tmp_path / "u.jsonl"
+    path.write_text(text, encoding="utf-8")
+    assert [(n, r["completion"]) for n, r in read_jsonl(path)] == [(1, "c\u2029d\u0085e"), (2, "y")]

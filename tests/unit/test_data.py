@@ -113,3 +113,32 @@ def test_end_of_turn_after_template_text_is_labelled(tokenizer):
     assert enc.input_ids[-1] == tokenizer.eos_token_id and enc.labels[-1] == tokenizer.eos_token_id
     labelled = tokenizer.decode([y for y in enc.labels if y != IGNORE])
     assert labelled.strip().startswith("3 + 3 = 6.") and labelled.endswith(" " + tokenizer.eos_token)
+
+
+GENERATION_MARKED = (  # ChatML with transformers' {% generation %} markers, as TRL's assistant_only_loss needs them
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}"
+    "{% else %}{{ m['content'] }}<|im_end|>{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_every_assistant_turn_of_a_messages_row_is_labelled_as_trl_does(tokenizer):
+    """TRL's assistant_only_loss trains every assistant turn: the labels equal transformers' assistant mask
+    (return_assistant_tokens_mask) on a three-turn conversation; a prompt/completion row labels its completion only."""
+    msgs = [{"role": "user", "content": "Tom has 3 apples."}, {"role": "assistant", "content": "3 + 0 = 3."},
+            {"role": "user", "content": "And buys 4 more?"}, {"role": "assistant", "content": "3 + 4 = 7. The answer is 7."},
+            {"role": "user", "content": "Write a short list."}, {"role": "assistant", "content": "JSON, all caps."}]
+    opts = TemplateOptions(chat_template=GENERATION_MARKED)
+    e = encode(tokenizer, to_example({"messages": msgs}, "x:1", 1), opts)
+    ref = tokenizer.apply_chat_template(msgs, chat_template=GENERATION_MARKED, tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+    mask = ref["assistant_masks"]
+    n = len(e.input_ids)
+    assert e.input_ids == ref["input_ids"][:n] and sum(mask[n:]) == 0  # only the closing newline is cut
+    assert [y != IGNORE for y in e.labels] == [bool(m) for m in mask[:n]]
+    assert sum(y == tokenizer.convert_tokens_to_ids("<|im_end|>") for y in e.labels) == 3  # each turn's end
+    completion_only = encode(tokenizer, to_example({"prompt": msgs[:-1], "completion": msgs[-1]["content"]}, "x:1", 1),
+                             opts)
+    assert completion_only.input_ids == e.input_ids
+    labelled = [y for y in completion_only.labels if y != IGNORE]
+    assert tokenizer.decode(labelled) == "JSON, all caps.<|im_end|>"

@@ -56,6 +56,9 @@ def test_choice_grading(completion, reference, expected):
     ("work\n#### 1,234", "1,234"), ("Thus the answer is $42$.", "42"), ("The final answer is: 7", "7"),
     ("no answer here", None), ("\\fbox{9}", "9"), ("#### Solution\nSo the answer is 14.", "14"),
     ("The answer is **18**.", "18"), ("#### Step 1\n2 + 2 = 4\n#### 4", "4"),
+    # Markdown headings holding a digit are not GSM8K's `#### N` mark, which has the answer alone on its line
+    ("#### Step 1: add the numbers\n3 + 11 = 14\nThe answer is 14.", "14"), ("#### 2. Totals\nThe answer is 9.", "9"),
+    ("#### $1,200", "1,200"), ("so\n#### 72.", "72"), ("#### -3/4", "-3/4"),
 ])
 def test_extraction(text, expected):
     assert extract_answer(text) == expected
