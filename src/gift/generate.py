@@ -16,12 +16,16 @@ import torch
 from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
+from .data import TemplateOptions, end_of_turn_ids
 from .errors import GiftError
 
 
 def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
-    """End-of-turn ids: the tokenizer's eos, the generation config's, and ChatML/Llama-3 markers if present."""
+    """End-of-turn ids: the tokenizer's eos, the generation config's, the token the chat template closes an assistant
+    turn with (Phi-3's <|end|>, say), and ChatML/Llama-3 markers if present."""
     ids = {tokenizer.eos_token_id}
+    if getattr(tokenizer, "chat_template", None):
+        ids |= end_of_turn_ids(tokenizer, TemplateOptions())
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
     vocab = tokenizer.get_vocab()

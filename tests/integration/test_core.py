@@ -196,6 +196,8 @@ def tokenizer_texts() -> list[str]:
     ("trained biases", {"bias": "all"}),
     ("embedding layer", {"target_modules": ["embed_tokens", "q_proj"]}),
     ("modules_to_save", {"modules_to_save": ["lm_head"]}),
+    ("init_lora_weights='pissa'", {"init_lora_weights": "pissa"}),  # PEFT rewrote the base weights to W − B₀A₀
+    ("init_lora_weights='olora'", {"init_lora_weights": "olora"}),
 ])
 def test_merge_refuses_adapter_features_it_cannot_merge_exactly(make_pair, tmp_path, feature, lora_kwargs, capsys):
     """Each of these makes PEFT's merge differ from W + λ(α/r)BA: gift merge names it and writes nothing."""
@@ -214,13 +216,23 @@ def test_merge_refuses_adapter_features_it_cannot_merge_exactly(make_pair, tmp_p
     assert not out.exists() and not list(tmp_path.glob(".merged*"))
 
 
-def test_plain_peft_adapter_merges_like_peft(make_pair, tmp_path):
-    """A plain LoRA adapter made by PEFT itself (no gift_train.json) merges to PEFT's logits."""
+@pytest.mark.parametrize("extra", [{}, {"alpha_pattern": {"q_proj|v_proj": 4}},  # one grouped alternative, as PEFT
+                                   {"alpha_pattern": {"layers.1.self_attn.v_proj": 2}, "rank_pattern": {"down_proj": 2}},
+                                   {"init_lora_weights": "gaussian"}])
+def test_plain_peft_adapter_merges_like_peft(make_pair, tmp_path, extra):
+    """A plain LoRA adapter made by PEFT itself (no gift_train.json) merges to PEFT's logits, per-module α and r
+    patterns included."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     _, instruct = make_pair()
+    settings = {"init_lora_weights": False, **extra}
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(instruct),
-                           LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+                           LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], **settings))
+    if extra.get("init_lora_weights") == "gaussian":  # B starts at zero: move it, or the merge changes nothing
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.05)
     model.save_pretrained(tmp_path / "adapter")
     ours = AutoModelForCausalLM.from_pretrained(merge(MergeConfig(instruct=str(instruct), adapter=str(tmp_path / "adapter"),
                                                                   out=str(tmp_path / "m"))))

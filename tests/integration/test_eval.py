@@ -81,6 +81,12 @@ def test_interrupted_eval_resumes_from_finished_benchmarks(make_pair, tmp_path, 
     fresh = run_eval(instruct, tmp_path / "ev2", *map(str, custom), kind="exact")
     assert (fresh / "samples.jsonl").read_text() == (tmp_path / "ev" / "samples.jsonl").read_text()
 
+    calls.clear()  # completions cached in another dtype are not this dtype's: generated again
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(instruct, tmp_path / "ev3", *map(str, custom), kind="exact")
+    run_eval(instruct, tmp_path / "ev3", *map(str, custom), kind="exact", dtype="bfloat16")
+    assert calls == ["x", "y", "x", "y"]
+
 
 def test_first_use_notices(make_pair, tmp_path, capsys):
     """A --max-new-tokens past the context is lowered with a notice; unanswerable completions are shown."""

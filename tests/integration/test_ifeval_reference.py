@@ -69,6 +69,16 @@ def test_gift_score_equals_lm_eval_on_real_responses(lm_eval_ifeval, tmp_path):
     ref = reference_metrics(lm_eval_ifeval, [docs[str(r["key"])] for r in rows], [r["response"] for r in rows])
     assert ours == pytest.approx(ref, abs=1e-12)
     assert 0 < ours["prompt_level_strict_acc"] < 1  # the responses are a real mix of followed and broken
+    # lm-eval's stderr: the sample standard error for the prompt-level means, N/A for the instruction-level
+    # aggregation (agg_inst_level_acc has no stderr function); gift's own intervals are the `_ci95` entries
+    row, n = report["results"]["ifeval"], len(rows)
+    for mode in ("strict", "loose"):
+        scores = report["benchmarks"]["ifeval"]["metrics"][f"prompt_level_{mode}_acc"]["scores"]
+        mean = sum(scores) / n
+        sem = (sum((x - mean) ** 2 for x in scores) / (n - 1) / n) ** 0.5
+        assert row[f"prompt_level_{mode}_acc_stderr,none"] == pytest.approx(sem, rel=1e-9)
+        assert row[f"inst_level_{mode}_acc_stderr,none"] == "N/A"
+        assert len(row[f"inst_level_{mode}_acc_ci95,none"]) == 2
 
 
 def test_rescoring_a_gift_eval_output_gives_identical_numbers(tmp_path):

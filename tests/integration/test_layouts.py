@@ -75,7 +75,10 @@ def test_the_whole_loop_runs_on_a_real_layout(layout_pair, name, tmp_path, capsy
     assert special_tokens(m_tok) == special_tokens(i_tok) and m_tok.chat_template == i_tok.chat_template
     assert json.loads((merged / "generation_config.json").read_text()) == \
         json.loads((instruct / "generation_config.json").read_text())
-    assert eot in stop_token_ids(m_tok, load_model(str(merged)))
+    merged_model = load_model(str(merged))
+    assert eot in stop_token_ids(m_tok, merged_model)
+    merged_model.generation_config.eos_token_id = None  # a generation config that names no stop: the template's
+    assert eot in stop_token_ids(m_tok, merged_model)
 
     bench = write_jsonl(tmp_path / "bench.jsonl", [{"question": "What is 2 plus 3?", "answer": "5"}])
     out = evaluate(EvalConfig(model=str(merged), bench=[str(bench)], out=str(tmp_path / "eval"), max_new_tokens=4),

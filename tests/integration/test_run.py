@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from gift.cli import main
 from gift.tiny import model_config, random_model, world
 from gift.tiny.build import GATES, TinyConfig, build, forever, init_chat_tokens, pretrain, weight_delta, world_tokenizer
+from tests.conftest import write_jsonl
 
 MINI = TinyConfig(people=6, vocab_size=400, hidden=32, layers=2, heads=2, intermediate=64, block=32, pretrain_steps=6,
                   pretrain_batch=4, instruct_steps=4, instruct_batch=4, transfer_seeds=2,
@@ -243,3 +244,70 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     yaml_path.write_text(yaml.safe_dump(config))
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 2
     assert "was run with train.max_steps=2, now 3; seeds and methods can be added" in capsys.readouterr().err
+
+
+def small_run(tmp_path, make_pair, arith_jsonl, **extra):
+    """An Experiment over a tiny random pair and a copy of the arithmetic data, for checks that train nothing."""
+    import shutil
+
+    from gift.experiment import Experiment, load_run_config
+
+    base, instruct = make_pair("llama", True)
+    data, bench = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    shutil.copy(arith_jsonl, data)
+    write_jsonl(bench, [{"question": "What is 1 + 1?", "answer": "2"}])
+    config = {"base": str(base), "instruct": str(instruct), "train_data": str(data), "out": str(tmp_path / "run"),
+              "benchmarks": [{"name": "dev", "file": str(bench), "kind": "math", "role": "dev"}], **extra}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    return lambda: Experiment(load_run_config(tmp_path / "run.yaml"))
+
+
+def test_a_rewritten_input_at_the_same_path_is_refused(tmp_path, make_pair, arith_jsonl):
+    """The stages are cached by what they were computed from: data rewritten or a model replaced at the same path
+    would otherwise reuse the old annotation, adapters and evaluations."""
+    import shutil
+
+    from gift.errors import GiftError
+
+    shutil.copytree(make_pair("llama", True)[1], tmp_path / "instruct")
+    experiment = small_run(tmp_path, make_pair, arith_jsonl, instruct=str(tmp_path / "instruct"))
+    experiment().check()
+    experiment().check()  # unchanged: accepted
+    data = tmp_path / "train.jsonl"
+    original = data.read_text()
+    data.write_text(original.replace("The answer is", "So the answer is", 1))
+    with pytest.raises(GiftError, match=r"was run with content\.train_data="):
+        experiment().check()
+    data.write_text(original)
+    weights = tmp_path / "instruct" / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(GiftError, match=r"was run with content\.instruct="):
+        experiment().check()
+
+
+def test_run_config_blocks_are_read_not_dropped(tmp_path, make_pair, arith_jsonl):
+    from gift.errors import GiftError
+    from gift.experiment import load_benchmarks
+
+    experiment = small_run(tmp_path, make_pair, arith_jsonl, eval={"math_instruction": "Think first."})
+    assert load_benchmarks(experiment().cfg, {"dev"})[0].problems[0].question.endswith("Think first.")
+    with pytest.raises(GiftError, match=r"the run config's `eval:` block: unknown setting 'math_instructions'"):
+        small_run(tmp_path, make_pair, arith_jsonl, eval={"math_instructions": "Think."})().check()
+    write_jsonl(tmp_path / "qa.jsonl", [{"q": "What is 2 + 2?", "a": "2 + 2 = 4."}])
+    renamed = small_run(tmp_path, make_pair, arith_jsonl, annotate={"prompt_field": "q", "response_field": "a"},
+                        train_data=str(tmp_path / "qa.jsonl"))
+    renamed().check()  # refused before: the data was read without the annotate block's fields
+
+
+def test_a_dev_benchmark_without_accuracy_is_scored_by_its_headline_metric(tmp_path, make_pair, arith_jsonl,
+                                                                           monkeypatch):
+    """IFEval as dev has prompt_level_strict_acc, no accuracy: γ/λ are chosen by it (a KeyError before)."""
+    from gift.experiment import Experiment
+
+    experiment = small_run(tmp_path, make_pair, arith_jsonl, methods=["instruct", "gift"], scale_sweep=[0.5, 1.0, 1.5])()
+    followed = {0.5: 0.2, 1.0: 0.3, 1.5: 0.6}
+    monkeypatch.setattr(Experiment, "evaluation", lambda self, method, seed, benches, gamma, scale, tag: {
+        "ifeval": {"metrics": {"prompt_level_strict_acc": {"value": followed[scale]}}}})
+    assert experiment.tune_gift()["scale"] == 1.5

@@ -7,7 +7,8 @@ How each is configured (from the published tokenizer_config.json / generation_co
 - llama3 (Llama-3.1-8B / -Instruct): one token list; bos <|begin_of_text|> in both; eos <|end_of_text|> (base) vs
   <|eot_id|> (instruct); no pad; base has no chat template; instruct's (written here, the published layout without
   tools) opens turns with <|start_header_id|>role<|end_header_id|> and closes them with <|eot_id|>, with the
-  default system block; instruct generation config stops at 128009 and 128001 (Llama-3.1 adds <|eom_id|>, 128008, which this Llama-3 vocabulary has as a reserved token). Untied embeddings.
+  default system block; instruct generation config stops at 128009 and 128001; Llama-3.1 adds
+  <|eom_id|> (128008), a reserved token in this Llama-3 vocabulary. Untied embeddings.
   The GGUF vocabulary loads with one extra token (<|endoftext|>, id 128256): the model has 128257 rows.
 - qwen2.5 (Qwen2.5-7B / -Instruct): eos <|endoftext|> (base) vs <|im_end|> (instruct); pad <|endoftext|> in both;
   no bos; both carry the ChatML template of the vocabulary file; 152064 embedding rows (more than the tokenizer's
