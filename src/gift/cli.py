@@ -1,4 +1,4 @@
-"""The `gift` command: annotate, train, merge, eval, score, run, demo."""
+"""The `gift` command: check-pair, annotate, train, merge, eval, score, run, demo."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import AnnotateConfig, EvalConfig, MergeConfig, ScoreConfig, TrainConfig, add_arguments, from_args
+from .config import (
+    AnnotateConfig,
+    CheckConfig,
+    EvalConfig,
+    MergeConfig,
+    ScoreConfig,
+    TrainConfig,
+    add_arguments,
+    from_args,
+)
 from .errors import GiftError
 
 
@@ -37,7 +46,13 @@ def _score(cfg: Any) -> None:
     score(cfg)
 
 
+def _check(cfg: Any) -> None:
+    from .diagnose import check_pair
+    check_pair(cfg)
+
+
 COMMANDS: dict[str, tuple[type, Callable[[Any], None], str]] = {
+    "check-pair": (CheckConfig, _check, "before training: can this base/instruct pair (and data) transfer?"),
     "annotate": (AnnotateConfig, _annotate, "score the training data with the instruct model (teacher)"),
     "train": (TrainConfig, _train, "fit a LoRA adapter with the confidence-weighted loss"),
     "merge": (MergeConfig, _merge, "merge an adapter into the instruct model"),
@@ -103,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     except GiftError as e:
         if debug:
             raise
-        print(f"gift: error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # one line per error (check-pair can find several)
+            print(f"gift: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gift: interrupted; nothing was published (a training run can continue with --resume)", file=sys.stderr)

@@ -120,6 +120,15 @@ class MergeConfig(LoadArgs):
         _require_finite("scale", self.scale)
 
 
+@dataclass
+class CheckConfig(TemplateArgs, DataArgs, LoadArgs):
+    base: str = arg(None, "base model directory, .gguf file or hub id", required=True)
+    instruct: str = arg(None, "instruct model directory, .gguf file or hub id", required=True)
+    data: str | None = arg(None, "training data: an annotation directory (gift annotate) or JSONL, scored by instruct")
+    out: str | None = arg(None, "directory for check.json, check.md and distance.png (default: print only)")
+    batch_size: int = arg(8, "rows per forward pass when scoring JSONL data")
+
+
 def _base_type(tp: Any) -> tuple[Any, bool]:
     """(element type, is_list) of a field annotation such as `int | None` or `list[str]`."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]

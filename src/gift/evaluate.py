@@ -26,7 +26,7 @@ from .config import EvalConfig, ScoreConfig, to_dict
 from .data import IGNORE, Encoded, TemplateOptions, pad_batch, read_jsonl, render
 from .errors import GiftError
 from .generate import generate_hf, generate_vllm
-from .grading import extract_choice, grade_answer, grade_math, normalise, reference_answer
+from .grading import extract_choice, grade_answer, grade_math, normalise, options_of, reference_answer
 from .instructions import METRICS, NEEDS_TAGGER, aggregate, follow
 from .loss import GoldLogprobs
 from .metrics import metric, scaling_metrics
@@ -37,7 +37,8 @@ from .plots import scaling_plot
 def verdict(problem: Problem, completion: str) -> tuple[str | None, bool]:
     """(normalised extracted answer, correct) for one completion."""
     if problem.kind == "choice":
-        return extract_choice(completion), grade_answer(completion, problem.reference, "choice")
+        options = options_of(problem.question) or None
+        return extract_choice(completion, options), grade_answer(completion, problem.reference, "choice", options)
     if problem.kind == "exact":
         return normalise(completion), exact_equal(completion, problem.reference)
     answer, correct = grade_math(completion, problem.reference)

@@ -21,12 +21,6 @@ ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re
 # heading such as `#### Step 1: add the numbers` or `#### 2. Totals` is not an answer
 GSM8K_MARK = re.compile(r"^[ \t]*####[ \t]*\$?(-?[\d,]*\.?\d+(?:/\d+)?)[ \t]*\.?[ \t]*$", re.MULTILINE)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-LETTER_PATTERNS = [
-    re.compile(r"\\boxed\{\s*\(?([A-J])\)?\s*\}"),
-    re.compile(r"answer\s*(?:is|:)\s*(?:option\s*)?\(?\**([A-J])\b\)?", re.IGNORECASE),
-    re.compile(r"^\s*\(?([A-J])\)?[.):]?\s*$", re.MULTILINE),
-    re.compile(r"\(([A-J])\)"),
-]
 MAX_SYMPY_CHARS = 400  # longer answers are compared as strings only
 
 
@@ -122,12 +116,60 @@ def math_equal(prediction: str, reference: str) -> bool:
     return _sympy_equal(reference, prediction)
 
 
-def extract_choice(text: str) -> str | None:
-    """The option letter a completion picks, or None."""
-    for pattern in LETTER_PATTERNS:
+def _letter_patterns(letters: str) -> tuple[list[re.Pattern], re.Pattern, re.Pattern]:
+    """(explicit statements, option-shaped line openings, parenthesised letters) for the option letters in use."""
+    x = f"[{letters}]"
+    explicit = [
+        re.compile(rf"\\boxed\{{\s*(?:\\text\{{)?\s*\(?({x})\)?\s*\}}?\s*\}}"),  # \boxed{A}, \boxed{(A)}, \boxed{\text{A}}
+        # "Answer: A", "The correct answer is (B)", "the answer is: **C**", "Correct option: D." (the letter stands alone)
+        re.compile(rf"(?i:answer|option|choice)\s*(?i:is|:|=)?\s*(?i:option|choice)?\s*:?\s*\**\s*\(?({x})\)?"
+                   rf"(?![A-Za-z0-9])"),
+    ]
+    # a line that opens with an option: "A. amnion", "B) 12", "C: …", "(D) …", "**B**", "**B.** …", or a lone "A"
+    line = re.compile(rf"^[ \t>*-]*(?:\*\*\(?({x})\)?[.):]?\*\*|\(({x})\)|({x})[.):](?=\s|$)|({x})[ \t]*$)", re.MULTILINE)
+    return explicit, line, re.compile(rf"\(({x})\)")
+
+
+def _norm_text(s: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", s.lower()).split())
+
+
+def options_of(question: str) -> list[str]:
+    """The option texts of a question laid out as 'A. …' lines (as gift lays out MMLU), in letter order."""
+    found = dict(re.findall(r"^([A-J])\. (.*)$", question, re.MULTILINE))
+    out = []
+    for letter in "ABCDEFGHIJ":
+        if letter not in found:
+            break
+        out.append(found[letter])
+    return out
+
+
+def extract_choice(text: str, options: list[str] | None = None) -> str | None:
+    """The option letter a completion picks, or None when it picks none.
+
+    In order: an explicit statement (the last \\boxed{X}, "answer is (X)", "Answer: X"); else the letters of lines
+    that open with an option ("A. amnion", "B) 12", "**B**", a lone "A") and of "(X)" anywhere, when they name one
+    letter; else, given the options, the one option whose text the completion repeats.
+    Several letters listed without a choice give None, never a guess. With `options`, only their letters count
+    (an "E. coli" line is no option of a four-option question)."""
+    letters = "ABCDEFGHIJ"[: len(options)] if options else "ABCDEFGHIJ"
+    explicit, line, paren = _letter_patterns(letters)
+    for pattern in explicit:
         found = pattern.findall(text)
         if found:
-            return found[-1].upper()
+            return found[-1]
+    named = {g for m in line.findall(text) for g in m if g} | set(paren.findall(text))
+    if len(named) == 1:
+        return named.pop()
+    if named:
+        return None
+    if options:
+        said = f" {_norm_text(text)} "
+        hits = [i for i, o in enumerate(options) if _norm_text(o) and f" {_norm_text(o)} " in said]
+        hits = [i for i in hits if not any(i != j and _norm_text(options[i]) in _norm_text(options[j]) for j in hits)]
+        if len(hits) == 1 and (len(_norm_text(options[hits[0]])) >= 6 or _norm_text(text) == _norm_text(options[hits[0]])):
+            return letters[hits[0]]
     return None
 
 
@@ -136,11 +178,12 @@ def reference_answer(reference: str) -> str:
     return extract_answer(reference) or reference.strip()
 
 
-def grade_answer(completion: str, reference: str, kind: str = "math") -> bool:
-    """True when `completion` states the `reference` answer. kind: 'math' or 'choice' (a letter)."""
+def grade_answer(completion: str, reference: str, kind: str = "math", options: list[str] | None = None) -> bool:
+    """True when `completion` states the `reference` answer. kind: 'math' or 'choice' (a letter; `options`, the
+    option texts, let a completion that repeats one option's text be read)."""
     if kind == "choice":
         ref = extract_choice(reference) or reference.strip().upper()
-        return extract_choice(completion) == ref
+        return extract_choice(completion, options) == ref
     if kind != "math":
         raise ValueError(f"kind must be 'math' or 'choice', got {kind!r}")
     return grade_math(completion, reference)[1]

@@ -79,3 +79,20 @@ def histogram(series: dict[str, list[float]], title: str, xlabel: str, path: str
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def distance_plot(layers: dict[int, dict[str, float]], path: str | Path) -> None:
+    """Base↔instruct distance per layer: relative Frobenius ‖W_I − W_B‖/‖W_B‖ and Shadow-FT's σ, one line each."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    xs = list(layers)
+    ax.plot(xs, [layers[x]["relative"] for x in xs], marker="o", label="‖W_I − W_B‖ / ‖W_B‖")
+    ax.plot(xs, [layers[x]["sigma"] for x in xs], marker="s", linestyle="--", label="σ = Σ|W_I − W_B| / (Σ|W_I| + Σ|W_B|)")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("distance")
+    ax.set_title("base ↔ instruct weight distance per layer")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

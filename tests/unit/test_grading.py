@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from gift.grading import extract_answer, grade_answer, last_boxed, math_equal, reference_answer
+from gift.grading import extract_answer, extract_choice, grade_answer, last_boxed, math_equal, reference_answer
 from tests.conftest import SHARED_DATA
 
 # (prediction, reference, expected): checked both ways round.
@@ -115,3 +115,36 @@ def test_mmlu_letters_self_grade():
     for line in path.read_text().splitlines()[:200]:
         letter = "ABCD"[json.loads(line)["answer"]]
         assert grade_answer(f"The answer is ({letter}).", letter, "choice")
+
+
+MMLU_OPTIONS = ["amnion", "chorion", "allantois", "yolk sac"]
+# (completion, expected letter): each from a failure seen or a convention documented
+LETTER_TABLE = [
+    # SmolLM2-135M-Instruct on MMLU-STEM (issue 22): an option restated after its letter
+    ("A. amnion", "A"), ("B. a codon's nucleotide sequence changes so that it calls for", "B"),
+    ("A. maintain the population at a point corresponding to the midpoint", "A"), ("**B**", "B"), ("B) 12", "B"),
+    ("C: allantois", "C"), ("(D) yolk sac", "D"), ("**B.** chorion, because it surrounds the embryo", "B"),
+    ("  A. amnion\n\nThe amnion encloses the embryo.", "A"),
+    # explicit statements: lm-eval's MMLU generative filters ("answer is (X)") and gift's own instruction (\boxed{X})
+    ("The answer is (B).", "B"), ("The correct answer is (A)", "A"), ("Answer: C", "C"), ("Answer: (C) 12", "C"),
+    ("the answer is: **D**", "D"), ("\\boxed{C}", "C"), ("\\boxed{(B)}", "B"), ("\\boxed{\\text{A}}", "A"),
+    ("Correct option: D.", "D"), ("I think A is wrong; the answer is C", "C"),
+    ("Option A is tempting, but the answer is B.", "B"),
+    # a final letter alone on its line (Qwen2.5-Math's rule reads it; so does gift)
+    ("The embryo is enclosed by the amnion.\nA", "A"), ("Reasoning first.\n\n(B)", "B"),
+    # the option's own text, repeated verbatim with no letter
+    ("chorion", "B"), ("The yolk sac.", "D"), ("It is the allantois that stores waste.", "C"),
+    # no answer, not a guess: several options listed without a choice, an article, a letter that is no option
+    ("A. amnion\nB. chorion\nC. allantois\nD. yolk sac", None), ("(A) amnion (B) chorion", None),
+    ("A codon changes its meaning.", None), ("E. coli is a bacterium.", None), ("the answer is a matter of debate", None),
+    ("I am not sure.", None), ("Both the amnion and the chorion surround it.", None),
+]
+
+
+@pytest.mark.parametrize("completion, expected", LETTER_TABLE)
+def test_letters_as_models_write_them(completion, expected):
+    assert extract_choice(completion, MMLU_OPTIONS) == expected
+
+
+def test_letter_table_is_large_enough():
+    assert len(LETTER_TABLE) >= 30

@@ -1,7 +1,8 @@
 """Base/instruct pairs laid out like the paper's families, for tests: the real tokenizers of Llama-3.x, Qwen2.5,
 DeepSeek and Phi-3 (llama.cpp's vocabulary files in ../shared/data/vocab), each configured as that family's
 published base and instruct models are, with tiny random-weight models of the family's architecture and
-vocabulary size. Instruct = base + small Gaussian noise, as the other test pairs.
+vocabulary size. Instruct = base + Gaussian noise at a tenth of the weights' scale (relative distance about 0.1, inside
+what transfers), so `gift check-pair` finds them twins.
 
 How each is configured (from the published tokenizer_config.json / generation_config.json of the models named):
 - llama3 (Llama-3.1-8B / -Instruct): one token list; bos <|begin_of_text|> in both; eos <|end_of_text|> (base) vs
@@ -125,7 +126,7 @@ def build_pair(name: str, vocab_dir: Path, out: Path) -> tuple[Path, Path]:
     for side, d in zip((family.base, family.instruct), dirs):
         tok = family_tokenizer(side, file_tokenizer)
         config = tiny_config(family, tok, side)
-        model = random_model(config, seed=0) if base_model is None else perturbed(base_model, 0.02, seed=1)
+        model = random_model(config, seed=0) if base_model is None else perturbed(base_model, 0.002, seed=1)
         model.config.bos_token_id, model.config.eos_token_id = config.bos_token_id, config.eos_token_id
         model.config.pad_token_id = config.pad_token_id
         model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,

