@@ -1,6 +1,8 @@
 """gift's performance suite: every figure is a ratio measured in one run, alternating the two sides.
 
-    python bench/run.py [--quick] [--parts train loss annotate generate merge]
+    python bench/run.py [--quick] [--parts check train loss annotate generate merge trl]
+
+0. check:    gift check-pair on a Qwen2.5-0.5B-shaped pair: seconds and peak memory against one model's size
 
 1. train:    GIFT training step vs a plain LoRA SFT step (HF loss from full logits), same model/batch/LoRA
 2. loss:     our fused weighted loss (chunked, gradient formed in the forward pass) vs a full-softmax reference,
@@ -253,6 +255,35 @@ def part_merge(quick: bool, repeats: int) -> dict[str, Any]:
             "parameters": params, "lora_rank": 8 if quick else 64, "result": res}
 
 
+def part_check(quick: bool, repeats: int) -> dict[str, Any]:
+    """gift check-pair on a Qwen2.5-0.5B-shaped random bf16 pair (instruct = base + small noise), in a fresh process:
+    seconds and peak resident memory against the size of one model's weights (the check streams tensor by tensor)."""
+    from gift.tiny import perturbed
+
+    cfg = model_config("llama", 300) if quick else qwen05_config(QWEN05["layers"])
+    with tempfile.TemporaryDirectory() as tmp:
+        base = random_model(cfg, 0).to(torch.bfloat16)
+        params = sum(p.numel() for p in base.parameters())
+        base.save_pretrained(f"{tmp}/base")
+        perturbed(base, 0.002, seed=1).save_pretrained(f"{tmp}/instruct")
+        del base
+        for side in ("base", "instruct"):
+            for f in Path(tiny_random_dir(f"{tmp}/tok")).glob("tokenizer*"):
+                (Path(tmp) / side / f.name).write_bytes(f.read_bytes())
+        size_mb = sum(f.stat().st_size for f in (Path(tmp) / "base").glob("*.safetensors")) / 2**20
+        code = ("from gift.config import CheckConfig\nfrom gift.diagnose import check_pair\n"
+                "check_pair(CheckConfig(base=sys.argv[1] + '/base', instruct=sys.argv[1] + '/instruct'), quiet=True)")
+        empty = run_side("import torch, transformers, gift.diagnose")  # what importing the libraries costs alone
+        runs = [run_side(code, tmp) for _ in range(repeats)]
+    res = {"seconds": sorted(r["seconds"] for r in runs)[len(runs) // 2],
+           "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "imports_peak_rss_mb": empty["peak_rss_mb"],
+           "one_model_mb": size_mb}
+    print(f"check  {res['seconds']:.1f}s, peak {res['peak_rss_mb']:.0f} MB (imports alone {empty['peak_rss_mb']:.0f} MB;"
+          f" one model's weights {size_mb:.0f} MB)")
+    return {"model": "tiny random llama" if quick else "Qwen2.5-0.5B shape, random bf16 weights",
+            "parameters": params, "result": res}
+
+
 def trl_row(name: str, factory: Any, b: int, t: int, rank: int, repeats: int) -> dict[str, Any]:
     import datasets
     from peft import LoraConfig
@@ -320,7 +351,7 @@ def part_trl(quick: bool, repeats: int) -> dict[str, Any]:
     return {"goal": {"tokens_per_s": ">= 1.2", "memory": "<= 0.8"}, "rows": rows}
 
 
-PARTS = {"train": part_train, "loss": part_loss, "annotate": part_annotate, "generate": part_generate,
+PARTS = {"check": part_check, "train": part_train, "loss": part_loss, "annotate": part_annotate, "generate": part_generate,
          "merge": part_merge, "trl": part_trl}
 
 
@@ -362,6 +393,12 @@ def summary(results: dict[str, Any]) -> str:
                   f"r={results['merge']['lora_rank']}), each in a fresh process: ours {m['ours']['seconds']:.1f} s, "
                   f"{m['ours']['peak_rss_mb']:.0f} MB peak RSS; PEFT merge_and_unload + save "
                   f"{m['peft_merge_and_unload']['seconds']:.1f} s, {m['peft_merge_and_unload']['peak_rss_mb']:.0f} MB", ""]
+    if "check" in results:
+        c = results["check"]["result"]
+        lines += [f"gift check-pair ({results['check']['model']}, {results['check']['parameters'] / 1e6:.0f}M parameters "
+                  f"a model), in a fresh process: {c['seconds']:.1f} s, {c['peak_rss_mb']:.0f} MB peak RSS "
+                  f"({c['imports_peak_rss_mb']:.0f} MB of it importing the libraries); one model's weights "
+                  f"{c['one_model_mb']:.0f} MB", ""]
     return "\n".join(lines)
 
 

@@ -78,18 +78,24 @@ def weight_files(source: str) -> list[Path] | None:
 
 
 def tensors(source: str, trust_pickle: bool) -> dict[str, Any]:
-    """{name: getter} for every weight; safetensors shards stay memory-mapped and each getter reads one tensor, so
-    going through them holds one tensor at a time."""
+    """{name: getter} for every weight. A safetensors getter opens its shard, reads one tensor and closes it again,
+    so that going through them holds one tensor at a time (a shard kept mapped would keep every page read resident)."""
     from safetensors import safe_open
 
     shards = weight_files(source)
     if shards is None:
         state = load_model(source, "float32", trust_pickle).state_dict()
         return {n: (lambda t=t: t) for n, t in state.items()}
+
+    def read(shard: Path, name: str) -> torch.Tensor:
+        with safe_open(shard, framework="pt") as f:
+            return f.get_tensor(name)
+
     out = {}
     for shard in shards:
-        f = safe_open(shard, framework="pt")  # open while a getter refers to it
-        out.update({name: (lambda f=f, name=name: f.get_tensor(name)) for name in f.keys()})
+        with safe_open(shard, framework="pt") as f:
+            names = list(f.keys())
+        out.update({name: (lambda shard=shard, name=name: read(shard, name)) for name in names})
     return out
 
 
@@ -99,14 +105,22 @@ class Distance:
     def __init__(self) -> None:
         self.sums: dict[str, list[float]] = {}
 
-    def add(self, group: str, base: torch.Tensor, instruct: torch.Tensor) -> None:
-        b, i = base.double(), instruct.double()
-        d = i - b
-        s = self.sums.setdefault(group, [0.0, 0.0, 0.0, 0.0])
-        s[0] += float(d.pow(2).sum())
-        s[1] += float(b.pow(2).sum())
-        s[2] += float(d.abs().sum())
-        s[3] += float(i.abs().sum() + b.abs().sum())
+    CHUNK = 1 << 22  # elements per float64 slice: a 151,936 x 896 embedding is never widened whole
+
+    def add(self, groups: tuple[str, ...], base: torch.Tensor, instruct: torch.Tensor) -> None:
+        sums = [0.0, 0.0, 0.0, 0.0]
+        bf, inf = base.reshape(-1), instruct.reshape(-1)
+        for start in range(0, bf.numel(), self.CHUNK):
+            b, i = bf[start:start + self.CHUNK].double(), inf[start:start + self.CHUNK].double()
+            d = i - b
+            sums[0] += float(d.pow(2).sum())
+            sums[1] += float(b.pow(2).sum())
+            sums[2] += float(d.abs().sum())
+            sums[3] += float(i.abs().sum() + b.abs().sum())
+        for group in groups:
+            s = self.sums.setdefault(group, [0.0, 0.0, 0.0, 0.0])
+            for k in range(4):
+                s[k] += sums[k]
 
     def figures(self) -> dict[str, dict[str, float]]:
         """group -> {relative (Frobenius, ‖I − B‖/‖B‖), sigma (Σ|I − B| / (Σ|I| + Σ|B|))}."""
@@ -129,8 +143,8 @@ def weight_distance(cfg: CheckConfig) -> tuple[dict[str, Any], list[Finding]]:
                                                         f"instruct"))
             continue
         layer = layer_of(name)
-        for group in ("all", f"family:{family_of(name)}", *([f"layer:{layer}"] if layer is not None else [])):
-            dist.add(group, b, i)
+        dist.add(("all", f"family:{family_of(name)}", *([f"layer:{layer}"] if layer is not None else [])), b, i)
+        del i, b
     findings += [Finding("ERROR", "weights", f"base has {n}, which instruct does not") for n in sorted(set(base) - seen)]
     figures = dist.figures()
     out = {"all": figures.get("all", {"relative": 0.0, "sigma": 0.0}),
@@ -170,8 +184,10 @@ def embedding_rows(source: str, trust_pickle: bool) -> dict[str, torch.Tensor]:
     wanted = {}
     for name, get in tensors(source, trust_pickle).items():
         fam = family_of(name)
-        if fam in ("embeddings", "lm_head") and name.endswith("weight") and get().dim() == 2:
-            wanted.setdefault(fam, get())
+        if fam in ("embeddings", "lm_head") and name.endswith("weight") and fam not in wanted:
+            w = get()
+            if w.dim() == 2:
+                wanted[fam] = w
     return wanted
 
 
@@ -186,7 +202,7 @@ def untrained_rows(cfg: CheckConfig, base_tok: Any, instruct_tok: Any, opts: Tem
     report, bad = {}, []
     for fam, w in rows.items():
         n = min(len(base_tok), w.shape[0])
-        norms = w[:n].float().norm(dim=1)
+        norms = torch.cat([w[s:s + 4096].float().norm(dim=1) for s in range(0, n, 4096)])  # rows of real tokens
         median = float(norms.median())
         for i in ids:
             if i >= w.shape[0]:
@@ -302,8 +318,8 @@ def shapes_and_tokenizers(cfg: CheckConfig) -> tuple[dict[str, Any], list[Findin
     return info, findings, base_tok, inst_tok
 
 
-def check_pair(cfg: CheckConfig) -> dict[str, Any]:
-    """Every finding and figure; ERRORs raise (one line each) before anything is written."""
+def check_pair(cfg: CheckConfig, quiet: bool = False) -> dict[str, Any]:
+    """Every finding and figure; ERRORs raise (one line each) before anything is written; `quiet` prints nothing."""
     t0 = time.time()
     if cfg.out:
         check_out_dir(cfg.out, cfg.overwrite)
@@ -328,7 +344,8 @@ def check_pair(cfg: CheckConfig) -> dict[str, Any]:
     result["config"] = to_dict(cfg)
     if cfg.out:
         write_check(Path(cfg.out), result, cfg.overwrite)
-    print(summary(result))
+    if not quiet:
+        print(summary(result))
     return result
 
 

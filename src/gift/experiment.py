@@ -28,8 +28,19 @@ import yaml
 from .annotate import annotate
 from .atomic import write_text_atomic
 from .benchmarks import Benchmark, from_spec
-from .config import AnnotateConfig, EvalConfig, MergeConfig, TrainConfig, arg, build, load_yaml, resolve_paths
+from .config import (
+    AnnotateConfig,
+    CheckConfig,
+    EvalConfig,
+    MergeConfig,
+    TrainConfig,
+    arg,
+    build,
+    load_yaml,
+    resolve_paths,
+)
 from .data import load_examples
+from .diagnose import check_pair
 from .errors import GiftError
 from .evaluate import evaluate
 from .merge import merge
@@ -143,6 +154,16 @@ class Experiment:
         self.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(saved, yaml.safe_dump(settings, sort_keys=True))
 
+    def pair_check(self) -> dict[str, Any]:
+        """gift check-pair on the pair and the instruct annotation, the first stage: its errors stop the run before
+        any training, its warnings open the report."""
+        path = self.out / "check"
+        if not done(path):
+            teacher = any(METHODS[m] and METHODS[m][1] == "instruct" for m in self.cfg.methods)
+            check_pair(CheckConfig(base=self.cfg.base, instruct=self.cfg.instruct, out=str(path),
+                                   data=str(self.annotation("instruct")) if teacher else None), quiet=True)
+        return json.loads((path / "check.json").read_text())
+
     def annotation(self, teacher: str) -> Path:
         path = self.out / "annotations" / teacher
         if not done(path):
@@ -205,6 +226,7 @@ class Experiment:
     def run(self) -> dict[str, Any]:
         t0 = time.time()
         self.check()
+        pair_check = self.pair_check()
         benches = load_benchmarks(self.cfg, {"task", "retention"})
         tuned = self.tune_gift()
         per_seed: dict[str, dict[int, dict]] = {}
@@ -213,7 +235,8 @@ class Experiment:
                 print(f"== {method} (seed {seed})")
                 gamma, scale = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
                 per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches, gamma, scale)
-        summary = {"methods": aggregate(per_seed), "signal": self.signal_shares(tuned["gamma"]), "tuned": tuned,
+        summary = {"check": pair_check["findings"], "methods": aggregate(per_seed),
+                   "signal": self.signal_shares(tuned["gamma"]), "tuned": tuned,
                    "roles": {b["name"]: b.get("role", "task") for b in self.cfg.benchmarks},
                    "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
         self.report(summary, per_seed)

@@ -198,6 +198,35 @@ def merge_in_memory(cfg: MergeConfig, deltas: dict[str, Delta], out: Path) -> No
     load_tokenizer(cfg.instruct).save_pretrained(out)
 
 
+def model_card(cfg: MergeConfig, train_meta: dict[str, Any], modules: int) -> str:
+    """README.md of the merged model, as PEFT writes one beside an adapter: how it was made, and the pair check
+    (run here where the base the adapter was trained on is at hand)."""
+    train = train_meta.get("config", {})
+    base = train.get("model")
+    rows = [("base (adapter trained on)", base), ("instruct (merged into)", cfg.instruct), ("adapter", cfg.adapter),
+            ("method", train.get("method")), ("γ", train.get("gamma") if train.get("method") == "gift" else None),
+            ("λ (merge scale)", cfg.scale), ("LoRA r, α", f"{train.get('rank')}, {train.get('alpha')}" if train else None),
+            ("teacher of the annotation", train_meta.get("teacher")),
+            ("training data sha256", train_meta.get("data_sha256")),
+            ("steps", train_meta.get("steps")), ("modules merged", modules), ("gift", __version__)]
+    lines = ["---", f"base_model: {cfg.instruct}", "tags: [gift, lora, merge]", "---", "", "# Merged with gift", "",
+             "W' = W_instruct + λ·(α/r)·B·A, the adapter trained on the base model (GIFT: Ruan et al., ACL 2026).", "",
+             "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows if v is not None), ""]
+    if base and Path(base).exists():
+        from .config import CheckConfig
+        from .diagnose import check_pair
+
+        try:
+            found = check_pair(CheckConfig(base=base, instruct=cfg.instruct, trust_pickle=cfg.trust_pickle), quiet=True)
+            lines += ["## Pair check (gift check-pair)", "", "| level | topic | finding |", "|---|---|---|"]
+            lines += [f"| {f['level']} | {f['topic']} | {f['message']} |" for f in found["findings"]]
+        except GiftError as e:
+            lines += ["## Pair check (gift check-pair)", "", f"ERROR: {e}"]
+    else:
+        lines.append("The base model was not at hand when merging: run `gift check-pair --base BASE --instruct INSTRUCT`.")
+    return "\n".join(lines) + "\n"
+
+
 def merge(cfg: MergeConfig) -> Path:
     out = check_out_dir(cfg.out, cfg.overwrite)
     deltas, train_meta = read_adapter(Path(cfg.adapter), cfg.scale, cfg.trust_pickle)
@@ -212,5 +241,6 @@ def merge(cfg: MergeConfig) -> Path:
         (tmp / "gift_merge.json").write_text(json.dumps({
             "gift_version": __version__, "config": to_dict(cfg), "modules": len(deltas),
             "adapter_training": train_meta.get("config", {})}, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(cfg, train_meta, len(deltas)))
     print(f"merged {len(deltas)} modules (scale {cfg.scale}) -> {out}")
     return out

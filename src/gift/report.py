@@ -109,7 +109,10 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
                   "loss on q<0.5": {m: (s["loss_share"],) * 3 for m, s in signal.items()}},
                  "share of the learning signal on low-confidence tokens", out / "signal.png", ylabel="share")
         figures.append(("Learning signal on low-confidence tokens", "signal.png"))
-    lines = ["# Experiment report", "", f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, "
+    found = sorted(summary.get("check", []), key=lambda f: f["level"] != "WARNING")
+    check = ["## Pair check (gift check-pair; check/check.md has every figure)", "", "| level | topic | finding |",
+             "|---|---|---|", *(f"| {f['level']} | {f['topic']} | {f['message']} |" for f in found), ""] if found else []
+    lines = ["# Experiment report", "", *check, f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, "
              f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals from a bootstrap over seeds "
              f"and, within each, over problems (with one seed: over problems).", "", verdict_table(methods, roles), "",
              results_table(methods, roles), ""]

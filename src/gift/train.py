@@ -7,6 +7,7 @@ Work happens in OUT.partial, which holds checkpoints for --resume and becomes OU
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -44,6 +45,8 @@ class TrainData:
     conf: list[list[float]] | None  # None for raw JSONL (sft/dft need no teacher)
     eot_ids: set[int]
     vocab_fingerprint: str
+    data_sha256: str  # of the JSONL the rows came from (an annotation's source)
+    teacher: str | None = None  # the annotation's teacher
 
 
 def load_train_data(cfg: TrainConfig, tokenizer: Any, source: str | None = None) -> TrainData:
@@ -56,7 +59,7 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any, source: str | None = None)
     if path.is_dir():
         rows, conf, meta = read_annotations(path)
         fp = require_annotation_vocab(meta, tokenizer, path, f"{cfg.model}'s")
-        return TrainData(rows, conf, set(meta["eot_token_ids"]), fp)
+        return TrainData(rows, conf, set(meta["eot_token_ids"]), fp, meta["source_sha256"], meta["teacher"])
     if cfg.method in NEEDS_ANNOTATION:
         raise GiftError(f"--method {cfg.method} needs teacher confidences: run gift annotate on {path} and "
                         f"pass the annotation directory as {flag}")
@@ -66,7 +69,8 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any, source: str | None = None)
     rows, report = encode_all(tokenizer, examples, opts, cfg.max_length, cfg.truncate)
     if report.dropped or report.truncated:
         print(f"rows dropped: {dict(report.dropped)}, truncated: {report.truncated}")
-    return TrainData(rows, None, end_of_turn_ids(tokenizer, opts), vocab_fingerprint(tokenizer))
+    return TrainData(rows, None, end_of_turn_ids(tokenizer, opts), vocab_fingerprint(tokenizer),
+                     hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def collate(data: TrainData, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
@@ -288,7 +292,7 @@ def train(cfg: TrainConfig) -> Path:
         accelerator.unwrap_model(scorer).model.save_pretrained(stage)
         meta = {"gift_version": __version__, "config": to_dict(cfg), "steps": total, "global_batch": global_batch,
                 "processes": world, "rows": len(data.rows), "vocab_fingerprint": data.vocab_fingerprint,
-                "special_tokens": special_tokens(tokenizer),
+                "special_tokens": special_tokens(tokenizer), "data_sha256": data.data_sha256, "teacher": data.teacher,
                 "eot_token_ids": sorted(data.eot_ids), "model_shape": model_shape(model.config),
                 "seconds": round(time.time() - t0, 2)}
         (stage / TRAIN_META).write_text(json.dumps(meta, indent=2) + "\n")

@@ -22,7 +22,8 @@ def test_bench_suite_runs_quick(monkeypatch, tmp_path):
     import common
     monkeypatch.setattr(common, "RESULTS", tmp_path)
     results = bench.main(["--quick"])
-    assert set(results) == {"train", "loss", "annotate", "generate", "merge", "trl"}
+    assert set(results) == {"check", "train", "loss", "annotate", "generate", "merge", "trl"}
+    assert results["check"]["result"]["peak_rss_mb"] > 0
     for part in results:
         saved = json.loads((tmp_path / f"quick-{part}.json").read_text())
         assert saved["machine"]["torch"]

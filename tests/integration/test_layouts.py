@@ -70,6 +70,10 @@ def test_the_whole_loop_runs_on_a_real_layout(layout_pair, name, tmp_path, capsy
     changed = [k for k in ours if not torch.equal(ours[k], load_file(instruct / "model.safetensors")[k])]
     assert changed and all(torch.allclose(ours[k], reference[k], atol=1e-6) for k in ours)
 
+    card = (merged / "README.md").read_text()  # the model card says how it was made, with the pair check
+    assert f"| base (adapter trained on) | {base} |" in card and meta["source_sha256"] in card
+    assert "‖W_I − W_B‖/‖W_B‖" in card and "WARNING" not in card
+
     # the merged model speaks and stops as instruct: its tokenizer, chat template and generation config
     m_tok, i_tok = load_tokenizer(str(merged)), load_tokenizer(str(instruct))
     assert special_tokens(m_tok) == special_tokens(i_tok) and m_tok.chat_template == i_tok.chat_template

@@ -228,6 +228,11 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
         assert (run_dir / fig).stat().st_size > 1000
     report = (run_dir / "report.md").read_text()
     assert "| method |" in report and "![Accuracy per method](accuracy.png)" in report
+    assert report.index("## Pair check") < report.index("| method |")  # the check opens the report
+    assert json.loads((run_dir / "check" / "check.json").read_text())["data_figures"]["rows"] > 0
+    cards = {p.parent.name: p.read_text() for p in (run_dir / "models").glob("gift-*/README.md")}
+    assert "| λ (merge scale) | 0.5 |" in cards["gift-s0-x0.5"] and "| method | gift |" in cards["gift-s0-x0.5"]
+    assert all("## Pair check" in c for c in cards.values())
 
     stamp = (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 0  # everything cached: nothing recomputed
