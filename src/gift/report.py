@@ -61,9 +61,13 @@ def verdict(summary: dict[str, Any]) -> str:
     if "instruct" not in methods:
         return ""
     delta = changes(methods, roles)
+    warned = [f for f in summary.get("check", []) if f["level"] == "WARNING"]
+    check = [f"Pair check: {len(warned)} warning(s) (report.md opens with them): "
+             + "; ".join(f"{f['topic']}: {f['message'].split(':')[0]}" for f in warned)] if warned else []
     task = [b for b in roles if roles[b] == "task" and b in methods["instruct"]]
     kept = [b for b in roles if roles[b] == "retention" and b in methods["instruct"]]
-    lines = [f"Against the untouched instruct model (points; task: {', '.join(task)}; retention: {', '.join(kept)}):"]
+    lines = check + [f"Against the untouched instruct model (points; task: {', '.join(task)}; retention: "
+                     f"{', '.join(kept)}):"]
     for m, d in delta.items():
         t, r = statistics.mean(d[b] for b in task), statistics.mean(d[b] for b in kept)
         lines.append(f"  {m:<14} task {t:+6.1f}   retention {r:+6.1f}")
