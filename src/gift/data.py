@@ -231,8 +231,12 @@ def _turn_span(tokenizer: Any, msgs: list[Message], k: int, opts: TemplateOption
     # some templates strip the response's surrounding whitespace: then look for the stripped text
     content = content if content in turn_text[len(prompt_text):] else content.strip()
     start = turn_text.find(content, len(prompt_text))
-    if start < 0 or not full_text.startswith(turn_text[: start + len(content)]):
+    if start < 0:
         raise GiftError(f"line {line}: the chat template rewrites the response text; pass a simpler --chat-template")
+    if not full_text.startswith(turn_text[: start + len(content)]):
+        raise GiftError(f"line {line}: the chat template renders earlier assistant turns differently from the last (as "
+                        f"templates that drop past reasoning do), so they cannot be labelled as written; give one "
+                        f"assistant turn per row, or pass a simpler --chat-template")
     return len(prompt_text), start + len(content)
 
 

@@ -350,7 +350,8 @@ def match_responses(bench: Benchmark, path: Path) -> tuple[list[Problem], list[s
         prompt = prompt if isinstance(prompt, str) else None
         if key is not None:
             problem = by_id.get(str(key))
-            if problem is not None and prompt is not None and _norm(problem.raw) not in _norm(prompt):
+            stem = problem.raw.split("\n\n")[0] if problem is not None else ""  # MMLU: the question without options
+            if problem is not None and prompt is not None and _norm(stem) not in _norm(prompt):
                 raise GiftError(f"{path}:{line}: id {key!r} is problem {problem.id} of {bench.name}, but the row's prompt "
                                 f"{prompt[:60]!r} is not that problem's; give the benchmark's ids, or drop `id` to match "
                                 f"by prompt")

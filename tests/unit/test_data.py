@@ -142,3 +142,18 @@ def test_every_assistant_turn_of_a_messages_row_is_labelled_as_trl_does(tokenize
     assert completion_only.input_ids == e.input_ids
     labelled = [y for y in completion_only.labels if y != IGNORE]
     assert tokenizer.decode(labelled) == "JSON, all caps.<|im_end|>"
+
+
+def test_a_template_that_rewrites_earlier_turns_is_refused_for_multi_turn_rows(tokenizer):
+    """Templates that drop past reasoning (Qwen3's strips <think> from earlier turns) render an earlier assistant
+    turn differently once a later one follows: such rows cannot be labelled as written, and are refused."""
+    drops_history = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+                     "{% if m['role'] == 'assistant' and not loop.last %}{{ m['content'].split('</think>')[-1] }}"
+                     "{% else %}{{ m['content'] }}{% endif %}<|im_end|>\n{% endfor %}"
+                     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "<think>x</think>1"},
+            {"role": "user", "content": "b"}, {"role": "assistant", "content": "2"}]
+    with pytest.raises(GiftError, match="renders earlier assistant turns differently"):
+        encode(tokenizer, to_example({"messages": msgs}, "x:1", 1), TemplateOptions(chat_template=drops_history))
+    single = to_example({"messages": msgs[:2]}, "x:1", 1)
+    assert encode(tokenizer, single, TemplateOptions(chat_template=drops_history)).labels  # one turn: fine
