@@ -84,8 +84,13 @@ def tensors(source: str, trust_pickle: bool) -> dict[str, Any]:
 
     shards = weight_files(source)
     if shards is None:
-        state = load_model(source, "float32", trust_pickle).state_dict()
-        return {n: (lambda t=t: t) for n, t in state.items()}
+        state, seen = load_model(source, "float32", trust_pickle).state_dict(), set()
+        out = {}
+        for n, t in state.items():  # a tied lm_head is the embedding again: count it once, as safetensors store it
+            if t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                out[n] = lambda t=t: t
+        return out
 
     def read(shard: Path, name: str) -> torch.Tensor:
         with safe_open(shard, framework="pt") as f:
