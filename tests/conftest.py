@@ -9,6 +9,7 @@ import pytest
 from gift.tiny import build_tokenizer, model_config, perturbed, random_model, save_tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VOCAB = SHARED_DATA / "vocab"  # the real tokenizers (llama.cpp's vocabulary files)
 CORPUS = [f"Tom has {a} apples and buys {b} more. {a} + {b} = {a + b}. The answer is {a + b}."
           for a in range(10) for b in range(10)] + ["Write a short list in JSON, all caps, no commas."] * 10
 
@@ -51,3 +52,12 @@ def arith_jsonl(tmp_path):
     rows = [{"prompt": f"Tom has {a} apples and buys {a + 1} more. How many?",
              "completion": f"{a} + {a + 1} = {2 * a + 1}. The answer is {2 * a + 1}."} for a in range(8)]
     return write_jsonl(tmp_path / "arith.jsonl", rows)
+
+
+@pytest.fixture(scope="session")
+def layout_pair(tmp_path_factory):
+    """layout_pair(family) -> (base_dir, instruct_dir) laid out as gift.tiny.layouts.FAMILIES says, built once."""
+    from gift.tiny.layouts import build_pair
+
+    root = tmp_path_factory.mktemp("layouts")
+    return lambda name: build_pair(name, VOCAB, root / name)

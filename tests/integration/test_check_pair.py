@@ -15,8 +15,7 @@ from gift.diagnose import check_pair, template_token_ids
 from gift.experiment import ASSETS
 from gift.model import load_tokenizer
 from gift.tiny import build_tokenizer, random_model
-from tests.conftest import CORPUS, save_model
-from tests.integration.test_layouts import VOCAB, layout_pair  # noqa: F401 (a fixture)
+from tests.conftest import CORPUS, VOCAB, save_model
 
 TINY = ASSETS / "tiny"
 
@@ -74,7 +73,7 @@ def untrain_template_rows(base, instruct, out):
 
 @pytest.mark.skipif(not VOCAB.is_dir(), reason="../shared/data/vocab is absent")
 @pytest.mark.parametrize("name", ["llama3", "qwen2.5", "deepseek", "phi3"])
-def test_real_layouts_warn_only_where_base_never_trained_the_template_rows(layout_pair, name, tmp_path):  # noqa: F811
+def test_real_layouts_warn_only_where_base_never_trained_the_template_rows(layout_pair, name, tmp_path):
     base, instruct = layout_pair(name)
     trained = check_pair(CheckConfig(base=str(base), instruct=str(instruct)))
     assert not levels(trained, "WARNING"), trained["findings"]

@@ -17,20 +17,13 @@ from gift.evaluate import evaluate
 from gift.generate import stop_token_ids
 from gift.merge import merge
 from gift.model import load_model, load_tokenizer, special_token_notes, special_tokens, vocab_fingerprint
-from gift.tiny.layouts import FAMILIES, build_pair
+from gift.tiny.layouts import FAMILIES
 from gift.train import train
-from tests.conftest import SHARED_DATA, write_jsonl
+from tests.conftest import VOCAB, write_jsonl
 
-VOCAB = SHARED_DATA / "vocab"
 pytestmark = pytest.mark.skipif(not VOCAB.is_dir(), reason="../shared/data/vocab is absent")
 EOT = {"llama3": "<|eot_id|>", "qwen2.5": "<|im_end|>", "deepseek": "<｜end▁of▁sentence｜>", "phi3": "<|end|>"}
 EOS_DIFFERS = {"llama3", "qwen2.5", "phi3"}  # DeepSeek's base and instruct share eos; the others do not
-
-
-@pytest.fixture(scope="session")
-def layout_pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp("layouts")
-    return lambda name: build_pair(name, VOCAB, root / name)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
