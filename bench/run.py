@@ -267,8 +267,9 @@ def part_check(quick: bool, repeats: int) -> dict[str, Any]:
         base.save_pretrained(f"{tmp}/base")
         perturbed(base, 0.002, seed=1).save_pretrained(f"{tmp}/instruct")
         del base
+        tok = Path(tiny_random_dir(f"{tmp}/tok"))
         for side in ("base", "instruct"):
-            for f in Path(tiny_random_dir(f"{tmp}/tok")).glob("tokenizer*"):
+            for f in [*tok.glob("tokenizer*"), *tok.glob("chat_template*")]:
                 (Path(tmp) / side / f.name).write_bytes(f.read_bytes())
         size_mb = sum(f.stat().st_size for f in (Path(tmp) / "base").glob("*.safetensors")) / 2**20
         code = ("from gift.config import CheckConfig\nfrom gift.diagnose import check_pair\n"

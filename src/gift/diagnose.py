@@ -77,9 +77,17 @@ def weight_files(source: str) -> list[Path] | None:
     return shards or None
 
 
-def tensors(source: str, trust_pickle: bool) -> dict[str, Any]:
-    """{name: getter} for every weight. A safetensors getter opens its shard, reads one tensor and closes it again,
-    so that going through them holds one tensor at a time (a shard kept mapped would keep every page read resident)."""
+@dataclass
+class Weight:
+    """One stored tensor: its shape, and rows [start, end) read on demand (safetensors reads only those bytes)."""
+
+    shape: tuple[int, ...]
+    rows: Any  # (start, end) -> torch.Tensor
+
+
+def tensors(source: str, trust_pickle: bool) -> dict[str, Weight]:
+    """{name: Weight} for every weight. A safetensors read opens its shard, reads a slice and closes it again, so
+    that going through them holds one slice at a time (a shard kept mapped would keep every page read resident)."""
     from safetensors import safe_open
 
     shards = weight_files(source)
@@ -89,19 +97,27 @@ def tensors(source: str, trust_pickle: bool) -> dict[str, Any]:
         for n, t in state.items():  # a tied lm_head is the embedding again: count it once, as safetensors store it
             if t.data_ptr() not in seen:
                 seen.add(t.data_ptr())
-                out[n] = lambda t=t: t
+                out[n] = Weight(tuple(t.shape), lambda a, b, t=t: t[a:b])
         return out
 
-    def read(shard: Path, name: str) -> torch.Tensor:
+    def read(shard: Path, name: str, a: int, b: int) -> torch.Tensor:
         with safe_open(shard, framework="pt") as f:
-            return f.get_tensor(name)
+            return f.get_slice(name)[a:b]
 
     out = {}
     for shard in shards:
         with safe_open(shard, framework="pt") as f:
-            names = list(f.keys())
-        out.update({name: (lambda shard=shard, name=name: read(shard, name)) for name in names})
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        out.update({n: Weight(shape, lambda a, b, shard=shard, n=n: read(shard, n, a, b)) for n, shape in shapes.items()})
     return out
+
+
+def row_chunks(w: Weight, elements: int = 1 << 22) -> list[tuple[int, int]]:
+    """[start, end) row ranges of at most `elements` values each (a 0-d or 1-d tensor is one range)."""
+    if len(w.shape) < 2:
+        return [(0, w.shape[0] if w.shape else 1)]
+    step = max(1, elements // max(1, int(torch.tensor(w.shape[1:]).prod())))
+    return [(a, min(a + step, w.shape[0])) for a in range(0, w.shape[0], step)]
 
 
 class Distance:
@@ -110,13 +126,11 @@ class Distance:
     def __init__(self) -> None:
         self.sums: dict[str, list[float]] = {}
 
-    CHUNK = 1 << 22  # elements per float64 slice: a 151,936 x 896 embedding is never widened whole
-
-    def add(self, groups: tuple[str, ...], base: torch.Tensor, instruct: torch.Tensor) -> None:
+    def add(self, groups: tuple[str, ...], base: Weight, instruct: Weight) -> None:
+        """Accumulate one tensor pair slice by slice, in float64 (a 151,936 x 896 embedding is never read whole)."""
         sums = [0.0, 0.0, 0.0, 0.0]
-        bf, inf = base.reshape(-1), instruct.reshape(-1)
-        for start in range(0, bf.numel(), self.CHUNK):
-            b, i = bf[start:start + self.CHUNK].double(), inf[start:start + self.CHUNK].double()
+        for a, e in row_chunks(base):
+            b, i = base.rows(a, e).double(), instruct.rows(a, e).double()
             d = i - b
             sums[0] += float(d.pow(2).sum())
             sums[1] += float(b.pow(2).sum())
@@ -137,19 +151,17 @@ def weight_distance(cfg: CheckConfig) -> tuple[dict[str, Any], list[Finding]]:
     """Distances overall, per family and per layer, streamed; missing or reshaped tensors are errors."""
     base = tensors(cfg.base, cfg.trust_pickle)
     dist, findings, seen = Distance(), [], set()
-    for name, get in tensors(cfg.instruct, cfg.trust_pickle).items():
+    for name, i in tensors(cfg.instruct, cfg.trust_pickle).items():
         if name not in base:
             findings.append(Finding("ERROR", "weights", f"instruct has {name}, which base does not"))
             continue
         seen.add(name)
-        i, b = get(), base[name]()
+        b = base[name]
         if i.shape != b.shape:
-            findings.append(Finding("ERROR", "weights", f"{name}: shape {tuple(b.shape)} in base, {tuple(i.shape)} in "
-                                                        f"instruct"))
+            findings.append(Finding("ERROR", "weights", f"{name}: shape {b.shape} in base, {i.shape} in instruct"))
             continue
         layer = layer_of(name)
         dist.add(("all", f"family:{family_of(name)}", *([f"layer:{layer}"] if layer is not None else [])), b, i)
-        del i, b
     findings += [Finding("ERROR", "weights", f"base has {n}, which instruct does not") for n in sorted(set(base) - seen)]
     figures = dist.figures()
     out = {"all": figures.get("all", {"relative": 0.0, "sigma": 0.0}),
@@ -184,15 +196,13 @@ def template_token_ids(tokenizer: Any, opts: TemplateOptions) -> list[int]:
     return sorted({t for t, i in zip(enc["input_ids"], inside) if not i})
 
 
-def embedding_rows(source: str, trust_pickle: bool) -> dict[str, torch.Tensor]:
-    """{'embed_tokens': (V, H), 'lm_head': (V, H) when untied} of a model, read alone where it is safetensors."""
+def embedding_rows(source: str, trust_pickle: bool) -> dict[str, Weight]:
+    """{'embeddings': (V, H), 'lm_head': (V, H) when untied} of a model's stored weights."""
     wanted = {}
-    for name, get in tensors(source, trust_pickle).items():
+    for name, w in tensors(source, trust_pickle).items():
         fam = family_of(name)
-        if fam in ("embeddings", "lm_head") and name.endswith("weight") and fam not in wanted:
-            w = get()
-            if w.dim() == 2:
-                wanted[fam] = w
+        if fam in ("embeddings", "lm_head") and name.endswith("weight") and fam not in wanted and len(w.shape) == 2:
+            wanted[fam] = w
     return wanted
 
 
@@ -207,13 +217,13 @@ def untrained_rows(cfg: CheckConfig, base_tok: Any, instruct_tok: Any, opts: Tem
     report, bad = {}, []
     for fam, w in rows.items():
         n = min(len(base_tok), w.shape[0])
-        norms = torch.cat([w[s:s + 4096].float().norm(dim=1) for s in range(0, n, 4096)])  # rows of real tokens
+        norms = torch.cat([w.rows(a, e).float().norm(dim=1) for a, e in row_chunks(w) if a < n])[:n]  # real tokens
         median = float(norms.median())
         for i in ids:
-            if i >= w.shape[0]:
+            if i >= n:
                 continue
             ratio = float(norms[i]) / median if median else 0.0
-            zero = float(w[i].float().max()) <= UNTRAINED_MAX
+            zero = float(w.rows(i, i + 1).float().max()) <= UNTRAINED_MAX
             outlier = not NORM_RATIO[0] <= ratio <= NORM_RATIO[1]
             token = base_tok.convert_ids_to_tokens(i)
             report.setdefault(token, {})[fam] = {"id": i, "norm_ratio": round(ratio, 3), "max_le_1e-16": zero}
