@@ -9,6 +9,7 @@ memory; GGUF or pickled weights are loaded whole.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -36,10 +37,10 @@ from .model import (
     load_model,
     load_tokenizer,
     model_shape,
-    source_kwargs,
     special_token_notes,
     special_tokens,
     vocab_fingerprint,
+    weight_files,
 )
 from .weighting import WeightParams, token_weights
 
@@ -68,13 +69,6 @@ def family_of(name: str) -> str:
 def layer_of(name: str) -> int | None:
     m = re.search(r"\.(?:layers|h|blocks)\.(\d+)\.", name)
     return int(m.group(1)) if m else None
-
-
-def weight_files(source: str) -> list[Path] | None:
-    """The safetensors shards of a local model directory, or None where weights must be loaded (GGUF, pickles)."""
-    path, kwargs = source_kwargs(source)
-    shards = sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() and not kwargs else []
-    return shards or None
 
 
 @dataclass
@@ -116,7 +110,7 @@ def row_chunks(w: Weight, elements: int = 1 << 22) -> list[tuple[int, int]]:
     """[start, end) row ranges of at most `elements` values each (a 0-d or 1-d tensor is one range)."""
     if len(w.shape) < 2:
         return [(0, w.shape[0] if w.shape else 1)]
-    step = max(1, elements // max(1, int(torch.tensor(w.shape[1:]).prod())))
+    step = max(1, elements // max(1, math.prod(w.shape[1:])))
     return [(a, min(a + step, w.shape[0])) for a in range(0, w.shape[0], step)]
 
 
@@ -147,9 +141,8 @@ class Distance:
                 for g, s in self.sums.items()}
 
 
-def weight_distance(cfg: CheckConfig) -> tuple[dict[str, Any], list[Finding]]:
+def weight_distance(cfg: CheckConfig, base: dict[str, Weight]) -> tuple[dict[str, Any], list[Finding]]:
     """Distances overall, per family and per layer, streamed; missing or reshaped tensors are errors."""
-    base = tensors(cfg.base, cfg.trust_pickle)
     dist, findings, seen = Distance(), [], set()
     for name, i in tensors(cfg.instruct, cfg.trust_pickle).items():
         if name not in base:
@@ -166,9 +159,7 @@ def weight_distance(cfg: CheckConfig) -> tuple[dict[str, Any], list[Finding]]:
     figures = dist.figures()
     out = {"all": figures.get("all", {"relative": 0.0, "sigma": 0.0}),
            "families": {k.split(":", 1)[1]: v for k, v in figures.items() if k.startswith("family:")},
-           "layers": {int(k.split(":", 1)[1]): v for k, v in sorted(figures.items(), key=lambda kv: kv[0])
-                      if k.startswith("layer:")}}
-    out["layers"] = dict(sorted(out["layers"].items()))
+           "layers": dict(sorted((int(k.split(":", 1)[1]), v) for k, v in figures.items() if k.startswith("layer:")))}
     rel = out["all"]["relative"]
     fams = ", ".join(f"{f} {v['relative']:.3f}" for f, v in out["families"].items())
     findings.append(Finding("INFO", "distance", f"‖W_I − W_B‖/‖W_B‖ = {rel:.4f} (σ = {out['all']['sigma']:.4f}); "
@@ -196,21 +187,21 @@ def template_token_ids(tokenizer: Any, opts: TemplateOptions) -> list[int]:
     return sorted({t for t, i in zip(enc["input_ids"], inside) if not i})
 
 
-def embedding_rows(source: str, trust_pickle: bool) -> dict[str, Weight]:
+def embedding_rows(weights: dict[str, Weight]) -> dict[str, Weight]:
     """{'embeddings': (V, H), 'lm_head': (V, H) when untied} of a model's stored weights."""
     wanted = {}
-    for name, w in tensors(source, trust_pickle).items():
+    for name, w in weights.items():
         fam = family_of(name)
         if fam in ("embeddings", "lm_head") and name.endswith("weight") and fam not in wanted and len(w.shape) == 2:
             wanted[fam] = w
     return wanted
 
 
-def untrained_rows(cfg: CheckConfig, base_tok: Any, instruct_tok: Any, opts: TemplateOptions,
+def untrained_rows(base: dict[str, Weight], base_tok: Any, instruct_tok: Any, opts: TemplateOptions,
                    data_ids: set[int]) -> tuple[dict[str, Any], list[Finding]]:
     """For every token the instruct template writes (and every special token in the data): is its row in base's
     embedding (and untied lm_head) trained? Unsloth's criterion (row max <= 1e-16) and a norm outlier test."""
-    rows = embedding_rows(cfg.base, cfg.trust_pickle)
+    rows = embedding_rows(base)
     if "embeddings" not in rows:
         return {}, [Finding("INFO", "rows", "no input embedding found in base's weights; rows not checked")]
     ids = sorted(set(template_token_ids(instruct_tok, opts)) | data_ids)
@@ -347,9 +338,10 @@ def check_pair(cfg: CheckConfig, quiet: bool = False) -> dict[str, Any]:
         if cfg.data:
             result["data_figures"], found, data_ids = data_figures(cfg, inst_tok, opts)
             findings += found
-        result["rows"], found = untrained_rows(cfg, base_tok, inst_tok, opts, data_ids)
+        base = tensors(cfg.base, cfg.trust_pickle)  # read once: GGUF and pickled weights are loaded whole
+        result["rows"], found = untrained_rows(base, base_tok, inst_tok, opts, data_ids)
         findings += found
-        result["distance"], found = weight_distance(cfg)
+        result["distance"], found = weight_distance(cfg, base)
         findings += found
         errors = [f for f in findings if f.level == "ERROR"]
     if errors:

@@ -33,10 +33,10 @@ from .model import (
     load_tokenizer,
     model_shape,
     shape_mismatch,
-    source_kwargs,
     special_token_notes,
     special_tokens,
     vocab_fingerprint,
+    weight_files,
 )
 from .train import TRAIN_META
 
@@ -160,10 +160,11 @@ def safetensors_layout(path: Path) -> tuple[dict[str, Any], int]:
         return json.loads(f.read(n)), 8 + n
 
 
-def merge_shards(src: Path, deltas: dict[str, Delta], out: Path) -> None:
+def merge_shards(shards: list[Path], deltas: dict[str, Delta], out: Path) -> None:
     """Copy each shard and overwrite the adapted tensors in place; every adapted weight must exist in some
     shard before anything is written."""
-    layouts = {shard: safetensors_layout(shard) for shard in sorted(src.glob("*.safetensors"))}
+    src = shards[0].parent
+    layouts = {shard: safetensors_layout(shard) for shard in shards}
     missing = sorted(set(deltas) - {name for header, _ in layouts.values() for name in header})
     if missing:
         raise GiftError(f"the adapter targets {missing[0].removesuffix('.weight')}, which the instruct model "
@@ -232,10 +233,10 @@ def merge(cfg: MergeConfig) -> Path:
     deltas, train_meta = read_adapter(Path(cfg.adapter), cfg.scale, cfg.trust_pickle)
     check_weights_safe(cfg.instruct, cfg.trust_pickle)
     check_compatible(cfg, train_meta)
-    path, kwargs = source_kwargs(cfg.instruct)
+    shards = weight_files(cfg.instruct)
     with atomic_dir(out, cfg.overwrite) as tmp:
-        if Path(path).is_dir() and not kwargs and any(Path(path).glob("*.safetensors")) and cfg.dtype == "auto":
-            merge_shards(Path(path), deltas, tmp)
+        if shards and cfg.dtype == "auto":
+            merge_shards(shards, deltas, tmp)
         else:
             merge_in_memory(cfg, deltas, tmp)
         (tmp / "gift_merge.json").write_text(json.dumps({

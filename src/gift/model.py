@@ -37,6 +37,13 @@ def source_kwargs(source: str) -> tuple[str, dict[str, Any]]:
     return source, {}
 
 
+def weight_files(source: str) -> list[Path] | None:
+    """The safetensors shards of a local model directory, or None where weights must be loaded (GGUF, pickles)."""
+    path, kwargs = source_kwargs(source)
+    shards = sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() and not kwargs else []
+    return shards or None
+
+
 def check_weights_safe(source: str, trust_pickle: bool) -> None:
     """Refuse a local checkpoint stored only as a pickle, unless the user trusts it."""
     p = Path(source)
