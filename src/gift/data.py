@@ -289,16 +289,27 @@ def pad_batch(rows: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def weighted_batch(rows: list[Encoded], conf: list[list[float]] | None, eot_ids: set[int], pad_id: int
-                   ) -> dict[str, torch.Tensor]:
-    """pad_batch plus, flat over the labelled tokens in row-major order (GoldLogprobs' output order), the
-    teacher's confidence `q` (ones without an annotation) and `is_eot` (the end-of-turn positions)."""
-    batch = pad_batch(rows, pad_id)
+def pack_batch(rows: list[Encoded]) -> dict[str, torch.Tensor]:
+    """The rows end to end in one (1, ΣT) row, padding-free as transformers' DataCollatorWithFlattening lays them
+    out: `position_ids` restart at each row (the model's attention keeps rows apart by them) and each row's first
+    label is dropped, so no row predicts the next one's first token. No attention_mask: transformers reads the
+    packing from position_ids only when the mask is absent."""
+    ids = torch.tensor([t for r in rows for t in r.input_ids])[None]
+    labels = torch.tensor([t for r in rows for t in [IGNORE, *r.labels[1:]]])[None]
+    positions = torch.cat([torch.arange(len(r.input_ids)) for r in rows])[None]
+    return {"input_ids": ids, "labels": labels, "position_ids": positions}
+
+
+def weighted_batch(rows: list[Encoded], conf: list[list[float]] | None, eot_ids: set[int], pad_id: int,
+                   packed: bool = False) -> dict[str, torch.Tensor]:
+    """pad_batch (or pack_batch) plus, flat over the labelled tokens in row-major order (GoldLogprobs' output
+    order, the same in both layouts), the teacher's confidence `q` (ones without an annotation) and `is_eot`."""
+    batch = pack_batch(rows) if packed else pad_batch(rows, pad_id)
+    per_row = [torch.ones(len(r.input_ids)) for r in rows]
+    for qr, c in zip(per_row, conf or []):
+        qr[: len(c)] = torch.tensor(c)
+    q = torch.cat(per_row)[None] if packed else torch.nn.utils.rnn.pad_sequence(per_row, batch_first=True)
     target_mask = batch["labels"][:, 1:] != IGNORE
-    q = torch.ones(batch["labels"].shape)
-    if conf is not None:
-        for j, c in enumerate(conf):
-            q[j, : len(c)] = torch.tensor(c)
     targets = batch["labels"][:, 1:][target_mask]
     batch["q"] = q[:, 1:][target_mask]
     batch["is_eot"] = torch.isin(targets, torch.tensor(sorted(eot_ids)))
@@ -307,13 +318,14 @@ def weighted_batch(rows: list[Encoded], conf: list[list[float]] | None, eot_ids:
 
 @dataclass
 class GIFTCollator:
-    """A Trainer/TRL data collator: pads `input_ids`, `labels` and `confidence` together (see weighted_batch);
-    rows without `confidence` (plain SFT data) get q = 1."""
+    """A Trainer/TRL data collator: pads `input_ids`, `labels` and `confidence` together (see weighted_batch), or
+    packs them padding-free (`padding_free=True`, see pack_batch); rows without `confidence` get q = 1."""
 
     pad_token_id: int
     eot_token_ids: list[int]
+    padding_free: bool = False
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [Encoded(list(f["input_ids"]), list(f["labels"])) for f in features]
         conf = [list(f["confidence"]) for f in features] if "confidence" in features[0] else None
-        return weighted_batch(rows, conf, set(self.eot_token_ids), self.pad_token_id)
+        return weighted_batch(rows, conf, set(self.eot_token_ids), self.pad_token_id, self.padding_free)

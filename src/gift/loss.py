@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .data import IGNORE
+from .data import IGNORE, Encoded, pack_batch, pad_batch
 
 LOGITS_BUDGET = 2**24  # elements of one chunk's logits (64 MB in float32): rows per chunk = budget // vocab
 # config attributes by which transformers changes logits after the output layer (Gemma-2 soft-capping, Cohere
@@ -122,29 +122,61 @@ class GoldLogprobs(nn.Module):
     def causal_lm(self) -> nn.Module:
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, coef: Tensor | None = None,
-                scale: Tensor | float = 1.0, self_weighted: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor, coef: Tensor | None = None,
+                scale: Tensor | float = 1.0, self_weighted: bool = False,
+                position_ids: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """log p of every labelled token; or, given coefficients (or self_weighted), the fused weighted NLL
-        Σ c·(−log p) and the detached log p (see FusedWeightedNLL)."""
+        Σ c·(−log p) and the detached log p (see FusedWeightedNLL). A packed batch (data.pack_batch) comes with
+        position_ids and no attention_mask."""
         targets_mask = labels[:, 1:] != IGNORE  # (B, T-1): position t predicts token t+1
         targets = labels[:, 1:][targets_mask]
         lm = self.causal_lm
+        # use_cache=False: with a cache transformers ignores the packing in position_ids (and keeps keys/values)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+                  "use_cache": False}
         fused = coef is not None or self_weighted
         if fused and self.fusable:
-            hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = lm.get_decoder()(**inputs).last_hidden_state
             weight = lm.get_output_embeddings().weight
             return FusedWeightedNLL.apply(hidden[:, :-1][targets_mask], weight, targets, coef, scale, self_weighted,
                                           self.chunk_size or rows_per_chunk(weight.shape[0]))
         if fused:  # a head that is more than a plain linear layer: the unfused loss
-            logp = self(input_ids, attention_mask, labels)
+            logp = self(input_ids, attention_mask, labels, position_ids=position_ids)
             c = (logp.detach().exp() if self_weighted else coef) * scale
             return -(c * logp).sum(), logp.detach()
         if self.plain_head:
-            hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = lm.get_decoder()(**inputs).last_hidden_state
             head = lm.get_output_embeddings()
             return gold_logprobs(hidden[:, :-1][targets_mask], head.weight, targets, head.bias, self.chunk_size)
-        logits = lm(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits = lm(**inputs).logits
         return gold_logprobs_from_logits(logits[:, :-1][targets_mask], targets, self.chunk_size)
+
+
+# a packed forward that leaks between rows moves hidden states by their own scale; rounding moves them by this much
+PACKING_TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 5e-2, torch.float16: 5e-2}
+
+
+@torch.no_grad()
+def packing_deviation(model: nn.Module, rows: list[Encoded], probe_length: int = 48) -> float:
+    """max |h_packed − h_padded| / max |h_padded| of the decoder's output over two rows' first tokens (of unequal
+    lengths, so the padded layout pads): the probe that decides whether a model's attention keeps packed rows
+    apart. Some do not, or not in every setting (a cache, say), and then a packed batch would be silently wrong."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, was_training = lm.get_decoder(), model.training
+    by_length = sorted(rows, key=lambda r: len(r.input_ids))
+    pair = [by_length[-1], by_length[0]]
+    probe = [Encoded(r.input_ids[:n], r.labels[:n]) for r, n in zip(pair, (probe_length, probe_length * 2 // 3))]
+    device = next(model.parameters()).device
+    padded = {k: v.to(device) for k, v in pad_batch(probe, 0).items() if k != "labels"}
+    packed = {k: v.to(device) for k, v in pack_batch(probe).items() if k != "labels"}
+    model.eval()
+    try:
+        h_pad = decoder(**padded, use_cache=False).last_hidden_state.float()
+        h_pack = decoder(**packed, use_cache=False).last_hidden_state.float()[0]
+    finally:
+        model.train(was_training)
+    real = torch.cat([h_pad[i, :len(r.input_ids)] for i, r in enumerate(probe)])
+    return float((h_pack - real).abs().max() / real.abs().max().clamp_min(1e-12))
 
 
 def weighted_nll(logp: Tensor, weights: Tensor, denominator: Tensor | float) -> Tensor:

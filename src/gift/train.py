@@ -29,14 +29,14 @@ from .atomic import check_out_dir, publish, staging_dir
 from .config import TrainConfig, to_dict
 from .data import Encoded, check_template, encode_all, end_of_turn_ids, load_examples, template_options, weighted_batch
 from .errors import GiftError
-from .loss import GoldLogprobs, weighted_nll
+from .loss import PACKING_TOLERANCE, GoldLogprobs, packing_deviation, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, require_annotation_vocab, special_tokens, vocab_fingerprint
 from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
 
 CHECKPOINT, LOG, TRAIN_META = "checkpoint", "log.jsonl", "gift_train.json"
 RESUME_KEYS = ("model", "data", "method", "gamma", "floor", "rho_ratio", "rank", "alpha", "lora_dropout",
                "target_modules", "lr", "weight_decay", "max_grad_norm", "epochs", "max_steps", "batch_size",
-               "grad_accum", "warmup_ratio", "seed")
+               "grad_accum", "warmup_ratio", "seed")  # group_by_length, padding_free and checkpointing are exact
 
 
 @dataclass
@@ -73,10 +73,29 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any, source: str | None = None)
                      hashlib.sha256(path.read_bytes()).hexdigest())
 
 
-def collate(data: TrainData, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(data: TrainData, idx: list[int], pad_id: int, packed: bool = False) -> dict[str, torch.Tensor]:
     """Model inputs plus flat per-token q and end-of-turn flags, in GoldLogprobs' output order."""
     conf = [data.conf[i] for i in idx] if data.conf is not None else None
-    return weighted_batch([data.rows[i] for i in idx], conf, data.eot_ids, pad_id)
+    return weighted_batch([data.rows[i] for i in idx], conf, data.eot_ids, pad_id, packed)
+
+
+def longest_first(idx: list[int], lengths: list[int]) -> list[int]:
+    """A step's rows ordered by length, longest first (the step's peak memory comes at once), before they are cut
+    into micro-batches. This leaves the step's gradient unchanged because its loss is divided by the whole step's
+    Σ w, not each micro-batch's; shared with gift.trl.GIFTTrainer."""
+    return sorted(idx, key=lambda i: -lengths[i])
+
+
+def choose_packing(request: str, model: Any, rows: list[Encoded], name: str) -> bool:
+    """Whether micro-batches go padding-free: probed on two rows of the data (see loss.packing_deviation)."""
+    if request == "off":
+        return False
+    deviation = packing_deviation(model, rows)
+    exact = deviation <= PACKING_TOLERANCE.get(model.dtype, 1e-3)
+    if request == "on" and not exact:
+        raise GiftError(f"--padding-free on: {name}'s attention does not keep packed rows apart (hidden states differ "
+                        f"by {deviation:.2g} of their scale from the padded batch); use --padding-free auto or off")
+    return exact
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
@@ -211,6 +230,22 @@ def train(cfg: TrainConfig) -> Path:
         raise GiftError("--dtype float16 is not supported for training: the step-normalised loss scales gradients by "
                         "1/Σw before backward and fp16 underflows without loss scaling; use bfloat16 or float32")
     model = build_lora(load_model(cfg.model, cfg.dtype, cfg.trust_pickle), cfg)
+    if cfg.gradient_checkpointing:
+        if not model.supports_gradient_checkpointing:
+            raise GiftError(f"--gradient-checkpointing: {type(model.get_base_model()).__name__} does not support it in "
+                            f"transformers; pass --no-gradient-checkpointing")
+        # non-reentrant: gradients reach the LoRA weights without making the frozen embeddings' output require grad;
+        # transformers renamed the call in 5.x (gradient_ → activation_checkpointing_enable)
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    packed = choose_packing(cfg.padding_free, model, data.rows, cfg.model)
+    if accelerator.is_main_process and cfg.padding_free == "auto":
+        print(f"padding-free batches: {'on' if packed else 'off (the probe found packed rows not kept apart)'}")
+    by_length = cfg.group_by_length and cfg.method != "rho"  # Rho-1 selects tokens within each micro-batch
+    lengths = [len(r.input_ids) for r in data.rows]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
@@ -238,27 +273,28 @@ def train(cfg: TrainConfig) -> Path:
         idx = step_indices(len(data.rows), step, global_batch, cfg.seed)
         mine = idx[accelerator.process_index::world]  # uneven at an epoch's end: the global normaliser keeps it exact
         idle = not mine  # fewer rows than processes: a zero-weight pass on one row keeps DDP's all-reduce in step
-        mine = mine or idx[:1]
-        micro = [collate(data, mine[i:i + cfg.batch_size], tokenizer.pad_token_id)
-                 for i in range(0, len(mine), cfg.batch_size)]
+        mine = longest_first(mine or idx[:1], lengths) if by_length else mine or idx[:1]
+        groups = [mine[i:i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
+        micro = [collate(data, g, tokenizer.pad_token_id, packed) for g in groups]
         local = torch.zeros(()) if idle else sum(normaliser(cfg.method, b["q"], b["is_eot"], wp) for b in micro)
         denominator = accelerator.reduce(local.to(accelerator.device), "sum")
         stats = torch.zeros(5, device=accelerator.device)  # signal_stats summed over the step
         for j, b in enumerate(micro):
             b = {k: v.to(accelerator.device) for k, v in b.items()}
             with accelerator.no_sync(scorer) if j < len(micro) - 1 else nullcontext():
-                inputs = (b["input_ids"], b["attention_mask"], b["labels"])
+                inputs = (b["input_ids"], b.get("attention_mask"), b["labels"])
                 if cfg.method == "rho":  # selection by the model's own loss: log-probs first, then weights
-                    logp = scorer(*inputs)
+                    logp = scorer(*inputs, position_ids=b.get("position_ids"))
                     w = token_weights(cfg.method, b["q"], b["is_eot"], logp.detach(), wp)
                     loss = weighted_nll(logp, w, denominator)
                 else:  # weights known before the forward pass (DFT's own probability is formed inside it)
                     static = None if cfg.method == "dft" else token_weights(cfg.method, b["q"], b["is_eot"], None, wp)
-                    loss, logp = scorer(*inputs, coef=static, scale=1 / denominator, self_weighted=cfg.method == "dft")
+                    loss, logp = scorer(*inputs, coef=static, scale=1 / denominator, self_weighted=cfg.method == "dft",
+                                        position_ids=b.get("position_ids"))
                     w = static if static is not None else logp.exp()
                 loss = loss * (0 if idle else world)  # DDP averages gradients over processes
                 if not torch.isfinite(loss):
-                    lines = sorted(data.rows[i].line for i in mine[j * cfg.batch_size:(j + 1) * cfg.batch_size])
+                    lines = sorted(data.rows[i].line for i in groups[j])
                     raise GiftError(f"non-finite loss at step {step + 1} (source lines {lines}); the last good "
                                     f"checkpoint is in {stage / CHECKPOINT}; lower --lr or fix those rows, then --resume")
                 accelerator.backward(loss)
@@ -291,7 +327,8 @@ def train(cfg: TrainConfig) -> Path:
     if accelerator.is_main_process:
         accelerator.unwrap_model(scorer).model.save_pretrained(stage)
         meta = {"gift_version": __version__, "config": to_dict(cfg), "steps": total, "global_batch": global_batch,
-                "processes": world, "rows": len(data.rows), "vocab_fingerprint": data.vocab_fingerprint,
+                "processes": world, "rows": len(data.rows), "padding_free": packed, "grouped_by_length": by_length,
+                "vocab_fingerprint": data.vocab_fingerprint,
                 "special_tokens": special_tokens(tokenizer), "data_sha256": data.data_sha256, "teacher": data.teacher,
                 "eot_token_ids": sorted(data.eot_ids), "model_shape": model_shape(model.config),
                 "seconds": round(time.time() - t0, 2)}

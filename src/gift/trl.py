@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from trl import SFTConfig, SFTTrainer
 
-from .data import GIFTCollator
+from .data import Encoded, GIFTCollator
 from .errors import GiftError
-from .loss import GoldLogprobs, weighted_nll
-from .train import epoch_permutation
+from .loss import PACKING_TOLERANCE, GoldLogprobs, packing_deviation, weighted_nll
+from .train import epoch_permutation, longest_first
 from .weighting import METHODS, NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
 
 __all__ = ["GIFTTrainer", "SFTConfig"]
@@ -45,10 +45,11 @@ def pad_id(processing_class: Any, args: SFTConfig) -> int:
 
 
 class GiftOrder(torch.utils.data.Sampler):
-    """gift train's row order: epoch e visits the rows in epoch_permutation(n, seed, e)."""
+    """gift train's row order: epoch e visits the rows in epoch_permutation(n, seed, e); with `lengths`, the rows
+    of each optimiser step (`step_rows` of them) come longest first, as gift train cuts them into micro-batches."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
+    def __init__(self, n: int, seed: int, lengths: list[int] | None = None, step_rows: int = 1):
+        self.n, self.seed, self.epoch, self.lengths, self.step_rows = n, seed, 0, lengths, step_rows
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -59,21 +60,31 @@ class GiftOrder(torch.utils.data.Sampler):
     def __iter__(self):
         order = epoch_permutation(self.n, self.seed, self.epoch)
         self.epoch += 1
+        if self.lengths is not None:
+            order = [i for s in range(0, self.n, self.step_rows) for i in longest_first(order[s:s + self.step_rows],
+                                                                                        self.lengths)]
         return iter(order)
 
 
 class GIFTTrainer(SFTTrainer):
     """SFTTrainer with gift's weighted loss. `method`: gift (default), sft, dft or rho; `gamma`, `floor` and
     `rho_ratio` as in `gift train`. The dataset comes from `gift.load_annotations` (sft and dft also accept
-    one without confidences); the collator defaults to GIFTCollator with the annotation's end-of-turn ids."""
+    one without confidences); the collator defaults to GIFTCollator with the annotation's end-of-turn ids.
+    `group_by_length` (default on, except for rho) orders each optimiser step's rows by length before they are
+    cut into micro-batches, which is exact because the loss is normalised over the step; `args.padding_free=True`
+    packs each micro-batch into one row, after a probe shows the model keeps packed rows apart."""
 
     loss_is_scaled_for_ga = True  # compute_loss divides by the whole step's Σ w
 
     def __init__(self, model: Any, args: SFTConfig | None = None, *, method: str = "gift", gamma: float = 1.0,
-                 floor: float = 1e-4, rho_ratio: float = 0.6, **kwargs: Any):
+                 floor: float = 1e-4, rho_ratio: float = 0.6, group_by_length: bool = True, **kwargs: Any):
         if method not in METHODS:
             raise GiftError(f"method {method!r}: expected one of {', '.join(METHODS)}")
         args = args or SFTConfig(output_dir="gift_trainer_output")
+        if args.train_sampling_strategy != "random":
+            raise GiftError(f"train_sampling_strategy={args.train_sampling_strategy!r}: GIFTTrainer visits rows in gift "
+                            f"train's seeded order (grouped by length within each step: group_by_length=True)")
+        packed, args.padding_free = args.padding_free, False  # TRL refuses a custom collator with padding_free
         args.remove_unused_columns = False  # the collator needs `confidence`
         args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}  # already tokenised
         train = kwargs.get("train_dataset")
@@ -85,16 +96,29 @@ class GIFTTrainer(SFTTrainer):
             if "eot_token_ids" not in meta:
                 raise GiftError("train_dataset: load it with gift.load_annotations (it carries the end-of-turn ids), "
                                 "or pass data_collator=GIFTCollator(pad_token_id, eot_token_ids)")
-            kwargs["data_collator"] = GIFTCollator(pad_id(kwargs["processing_class"], args), meta["eot_token_ids"])
+            kwargs["data_collator"] = GIFTCollator(pad_id(kwargs["processing_class"], args), meta["eot_token_ids"],
+                                                   packed)
+        elif packed and not getattr(kwargs.get("data_collator"), "padding_free", False):
+            raise GiftError("padding_free=True with a data_collator that pads; pass GIFTCollator(..., padding_free=True)")
         self.method, self.weights = method, WeightParams(gamma, floor, rho_ratio)
+        self.group_by_length = group_by_length and method != "rho"  # Rho-1 selects tokens within each micro-batch
         self._stats = torch.zeros(5)  # signal_stats summed since the last log
         super().__init__(model, args, **kwargs)
         if self.accelerator.num_processes > 1:
             raise GiftError("GIFTTrainer runs on one process; on several devices use `accelerate launch gift train`")
         self._scorer = GoldLogprobs(self.accelerator.unwrap_model(self.model))
+        if packed and train is not None:
+            probe = [Encoded(list(r["input_ids"]), list(r["labels"])) for r in train.select(range(min(8, len(train))))]
+            deviation = packing_deviation(self._scorer.model, probe)
+            if deviation > PACKING_TOLERANCE.get(self._scorer.model.dtype, 1e-3):
+                raise GiftError(f"padding_free=True: this model's attention does not keep packed rows apart (hidden "
+                                f"states differ by {deviation:.2g} of their scale from the padded batch)")
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler:
-        return GiftOrder(len(train_dataset if train_dataset is not None else self.train_dataset), self.args.seed)
+        data = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(ids) for ids in data["input_ids"]] if self.group_by_length else None
+        return GiftOrder(len(data), self.args.seed, lengths,
+                         self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
         """The optimiser step's denominator: Σ w over its micro-batches (tokens for sft/dft, kept tokens for rho)."""
@@ -108,14 +132,16 @@ class GIFTTrainer(SFTTrainer):
         q, is_eot = inputs["q"], inputs["is_eot"]
         denominator = num_items_in_batch if num_items_in_batch is not None else \
             normaliser(self.method, q, is_eot, self.weights).to(q.device)
-        x = (inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        x = (inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"])
+        pos = inputs.get("position_ids")
         if self.method == "rho":  # selection by the model's own loss: log-probs first, then weights
-            logp = self._scorer(*x)
+            logp = self._scorer(*x, position_ids=pos)
             w = token_weights(self.method, q, is_eot, logp.detach(), self.weights)
             loss = weighted_nll(logp, w, denominator)
         else:
             static = None if self.method == "dft" else token_weights(self.method, q, is_eot, None, self.weights)
-            loss, logp = self._scorer(*x, coef=static, scale=1 / denominator, self_weighted=self.method == "dft")
+            loss, logp = self._scorer(*x, coef=static, scale=1 / denominator, self_weighted=self.method == "dft",
+                                      position_ids=pos)
             w = static if static is not None else logp.exp()
         if model.training:
             self._stats += signal_stats(w, logp, q).detach().cpu()

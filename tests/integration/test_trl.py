@@ -27,7 +27,8 @@ def annotation(tmp_path_factory):
     return root
 
 
-def train_with_trl(root, method: str, tokenizer, dataset=None, steps: int = STEPS) -> dict[str, torch.Tensor]:
+def train_with_trl(root, method: str, tokenizer, dataset=None, steps: int = STEPS,
+                   padding_free: bool = False) -> dict[str, torch.Tensor]:
     from accelerate.utils import set_seed
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -41,7 +42,8 @@ def train_with_trl(root, method: str, tokenizer, dataset=None, steps: int = STEP
                      gradient_accumulation_steps=ACCUM, max_steps=steps, learning_rate=2e-3, lr_scheduler_type="cosine",
                      warmup_steps=round(0.25 * STEPS), weight_decay=0.0, max_grad_norm=1.0, seed=SEED, use_cpu=True,
                      report_to="none", save_strategy="no", logging_steps=1, dataloader_num_workers=0,
-                     gradient_checkpointing=False, bf16=False)  # TRL defaults to bf16; gift train runs in fp32 on CPU
+                     gradient_checkpointing=False, bf16=False,  # TRL defaults to bf16; gift train runs in fp32 on CPU
+                     padding_free=padding_free)
     dataset = load_annotations(root / "ann", tokenizer) if dataset is None else dataset
     trainer = GIFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, method=method)
     trainer.train()
@@ -51,18 +53,21 @@ def train_with_trl(root, method: str, tokenizer, dataset=None, steps: int = STEP
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["gift", "sft"])
-def test_gift_trainer_equals_gift_train(annotation, method):
+@pytest.mark.parametrize("method, padding_free", [("gift", False), ("sft", False), ("gift", True)])
+def test_gift_trainer_equals_gift_train(annotation, method, padding_free):
+    """gift train with its defaults (grouped by length, packed where the probe allows, checkpointing) against
+    GIFTTrainer padded or packed: the same adapter."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(TINY / "base")
-    ours = annotation / f"cli-{method}"
+    ours = annotation / f"cli-{method}-{padding_free}"
     assert main(["train", "--model", str(TINY / "base"), "--data", str(annotation / "ann"), "--out", str(ours),
                  "--method", method, "--rank", str(RANK), "--alpha", str(2 * RANK), "--lora-dropout", "0",
                  "--batch-size", str(BATCH), "--grad-accum", str(ACCUM), "--max-steps", str(STEPS), "--lr", "2e-3",
                  "--warmup-ratio", "0.25", "--seed", str(SEED)]) == 0
+    assert json.loads((ours / "gift_train.json").read_text())["padding_free"] is True
     cli = load_file(ours / "adapter_model.safetensors")
-    trl = train_with_trl(annotation, method, tokenizer)
+    trl = train_with_trl(annotation, method, tokenizer, padding_free=padding_free)
     init_b = 0.0  # LoRA's B starts at zero, so every B below was moved by training
     assert len(cli) == len(trl) > 0
     for name, value in trl.items():
@@ -136,3 +141,39 @@ def test_readme_example_runs(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "merged" / "model.safetensors").is_file() and (tmp_path / "adapter").is_dir()
+
+
+def test_gift_trainer_groups_each_step_as_gift_train_does(annotation):
+    """GiftOrder: each step holds the rows gift train draws for it, longest first; rho keeps the drawn order."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gift.train import step_indices
+    from gift.trl import GIFTTrainer, SFTConfig
+
+    tok = AutoTokenizer.from_pretrained(TINY / "base")
+    ds = load_annotations(annotation / "ann", tok)
+    lengths = [len(ids) for ids in ds["input_ids"]]
+    args = SFTConfig(output_dir=str(annotation / "order"), per_device_train_batch_size=BATCH,
+                     gradient_accumulation_steps=ACCUM, seed=SEED, use_cpu=True, report_to="none", bf16=False)
+    for method in ("gift", "rho"):
+        trainer = GIFTTrainer(model=AutoModelForCausalLM.from_pretrained(TINY / "base"), args=args, train_dataset=ds,
+                              processing_class=tok, method=method)
+        order = list(trainer._get_train_sampler(ds))
+        for step in range(len(ds) // (BATCH * ACCUM)):
+            drawn = step_indices(len(ds), step, BATCH * ACCUM, SEED)
+            got = order[step * BATCH * ACCUM:(step + 1) * BATCH * ACCUM]
+            assert got == (drawn if method == "rho" else sorted(drawn, key=lambda i: -lengths[i]))
+    assert order != sorted(order, key=lambda i: -lengths[i])  # grouping is within steps, not over the epoch
+
+
+def test_gift_trainer_refuses_other_sampling_strategies(annotation):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gift.trl import GIFTTrainer, SFTConfig
+
+    tok = AutoTokenizer.from_pretrained(TINY / "base")
+    args = SFTConfig(output_dir=str(annotation / "grouped"), train_sampling_strategy="group_by_length", use_cpu=True,
+                     report_to="none", bf16=False)
+    with pytest.raises(GiftError, match="seeded order"):
+        GIFTTrainer(model=AutoModelForCausalLM.from_pretrained(TINY / "base"), args=args,
+                    train_dataset=load_annotations(annotation / "ann", tok), processing_class=tok)
