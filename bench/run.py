@@ -13,6 +13,7 @@
 6. trl:      one optimiser step of gift train (GIFT) and of gift.trl.GIFTTrainer vs TRL's SFTTrainer + PEFT
              (plain LoRA SFT, TRL's defaults but fp32 on CPU), same model, batch, length and LoRA
 Writes bench/results/<part>.json and bench/results/summary.md. --quick runs it all on tiny random models.
+Training on real (NuminaMath-CoT) lengths is bench/lengths.py, run apart (about an hour); its table joins the summary.
 """
 from __future__ import annotations
 
@@ -417,6 +418,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     saved = {p: json.loads((RESULTS / f"{prefix}{p}.json").read_text()) for p in PARTS
              if (RESULTS / f"{prefix}{p}.json").exists()}  # parts not run this time keep their last figures
     text = summary({**saved, **results})
+    if not args.quick and (RESULTS / "lengths.json").exists():  # bench/lengths.py: real-length training, run apart
+        from lengths import table
+        text += "\n" + table(json.loads((RESULTS / "lengths.json").read_text()))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ("quick-summary.md" if args.quick else "summary.md")).write_text(text + "\n")
     print(text)

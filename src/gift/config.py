@@ -96,8 +96,8 @@ class TrainConfig(TemplateArgs, DataArgs, LoadArgs):
                          choices=("none", "tensorboard", "wandb"))
     eval_data: str | None = arg(None, "held-out data (annotation directory or JSONL, as --data) for an eval loss")
     eval_steps: int = arg(50, "held-out loss every N steps (and at the end) when --eval-data is given")
-    group_by_length: bool = arg(True, "cut each optimiser step's rows into micro-batches by length (exact: the loss "
-                                      "is normalised over the step; rho keeps the drawn order)")
+    group_by_length: bool = arg(True, "cut each optimiser step's padded rows into micro-batches by length (exact: the "
+                                      "loss is normalised over the step; rho and packed batches keep the drawn order)")
     padding_free: str = arg("auto", "pack each micro-batch's rows into one row with position_ids (auto: where a probe "
                                     "shows the model keeps packed rows apart)", choices=("auto", "on", "off"))
     gradient_checkpointing: bool = arg(True, "recompute activations in the backward pass (less memory, more time)")

@@ -78,6 +78,9 @@ class RunConfig:
     eval: dict[str, Any] = arg({}, "gift eval settings")
     gamma_sweep: list[float] = arg([], "GIFT exponents γ to try on the dev benchmarks (role: dev); the best is used")
     scale_sweep: list[float] = arg([], "merge scales λ to try for gift on the dev benchmarks; the best is used")
+    frontier: list[float] = arg([], "merge scales λ at which every transfer method's adapters are also merged and "
+                                    "evaluated on test: the trade-off frontier (λ = 0 is the untouched instruct model)")
+    frontier_seeds: list[int] = arg([], "seeds of the frontier (default: all)")
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -85,6 +88,9 @@ class RunConfig:
             raise GiftError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
         if not self.benchmarks:
             raise GiftError("the run config lists no benchmarks")
+        if any(x <= 0 for x in self.frontier) or set(self.frontier_seeds) - set(self.seeds):
+            raise GiftError("frontier: scales must be positive (λ = 0 is the instruct model, always drawn) and "
+                            "frontier_seeds a subset of seeds")
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -236,11 +242,25 @@ class Experiment:
                 gamma, scale = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
                 per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches, gamma, scale)
         summary = {"check": pair_check["findings"], "methods": aggregate(per_seed),
+                   "frontier": self.frontier(benches, tuned["gamma"]),
                    "signal": self.signal_shares(tuned["gamma"]), "tuned": tuned,
                    "roles": {b["name"]: b.get("role", "task") for b in self.cfg.benchmarks},
                    "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
         self.report(summary, per_seed)
         return summary
+
+    def frontier(self, benches: list[Benchmark], gamma: float) -> dict[str, dict[str, dict]]:
+        """method -> λ -> benchmark -> metric: every transfer method's adapters merged at each frontier scale (no
+        retraining), aggregated over the frontier's seeds as the main table is."""
+        seeds = self.cfg.frontier_seeds or self.cfg.seeds
+        out: dict[str, dict[str, dict]] = {}
+        for method in [m for m in self.cfg.methods if METHODS[m]]:
+            g = gamma if method == "gift" else None
+            for scale in sorted(set(self.cfg.frontier)):
+                print(f"== frontier: {method} at λ = {scale:g}")
+                per_seed = {seed: self.evaluation(method, seed, benches, g, scale) for seed in seeds}
+                out.setdefault(method, {})[f"{scale:g}"] = aggregate({method: per_seed})[method]
+        return out
 
     def signal_shares(self, gamma: float) -> dict[str, dict[str, float]]:
         """Per method, the share of weight and of weighted loss on tokens the instruct model gives q < 0.5."""
@@ -260,7 +280,8 @@ class Experiment:
                                                              if done(self.out / "annotations" / t)})
 
 
-GROWABLE = {"methods", "seeds"}  # more of these reuse every finished stage; anything else changes what stages mean
+# more of these reuse every finished stage; anything else changes what stages mean
+GROWABLE = {"methods", "seeds", "frontier", "frontier_seeds"}
 
 
 def changed_setting(before: dict[str, Any], now: dict[str, Any]) -> str | None:

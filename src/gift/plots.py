@@ -96,3 +96,31 @@ def distance_plot(layers: dict[int, dict[str, float]], path: str | Path) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def frontier_plot(points: dict[str, list[tuple[float, float, float]]], floors: list[float], path: str | Path) -> None:
+    """WiSE-FT's figure: x = task, y = retention (both in %), a line per method through its merge scales λ (each
+    marker labelled), all starting at the untouched instruct model (λ = 0); dotted lines at the retention floors
+    (`floors`, in points below instruct)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    start = next(iter(points.values()))[0]
+    for c, (method, pts) in enumerate(points.items()):
+        xs, ys = [100 * p[1] for p in pts], [100 * p[2] for p in pts]
+        ax.plot(xs, ys, marker="o", color=colors[c % len(colors)], label=method)
+        for (lam, _, _), x, y in zip(pts[1:], xs[1:], ys[1:]):
+            ax.annotate(f"{lam:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7,
+                        color=colors[c % len(colors)])
+    ax.scatter([100 * start[1]], [100 * start[2]], s=90, color="black", zorder=5, label="instruct (λ = 0)")
+    for floor in floors:
+        ax.axhline(100 * start[2] - floor, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"instruct − {floor:g}", (ax.get_xlim()[0], 100 * start[2] - floor), fontsize=7, color="grey",
+                    xytext=(2, 2), textcoords="offset points")
+    ax.set_xlabel("task accuracy (%)")
+    ax.set_ylabel("retention (%)")
+    ax.set_title("trade-off over the merge scale λ (markers labelled with λ)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

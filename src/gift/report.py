@@ -9,7 +9,7 @@ from typing import Any
 from .annotate import read_annotations
 from .atomic import write_text_atomic
 from .data import IGNORE
-from .plots import bar_plot, histogram, scaling_plot
+from .plots import bar_plot, frontier_plot, histogram, scaling_plot
 
 
 def headline(metrics: dict[str, Any]) -> str:
@@ -21,13 +21,14 @@ def fmt(m: dict[str, Any]) -> str:
 
 
 def results_table(methods: dict[str, dict[str, dict]], roles: dict[str, str]) -> str:
-    """Markdown: one row per method, the headline metric of each benchmark, then maj@k/pass@k of task benchmarks."""
+    """Markdown: one row per method, the headline metric of each benchmark (greedy), then Avg@k (the paper's
+    protocol at k = 16, T = 1, top-p = 1), maj@k and pass@k of task benchmarks."""
     benches = list(next(iter(methods.values())))
     cols = [(b, headline(methods[next(iter(methods))][b])) for b in benches]
     for b in benches:
         ks = [int(k.split("@")[1]) for k in next(iter(methods.values()))[b] if k.startswith("pass@")]
         if ks and roles.get(b, "task") == "task":
-            cols += [(b, f"maj@{max(ks)}"), (b, f"pass@{max(ks)}")]
+            cols += [(b, f"avg@{max(ks)}"), (b, f"maj@{max(ks)}"), (b, f"pass@{max(ks)}")]
     head = "| method | " + " | ".join(f"{b} {m}" + (" (retention)" if roles.get(b) == "retention" else "")
                                      for b, m in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
@@ -75,6 +76,11 @@ def verdict(summary: dict[str, Any]) -> str:
     if score:
         best = max(score, key=score.get)
         lines.append(f"Largest task gain: {best} ({score[best]:+.1f} points).")
+    for floor in FLOORS[:1] if summary.get("frontier") else ():
+        best = {m: best_under_floor(pts, floor) for m, pts in frontier_points(summary).items()}
+        lines.append(f"Frontier over λ, best task gain with retention ≥ instruct − {floor}: " + ", ".join(
+            f"{m} {100 * (p[1] - pts[0][1]):+.1f} (λ {p[0]:g})" for (m, p), pts in
+            zip(best.items(), frontier_points(summary).values())) + ".")
     if "gift" in delta and "shadow-ft" in delta:
         g, s = delta["gift"], delta["shadow-ft"]
         scale = summary.get("tuned", {}).get("scale", 1.0)
@@ -82,6 +88,48 @@ def verdict(summary: dict[str, Any]) -> str:
         lines.append(f"GIFT against Shadow-FT (both trained on base, merged into instruct{lam}): task "
                      f"{statistics.mean(g[b] - s[b] for b in task):+.1f}, retention "
                      f"{statistics.mean(g[b] - s[b] for b in kept):+.1f} points.")
+    return "\n".join(lines)
+
+
+FLOORS = (2, 10)  # retention floors of the frontier table, in points below the instruct model
+
+
+def composite(res: dict[str, dict], benches: list[str]) -> float:
+    """The mean headline metric over these benchmarks (the frontier's task or retention axis)."""
+    return statistics.mean(res[b][headline(res[b])]["value"] for b in benches)
+
+
+def frontier_points(summary: dict[str, Any]) -> dict[str, list[tuple[float, float, float]]]:
+    """method -> [(λ, task, retention)], from λ = 0 (the untouched instruct model) up."""
+    roles, ref = summary["roles"], summary["methods"]["instruct"]
+    task = [b for b in ref if roles.get(b) == "task"]
+    kept = [b for b in ref if roles.get(b) == "retention"]
+    start = (0.0, composite(ref, task), composite(ref, kept))
+    return {m: [start] + [(float(x), composite(r, task), composite(r, kept)) for x, r in by_scale.items()]
+            for m, by_scale in summary["frontier"].items()}
+
+
+def best_under_floor(points: list[tuple[float, float, float]], floor: float) -> tuple[float, float, float]:
+    """The point with the highest task score among those keeping retention ≥ instruct's − floor (points);
+    λ = 0 (gain 0) always qualifies."""
+    allowed = [p for p in points if p[2] >= points[0][2] - floor / 100 - 1e-12]
+    return max(allowed, key=lambda p: (p[1], -p[0]))
+
+
+def frontier_table(summary: dict[str, Any]) -> str:
+    """Markdown: per transfer method, the best task gain over λ with retention held within each floor."""
+    points, roles = frontier_points(summary), summary["roles"]
+    task = [b for b in summary["methods"]["instruct"] if roles.get(b) == "task"]
+    lines = ["| method | " + " | ".join(f"best task gain, retention ≥ instruct − {f}" for f in FLOORS) + " |",
+             "|---|" + "---|" * len(FLOORS)]
+    for method, pts in points.items():
+        cells = []
+        for floor in FLOORS:
+            lam, t, r = best_under_floor(pts, floor)
+            res = summary["methods"]["instruct"] if lam == 0 else summary["frontier"][method][f"{lam:g}"]
+            ci = "; ".join(fmt(res[b][headline(res[b])]) for b in task)
+            cells.append(f"{100 * (t - pts[0][1]):+.1f} at λ {lam:g} (task {ci}; retention {100 * (r - pts[0][2]):+.1f})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -107,6 +155,9 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
         histogram({f"{t} teacher": confidences(p) for t, p in annotations.items()},
                   "teacher confidence on training tokens", "q = p(gold token)", out / "confidence_hist.png")
         figures.append(("Teacher confidences", "confidence_hist.png"))
+    if summary.get("frontier") and "instruct" in methods:
+        frontier_plot(frontier_points(summary), list(FLOORS), out / "frontier.png")
+        figures.insert(0, ("Trade-off frontier over λ", "frontier.png"))
     signal = summary["signal"]
     if signal:
         bar_plot({"weight on q<0.5": {m: (s["weight_share"],) * 3 for m, s in signal.items()},
@@ -120,6 +171,10 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
              f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals from a bootstrap over seeds "
              f"and, within each, over problems (with one seed: over problems).", "", verdict_table(methods, roles), "",
              results_table(methods, roles), ""]
+    if summary.get("frontier") and "instruct" in methods:
+        seeds = cfg.frontier_seeds or cfg.seeds
+        lines += [f"## Trade-off frontier over λ (seeds {seeds}; task and retention are means of the benchmarks' "
+                  f"headline metrics)", "", frontier_table(summary), "", "![frontier](frontier.png)", ""]
     if signal:
         lines += ["## Learning signal on tokens the instruct model finds unlikely (q < 0.5)", "",
                   "| method | share of weight | share of weighted loss |", "|---|---|---|"]

@@ -199,7 +199,7 @@ def held_out_loss(scorer: Any, data: TrainData, cfg: TrainConfig, pad_id: int, d
 
 
 def tracked(record: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in record.items() if k not in ("step", "seconds") and isinstance(v, (int, float))}
+    return {k: v for k, v in record.items() if k not in ("step", "seconds", "step_seconds") and isinstance(v, (int, float))}
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -244,7 +244,9 @@ def train(cfg: TrainConfig) -> Path:
     packed = choose_packing(cfg.padding_free, model, data.rows, cfg.model)
     if accelerator.is_main_process and cfg.padding_free == "auto":
         print(f"padding-free batches: {'on' if packed else 'off (the probe found packed rows not kept apart)'}")
-    by_length = cfg.group_by_length and cfg.method != "rho"  # Rho-1 selects tokens within each micro-batch
+    # Rho-1 selects tokens within each micro-batch, so regrouping would change its selection; packed batches have no
+    # padding to save, and packing the longest rows together costs attention work quadratic in the pack's length
+    by_length = cfg.group_by_length and cfg.method != "rho" and not packed
     lengths = [len(r.input_ids) for r in data.rows]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -270,6 +272,7 @@ def train(cfg: TrainConfig) -> Path:
     bar = tqdm(range(start, total), desc=f"train ({cfg.method})", unit="step", initial=start, total=total,
                disable=not accelerator.is_main_process)
     for step in bar:
+        t_step = time.perf_counter()
         idx = step_indices(len(data.rows), step, global_batch, cfg.seed)
         mine = idx[accelerator.process_index::world]  # uneven at an epoch's end: the global normaliser keeps it exact
         idle = not mine  # fewer rows than processes: a zero-weight pass on one row keeps DDP's all-reduce in step
@@ -310,7 +313,7 @@ def train(cfg: TrainConfig) -> Path:
                   "grad_norm": float(grad_norm), "mean_weight": s[1] / max(s[2], 1), "tokens": int(s[2]),
                   "low_conf_weight_share": s[3] / s[1] if data.conf is not None and s[1] else None,
                   "low_conf_loss_share": s[4] / s[0] if data.conf is not None and s[0] else None,
-                  "seconds": round(time.time() - t0, 3)}
+                  "step_seconds": round(time.perf_counter() - t_step, 3), "seconds": round(time.time() - t0, 3)}
         if eval_data is not None and ((step + 1) % cfg.eval_steps == 0 or step + 1 == total):
             record["eval_loss"] = held_out_loss(scorer, eval_data, cfg, tokenizer.pad_token_id, accelerator.device)
         accelerator.log(tracked(record), step=step + 1)

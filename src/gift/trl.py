@@ -70,9 +70,10 @@ class GIFTTrainer(SFTTrainer):
     """SFTTrainer with gift's weighted loss. `method`: gift (default), sft, dft or rho; `gamma`, `floor` and
     `rho_ratio` as in `gift train`. The dataset comes from `gift.load_annotations` (sft and dft also accept
     one without confidences); the collator defaults to GIFTCollator with the annotation's end-of-turn ids.
-    `group_by_length` (default on, except for rho) orders each optimiser step's rows by length before they are
-    cut into micro-batches, which is exact because the loss is normalised over the step; `args.padding_free=True`
-    packs each micro-batch into one row, after a probe shows the model keeps packed rows apart."""
+    `group_by_length` (default on; not for rho or packed batches) orders each optimiser step's rows by length before
+    they are cut into micro-batches, which is exact because the loss is normalised over the step;
+    `args.padding_free=True` packs each micro-batch into one row, after a probe shows the model keeps packed rows
+    apart."""
 
     loss_is_scaled_for_ga = True  # compute_loss divides by the whole step's Σ w
 
@@ -101,7 +102,8 @@ class GIFTTrainer(SFTTrainer):
         elif packed and not getattr(kwargs.get("data_collator"), "padding_free", False):
             raise GiftError("padding_free=True with a data_collator that pads; pass GIFTCollator(..., padding_free=True)")
         self.method, self.weights = method, WeightParams(gamma, floor, rho_ratio)
-        self.group_by_length = group_by_length and method != "rho"  # Rho-1 selects tokens within each micro-batch
+        # as gift train: not for rho (its selection is per micro-batch) nor for packed batches (no padding to save)
+        self.group_by_length = group_by_length and method != "rho" and not packed
         self._stats = torch.zeros(5)  # signal_stats summed since the last log
         super().__init__(model, args, **kwargs)
         if self.accelerator.num_processes > 1:

@@ -204,7 +204,7 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
             {"name": "retention", "file": "tiny/data/retention_test.jsonl", "kind": "exact", "answer_field": "reference",
              "role": "retention"},
             {"name": "dev", "file": "tiny/data/math_dev.jsonl", "kind": "math", "answer_field": "reference", "role": "dev"}],
-        "gamma_sweep": [1.0, 2.0], "scale_sweep": [0.5, 1.0],
+        "gamma_sweep": [1.0, 2.0], "scale_sweep": [0.5, 1.0], "frontier": [0.5, 1.0],
     }
     yaml_path = out.parent / "mini.yaml"  # benchmark files are given relative to the YAML
     yaml_path.write_text(yaml.safe_dump(config))
@@ -224,7 +224,12 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     assert set(tuned["gamma_sweep"]) == {"1.0", "2.0"} and set(tuned["scale_sweep"]) == {"0.5", "1.0"}
     assert tuned["gamma"] in (1.0, 2.0) and tuned["scale"] in (0.5, 1.0)
     assert (run_dir / "adapters" / "gift-g2-s0").is_dir()  # the γ = 2 candidate was trained
-    for fig in ("accuracy.png", "scaling.png", "confidence_hist.png", "signal.png"):
+    transfer = {"instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho"}
+    assert set(results["frontier"]) == transfer and all(set(v) == {"0.5", "1"} for v in results["frontier"].values())
+    assert results["frontier"]["shadow-ft"]["1"] == results["methods"]["shadow-ft"]  # λ = 1 is the main table's
+    assert "Frontier over λ, best task gain with retention ≥ instruct − 2:" in printed
+    assert "## Trade-off frontier over λ" in (run_dir / "report.md").read_text()
+    for fig in ("accuracy.png", "scaling.png", "confidence_hist.png", "signal.png", "frontier.png"):
         assert (run_dir / fig).stat().st_size > 1000
     report = (run_dir / "report.md").read_text()
     assert "| method |" in report and "![Accuracy per method](accuracy.png)" in report

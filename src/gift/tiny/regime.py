@@ -1,0 +1,121 @@
+"""A second task on the bundled pair, in the GIFT paper's regime: data that is worse for the instruct model than
+its own behaviour, as NuminaMath-CoT is for the paper's instruct models.
+
+What makes NuminaMath-CoT that, and the lever each gives here:
+- its solutions are another model's, close to an instruct model's style but not its own: the solutions restate
+  each step in words before the instruct model's equations ("Lovo starts with 8 cups and gets 5 more: 8 + 5 = 13.");
+- not all are right: a share of the solutions slips in its last equation (off by 1-3), and states the wrong
+  result as the answer;
+- they are longer than what the instruct model writes: the restatements;
+- the problem types were seen in instruction tuning: one- and two-step word problems, both in the instruct
+  model's mix.
+The test split mixes the two types (the instruct model solves most one-step and some two-step problems), graded
+on the true answer. The gates come from the paper's baseline figures, never from GIFT's result (`GATES`).
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import world
+
+SPLITS = {"train": 2000, "dev": 200, "test": 300}
+# gate -> (holds, target); figures as measured by `measure` (fractions; shares of the training loss)
+GATES = {
+    "instruct competent": (lambda g: 0.30 <= g["instruct"] <= 0.70, "instruct 30-70% greedy on test (paper 41.3)"),
+    "the data harms it": (lambda g: g["instruct-sft"] <= g["instruct"] - 0.05,
+                          "Instruct-SFT ≤ instruct − 5 points (paper 41.3 → 21.2)"),
+    "plain transfer about neutral": (lambda g: g["instruct"] - 0.10 <= g["shadow-ft"] <= g["instruct"] + 0.05,
+                                     "Shadow-FT within instruct − 10 … + 5 points (paper 38.0 vs 41.3)"),
+    "the teacher sees the paper's data": (lambda g: 0.65 <= g["shadow-ft_low_q_loss"] <= 0.90
+                                          and 0.15 <= g["gift_low_q_loss"] <= 0.45,
+                                          "low-q loss share: Shadow-FT 65-90%, GIFT (γ 1) 15-45% (paper 79.7%, 29.6%)"),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How the training solutions are written: `wrong` share slipping in the last step, `one_step` share of
+    one-step problems (train and test alike), `restate` whether steps are restated in words."""
+
+    wrong: float
+    one_step: float = 0.5
+    restate: bool = True
+
+
+VARIANTS = {
+    "near-style": Variant(wrong=0.0),
+    "near-style-wrong-30": Variant(wrong=0.3),
+    "near-style-wrong-50": Variant(wrong=0.5),
+}
+
+
+def problem(rng: random.Random, ps: list[world.Person], one_step: float) -> tuple[str, list[tuple[str, int]], str, str]:
+    """(question, [(equation lhs, value)], who, thing) of a one- or two-step problem."""
+    p, thing = rng.choice(ps).name, rng.choice(world.THINGS)
+    a, b = rng.randint(1, world.MAX_N), rng.randint(1, world.MAX_N)
+    if rng.random() < one_step:
+        if rng.random() < 0.5:
+            return (f"{p} has {a} {thing}. {p} gets {b} more {thing}. How many {thing} does {p} have?",
+                    [(f"{a} + {b}", a + b)], p, thing)
+        a, b = max(a, b), min(a, b)
+        return (f"{p} has {a} {thing}. {p} gives away {b} {thing}. How many {thing} does {p} have?",
+                [(f"{a} - {b}", a - b)], p, thing)
+    c = rng.randint(1, a + b)
+    return world.two_step_question(p, thing, a, b, c), [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)], p, thing
+
+
+def solution(steps: list[tuple[str, int]], who: str, thing: str, restate: bool, slip: int = 0) -> str:
+    """The data's worked solution; `slip` moves the last step's result (and so the stated answer)."""
+    values = [v for _, v in steps[:-1]] + [steps[-1][1] + slip]
+    parts = []
+    for k, ((lhs, _), value) in enumerate(zip(steps, values)):
+        a, op, b = lhs.split()
+        words = (f"{who} starts with {a} {thing} and " if k == 0 else "Then ") + \
+                (f"gets {b} more" if op == "+" else f"gives away {b}")
+        parts.append(f"{words}: {lhs} = {value}." if restate else f"{lhs} = {value}.")
+    return " ".join(parts) + f" The answer is {values[-1]}."
+
+
+def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool) -> dict[str, Any]:
+    question, steps, who, thing = problem(rng, ps, v.one_step)
+    slip = 0
+    if train and rng.random() < v.wrong:
+        last = steps[-1][1]
+        slip = rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if last + d >= 0])
+    return {"question": question, "answer": solution(steps, who, thing, v.restate, slip),
+            "reference": str(steps[-1][1]), "slipped": slip != 0}
+
+
+def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0) -> dict[str, int]:
+    """train/dev/test JSONL of variant `name` under `out`; returns the rows per split."""
+    v, rng = VARIANTS[name], random.Random(f"{name}-{seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    for split, n in SPLITS.items():
+        rows = [example(rng, people, v, split == "train") for _ in range(n)]
+        (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **asdict(v)}, indent=2) + "\n")
+    return dict(SPLITS)
+
+
+def gate_config(pair: Path, task: Path, out: Path, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The gift run that measures the gates: instruct, Instruct-SFT, Shadow-FT and GIFT (for its signal share
+    only), seed 0, greedy on the task's test split, the demo's training recipe."""
+    return {"base": str(pair / "base"), "instruct": str(pair / "instruct"), "train_data": str(task / "train.jsonl"),
+            "out": str(out), "methods": ["instruct", "instruct-sft", "shadow-ft", "gift"], "seeds": [0],
+            "annotate": {"max_length": 256}, "train": recipe,
+            "eval": {"samples": 1, "max_new_tokens": 64, "batch_size": 100},
+            "benchmarks": [{"name": "task", "file": str(task / "test.jsonl"), "kind": "math",
+                            "answer_field": "reference", "instruction": "", "role": "task"}]}
+
+
+def gate_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """The figures GATES reads, from a gate run's summary."""
+    acc = {m: r["task"]["accuracy"]["value"] for m, r in summary["methods"].items()}
+    g = {**acc, "shadow-ft_low_q_loss": summary["signal"]["shadow-ft"]["loss_share"],
+         "gift_low_q_loss": summary["signal"]["gift"]["loss_share"]}
+    g["passed"] = {gate: bool(holds(g)) for gate, (holds, _) in GATES.items()}
+    return g

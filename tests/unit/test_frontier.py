@@ -1,0 +1,34 @@
+"""The frontier's reading: best task gain over λ under a retention floor, from λ = 0 (the instruct model)."""
+from __future__ import annotations
+
+from gift.report import best_under_floor, frontier_points, frontier_table
+
+
+def entry(value: float) -> dict:
+    return {"accuracy": {"value": value, "ci": [value - 0.05, value + 0.05], "seeds": [value]}}
+
+
+def summary() -> dict:
+    res = lambda task, kept: {"math": entry(task), "ret": entry(kept)}  # noqa: E731
+    return {"roles": {"math": "task", "ret": "retention"},
+            "methods": {"instruct": res(0.40, 0.90), "shadow-ft": res(0.50, 0.60)},
+            "frontier": {"shadow-ft": {"0.5": res(0.45, 0.85), "1": res(0.50, 0.60)},
+                         "gift": {"0.5": res(0.38, 0.91), "1": res(0.42, 0.89)}}}
+
+
+def test_points_start_at_the_instruct_model():
+    pts = frontier_points(summary())
+    assert pts["shadow-ft"] == [(0.0, 0.40, 0.90), (0.5, 0.45, 0.85), (1.0, 0.50, 0.60)]
+
+
+def test_best_gain_respects_each_floor():
+    pts = frontier_points(summary())
+    assert best_under_floor(pts["shadow-ft"], 2) == (0.0, 0.40, 0.90)  # every merged point loses more than 2
+    assert best_under_floor(pts["shadow-ft"], 10) == (0.5, 0.45, 0.85)
+    assert best_under_floor(pts["gift"], 2) == (1.0, 0.42, 0.89)  # retention 89 ≥ 90 − 2
+
+
+def test_table_names_the_scale_and_the_interval():
+    table = frontier_table(summary())
+    assert "| shadow-ft | +0.0 at λ 0 (task 0.400 [0.350, 0.450]; retention +0.0) | +5.0 at λ 0.5" in table
+    assert "| gift | +2.0 at λ 1 (task 0.420 [0.370, 0.470]; retention -1.0)" in table
