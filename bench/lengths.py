@@ -35,9 +35,12 @@ GIFT_SIDES = {
     "+ grouped by length": {**BEFORE, "group_by_length": True},
     "+ padding-free": {**BEFORE, "padding_free": "on"},
     "+ checkpointing": {**BEFORE, "gradient_checkpointing": True},
-    "gift defaults (padding-free + checkpointing), float32": {**DEFAULTS, "dtype": "float32"},
-    "gift defaults, bfloat16": {**DEFAULTS, "dtype": "bfloat16"},
-    "padding-free, no checkpointing, bfloat16": {**DEFAULTS, "gradient_checkpointing": False, "dtype": "bfloat16"},
+    "padding-free + checkpointing, float32": {**DEFAULTS, "padding_free": "on", "dtype": "float32"},
+    "padding-free + checkpointing, bfloat16": {**DEFAULTS, "padding_free": "on", "dtype": "bfloat16"},
+    "padding-free, no checkpointing, bfloat16": {**DEFAULTS, "padding_free": "on", "gradient_checkpointing": False,
+                                                 "dtype": "bfloat16"},
+    "gift defaults on CPU (grouped, padded, checkpointing), float32": {**DEFAULTS, "dtype": "float32"},
+    "gift defaults on CPU, bfloat16": {**DEFAULTS, "dtype": "bfloat16"},
 }
 TRL_SIDES = {
     "TRL defaults (float32)": {"padding_free": False, "gradient_checkpointing": True, "bf16": False},
@@ -119,6 +122,10 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     _, status, usage = os.wait4(proc.pid, 0)
     out, err = proc.stdout.read(), proc.stderr.read()
+    if os.WIFSIGNALED(status):  # the kernel's OOM killer sends SIGKILL, leaving no traceback
+        return {"error": f"killed by signal {os.WTERMSIG(status)} (SIGKILL: out of memory)"
+                if os.WTERMSIG(status) == 9 else f"killed by signal {os.WTERMSIG(status)}",
+                "peak_rss_mb": usage.ru_maxrss / 1024}
     if status != 0:
         return {"error": err.strip().splitlines()[-1] if err.strip() else f"exit status {status}"}
     return {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mb": usage.ru_maxrss / 1024}

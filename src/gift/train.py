@@ -87,8 +87,12 @@ def longest_first(idx: list[int], lengths: list[int]) -> list[int]:
 
 
 def choose_packing(request: str, model: Any, rows: list[Encoded], name: str) -> bool:
-    """Whether micro-batches go padding-free: probed on two rows of the data (see loss.packing_deviation)."""
-    if request == "off":
+    """Whether micro-batches go padding-free. `auto` packs only where the attention kernel takes packed rows
+    without cross-row work (flash-attention's varlen kernels); sdpa and eager attend through a block-diagonal mask
+    over the whole pack, quadratic in its length (measured 2.4× slower a step on the bundled pair's 32 short rows),
+    so there batches are padded and grouped by length instead. Either way the probe must pass
+    (loss.packing_deviation)."""
+    if request == "off" or (request == "auto" and "flash" not in str(model.config._attn_implementation)):
         return False
     deviation = packing_deviation(model, rows)
     exact = deviation <= PACKING_TOLERANCE.get(model.dtype, 1e-3)
@@ -242,8 +246,8 @@ def train(cfg: TrainConfig) -> Path:
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     packed = choose_packing(cfg.padding_free, model, data.rows, cfg.model)
-    if accelerator.is_main_process and cfg.padding_free == "auto":
-        print(f"padding-free batches: {'on' if packed else 'off (the probe found packed rows not kept apart)'}")
+    if accelerator.is_main_process and cfg.padding_free == "auto" and not packed:
+        print(f"padding-free batches: off ({model.config._attn_implementation} attention; padded, grouped by length)")
     # Rho-1 selects tokens within each micro-batch, so regrouping would change its selection; packed batches have no
     # padding to save, and packing the longest rows together costs attention work quadratic in the pack's length
     by_length = cfg.group_by_length and cfg.method != "rho" and not packed
