@@ -39,8 +39,10 @@ GIFT_SIDES = {
     "padding-free + checkpointing, bfloat16": {**DEFAULTS, "padding_free": "on", "dtype": "bfloat16"},
     "padding-free, no checkpointing, bfloat16": {**DEFAULTS, "padding_free": "on", "gradient_checkpointing": False,
                                                  "dtype": "bfloat16"},
-    "gift defaults on CPU (grouped, padded, checkpointing), float32": {**DEFAULTS, "dtype": "float32"},
-    "gift defaults on CPU, bfloat16": {**DEFAULTS, "dtype": "bfloat16"},
+    "grouped, padded + checkpointing, float32": {**DEFAULTS, "padding_free": "off", "dtype": "float32"},
+    "grouped, padded + checkpointing, bfloat16": {**DEFAULTS, "padding_free": "off", "dtype": "bfloat16"},
+    "gift defaults (auto layout, checkpointing), float32": {**DEFAULTS, "dtype": "float32"},
+    "gift defaults (auto layout, checkpointing), bfloat16": {**DEFAULTS, "dtype": "bfloat16"},
 }
 TRL_SIDES = {
     "TRL defaults (float32)": {"padding_free": False, "gradient_checkpointing": True, "bf16": False},

@@ -86,20 +86,58 @@ def longest_first(idx: list[int], lengths: list[int]) -> list[int]:
     return sorted(idx, key=lambda i: -lengths[i])
 
 
-def choose_packing(request: str, model: Any, rows: list[Encoded], name: str) -> bool:
-    """Whether micro-batches go padding-free. `auto` packs only where the attention kernel takes packed rows
-    without cross-row work (flash-attention's varlen kernels); sdpa and eager attend through a block-diagonal mask
-    over the whole pack, quadratic in its length (measured 2.4× slower a step on the bundled pair's 32 short rows),
-    so there batches are padded and grouped by length instead. Either way the probe must pass
-    (loss.packing_deviation)."""
-    if request == "off" or (request == "auto" and "flash" not in str(model.config._attn_implementation)):
-        return False
+def packing_mode(request: str, model: Any, rows: list[Encoded], name: str) -> str:
+    """How micro-batches are laid out: "padded", "packed", or "cheaper" (per step, see step_layout). Packing needs a
+    model whose attention keeps packed rows apart, which a probe on two rows of the data checks first
+    (loss.packing_deviation): `on` refuses where it fails, `auto` pads there."""
+    if request == "off":
+        return "padded"
     deviation = packing_deviation(model, rows)
     exact = deviation <= PACKING_TOLERANCE.get(model.dtype, 1e-3)
     if request == "on" and not exact:
         raise GiftError(f"--padding-free on: {name}'s attention does not keep packed rows apart (hidden states differ "
                         f"by {deviation:.2g} of their scale from the padded batch); use --padding-free auto or off")
-    return exact
+    return ("packed" if request == "on" else "cheaper") if exact else "padded"
+
+
+def layout_cost(groups: list[list[int]], lengths: list[int], packed: bool, width: float, varlen: bool) -> float:
+    """Estimated work of a step's micro-batches, in units of one query-key pair of attention: each token's
+    projections and MLP cost `width` such units, attention one per pair. Padded: B·L_max slots and B·L_max² pairs;
+    packed: the real tokens, and the whole pack's square (sdpa and eager attend through a block-diagonal mask) or
+    only each row's (flash-attention's varlen kernels)."""
+    total = 0.0
+    for g in groups:
+        ls = [lengths[i] for i in g]
+        if packed:
+            total += width * sum(ls) + (sum(x * x for x in ls) if varlen else sum(ls) ** 2)
+        else:
+            total += width * len(ls) * max(ls) + len(ls) * max(ls) ** 2
+    return total
+
+
+def step_layout(mine: list[int], lengths: list[int], batch_size: int, mode: str, by_length: bool, width: float,
+                varlen: bool) -> tuple[list[list[int]], bool]:
+    """This process's rows of a step cut into micro-batches, and whether they are packed. Padded batches are grouped
+    by length (`by_length`); packs keep the drawn order (no padding to save, and packing the longest rows together
+    only adds attention work). "cheaper" picks the layout with the smaller layout_cost: on this CPU packing was
+    2.4× slower a step on the bundled pair (32 short rows a micro-batch) and 1.6× faster on SmolLM2's long rows.
+    Any layout gives the step's gradient up to summation order (the loss is divided by the step's Σ w)."""
+    def cut(idx: list[int]) -> list[list[int]]:
+        return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+
+    padded = cut(longest_first(mine, lengths) if by_length else mine)
+    if mode == "padded":
+        return padded, False
+    if mode == "packed":
+        return cut(mine), True
+    cheaper = layout_cost(cut(mine), lengths, True, width, varlen) < layout_cost(padded, lengths, False, width, varlen)
+    return (cut(mine), True) if cheaper else (padded, False)
+
+
+def token_width(config: Any) -> float:
+    """A token's projection and MLP work over its attention work per key (8h² + 6h·i flops against 4h)."""
+    cfg = config.get_text_config()
+    return 2 * cfg.hidden_size + 1.5 * getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
@@ -245,13 +283,14 @@ def train(cfg: TrainConfig) -> Path:
             enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    packed = choose_packing(cfg.padding_free, model, data.rows, cfg.model)
-    if accelerator.is_main_process and cfg.padding_free == "auto" and not packed:
-        print(f"padding-free batches: off ({model.config._attn_implementation} attention; padded, grouped by length)")
-    # Rho-1 selects tokens within each micro-batch, so regrouping would change its selection; packed batches have no
-    # padding to save, and packing the longest rows together costs attention work quadratic in the pack's length
-    by_length = cfg.group_by_length and cfg.method != "rho" and not packed
+    mode = packing_mode(cfg.padding_free, model, data.rows, cfg.model)
+    varlen, width = "flash" in str(model.config._attn_implementation), token_width(model.config)
+    if accelerator.is_main_process and cfg.padding_free == "auto":
+        print("padding-free batches: " + ("per step, where cheaper than padding" if mode == "cheaper"
+                                          else "off (the probe found packed rows not kept apart)"))
+    by_length = cfg.group_by_length and cfg.method != "rho"  # Rho-1 selects tokens within each micro-batch
     lengths = [len(r.input_ids) for r in data.rows]
+    packed_steps = 0
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total), total)
@@ -280,8 +319,8 @@ def train(cfg: TrainConfig) -> Path:
         idx = step_indices(len(data.rows), step, global_batch, cfg.seed)
         mine = idx[accelerator.process_index::world]  # uneven at an epoch's end: the global normaliser keeps it exact
         idle = not mine  # fewer rows than processes: a zero-weight pass on one row keeps DDP's all-reduce in step
-        mine = longest_first(mine or idx[:1], lengths) if by_length else mine or idx[:1]
-        groups = [mine[i:i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
+        groups, packed = step_layout(mine or idx[:1], lengths, cfg.batch_size, mode, by_length, width, varlen)
+        packed_steps += packed
         micro = [collate(data, g, tokenizer.pad_token_id, packed) for g in groups]
         local = torch.zeros(()) if idle else sum(normaliser(cfg.method, b["q"], b["is_eot"], wp) for b in micro)
         denominator = accelerator.reduce(local.to(accelerator.device), "sum")
@@ -316,7 +355,7 @@ def train(cfg: TrainConfig) -> Path:
         record = {"step": step + 1, "loss": s[0] / denominator.item(), "lr": scheduler.get_last_lr()[0],
                   "grad_norm": float(grad_norm), "mean_weight": s[1] / max(s[2], 1), "tokens": int(s[2]),
                   "low_conf_weight_share": s[3] / s[1] if data.conf is not None and s[1] else None,
-                  "low_conf_loss_share": s[4] / s[0] if data.conf is not None and s[0] else None,
+                  "low_conf_loss_share": s[4] / s[0] if data.conf is not None and s[0] else None, "packed": packed,
                   "step_seconds": round(time.perf_counter() - t_step, 3), "seconds": round(time.time() - t0, 3)}
         if eval_data is not None and ((step + 1) % cfg.eval_steps == 0 or step + 1 == total):
             record["eval_loss"] = held_out_loss(scorer, eval_data, cfg, tokenizer.pad_token_id, accelerator.device)
@@ -334,7 +373,8 @@ def train(cfg: TrainConfig) -> Path:
     if accelerator.is_main_process:
         accelerator.unwrap_model(scorer).model.save_pretrained(stage)
         meta = {"gift_version": __version__, "config": to_dict(cfg), "steps": total, "global_batch": global_batch,
-                "processes": world, "rows": len(data.rows), "padding_free": packed, "grouped_by_length": by_length,
+                "processes": world, "rows": len(data.rows), "padding_free": mode, "packed_steps": packed_steps,
+                "grouped_by_length": by_length,
                 "vocab_fingerprint": data.vocab_fingerprint,
                 "special_tokens": special_tokens(tokenizer), "data_sha256": data.data_sha256, "teacher": data.teacher,
                 "eot_token_ids": sorted(data.eot_ids), "model_shape": model_shape(model.config),

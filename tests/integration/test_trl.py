@@ -55,7 +55,7 @@ def train_with_trl(root, method: str, tokenizer, dataset=None, steps: int = STEP
 @pytest.mark.slow
 @pytest.mark.parametrize("method, padding_free", [("gift", False), ("sft", False), ("gift", True)])
 def test_gift_trainer_equals_gift_train(annotation, method, padding_free):
-    """gift train with its defaults (grouped by length, packed where the probe allows, checkpointing) against
+    """gift train with its defaults (on this CPU's sdpa attention: padded, grouped by length, checkpointing) against
     GIFTTrainer padded or packed: the same adapter."""
     from transformers import AutoTokenizer
 
@@ -65,7 +65,7 @@ def test_gift_trainer_equals_gift_train(annotation, method, padding_free):
                  "--method", method, "--rank", str(RANK), "--alpha", str(2 * RANK), "--lora-dropout", "0",
                  "--batch-size", str(BATCH), "--grad-accum", str(ACCUM), "--max-steps", str(STEPS), "--lr", "2e-3",
                  "--warmup-ratio", "0.25", "--seed", str(SEED)]) == 0
-    assert json.loads((ours / "gift_train.json").read_text())["padding_free"] is True
+    assert json.loads((ours / "gift_train.json").read_text())["grouped_by_length"] is True
     cli = load_file(ours / "adapter_model.safetensors")
     trl = train_with_trl(annotation, method, tokenizer, padding_free=padding_free)
     init_b = 0.0  # LoRA's B starts at zero, so every B below was moved by training
