@@ -98,9 +98,9 @@ class TrainConfig(TemplateArgs, DataArgs, LoadArgs):
     eval_steps: int = arg(50, "held-out loss every N steps (and at the end) when --eval-data is given")
     group_by_length: bool = arg(True, "cut each optimiser step's padded rows into micro-batches by length (exact: the "
                                       "loss is normalised over the step; rho and packed batches keep the drawn order)")
-    padding_free: str = arg("auto", "pack each micro-batch's rows into one row with position_ids (auto: with "
-                                    "flash-attention kernels; on: wherever a probe shows the model keeps packed rows "
-                                    "apart)", choices=("auto", "on", "off"))
+    padding_free: str = arg("auto", "pack each micro-batch's rows into one row with position_ids (auto: per step, where "
+                                    "cheaper than padding by an estimate of the work; on: always); both need a probe "
+                                    "to show the model keeps packed rows apart", choices=("auto", "on", "off"))
     gradient_checkpointing: bool = arg(True, "recompute activations in the backward pass (less memory, more time)")
 
     def __post_init__(self) -> None:
