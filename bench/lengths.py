@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              padding_ratio(lengths, g, m, grouped) for g in (256, args.rows) for m in (4, 8) for grouped in (False, True)}
     sides = {**{k: ("gift", v) for k, v in GIFT_SIDES.items()}, **{k: ("trl", v) for k, v in TRL_SIDES.items()}}
     if args.sides:
+        unknown = sorted(set(args.sides) - set(sides))
+        if unknown:
+            ap.error(f"unknown side {unknown[0]!r}; known: {', '.join(sides)}")
         sides = {k: v for k, v in sides.items() if k in args.sides}
     previous = RESULTS / "lengths.json"  # models measured by an earlier call (other --models) are kept
     kept = json.loads(previous.read_text()).get("models", {}) if previous.exists() and not args.quick else {}

