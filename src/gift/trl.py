@@ -25,10 +25,11 @@ from typing import Any
 import torch
 from trl import SFTConfig, SFTTrainer
 
+from .batching import longest_first
 from .data import Encoded, GIFTCollator
 from .errors import GiftError
 from .loss import PACKING_TOLERANCE, GoldLogprobs, packing_deviation, weighted_nll
-from .train import epoch_permutation, longest_first
+from .train import epoch_permutation
 from .weighting import METHODS, NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
 
 __all__ = ["GIFTTrainer", "SFTConfig"]

@@ -12,11 +12,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, OPTConfig
 
+from gift.batching import layout_cost, longest_first, step_layout
 from gift.data import IGNORE, Encoded, pack_batch, pad_batch, weighted_batch
 from gift.errors import GiftError
 from gift.experiment import ASSETS
 from gift.loss import GoldLogprobs, packing_deviation
-from gift.train import layout_cost, longest_first, step_indices, step_layout
+from gift.train import step_indices
 from tests.conftest import VOCAB, save_model, write_jsonl
 from tests.integration.test_core import adapter_tensors, do_annotate, do_train, max_rel_diff
 
