@@ -179,6 +179,14 @@ def packing_deviation(model: nn.Module, rows: list[Encoded], probe_length: int =
     return float((h_pack - real).abs().max() / real.abs().max().clamp_min(1e-12))
 
 
+def packing_refusal(model: nn.Module, rows: list[Encoded]) -> str | None:
+    """Why packed batches would be wrong for this model (the probe's deviation beyond rounding), or None."""
+    deviation = packing_deviation(model, rows)
+    if deviation <= PACKING_TOLERANCE.get(model.dtype, 1e-3):
+        return None
+    return f"hidden states differ by {deviation:.2g} of their scale from the padded batch"
+
+
 def weighted_nll(logp: Tensor, weights: Tensor, denominator: Tensor | float) -> Tensor:
     """Σ w·(−log p) / denominator; the denominator is the whole optimiser step's, not this micro-batch's."""
     return -(weights * logp).sum() / denominator

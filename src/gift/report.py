@@ -76,11 +76,11 @@ def verdict(summary: dict[str, Any]) -> str:
     if score:
         best = max(score, key=score.get)
         lines.append(f"Largest task gain: {best} ({score[best]:+.1f} points).")
-    for floor in FLOORS[:1] if summary.get("frontier") else ():
-        best = {m: best_under_floor(pts, floor) for m, pts in frontier_points(summary).items()}
+    if summary.get("frontier"):
+        floor, points = FLOORS[0], frontier_points(summary)
+        best = {m: best_under_floor(pts, floor) for m, pts in points.items()}
         lines.append(f"Frontier over λ, best task gain with retention ≥ instruct − {floor}: " + ", ".join(
-            f"{m} {100 * (p[1] - pts[0][1]):+.1f} (λ {p[0]:g})" for (m, p), pts in
-            zip(best.items(), frontier_points(summary).values())) + ".")
+            f"{m} {100 * (best[m][1] - pts[0][1]):+.1f} (λ {best[m][0]:g})" for m, pts in points.items()) + ".")
     if "gift" in delta and "shadow-ft" in delta:
         g, s = delta["gift"], delta["shadow-ft"]
         scale = summary.get("tuned", {}).get("scale", 1.0)

@@ -30,7 +30,7 @@ from .batching import step_layout, token_width
 from .config import TrainConfig, to_dict
 from .data import Encoded, check_template, encode_all, end_of_turn_ids, load_examples, template_options, weighted_batch
 from .errors import GiftError
-from .loss import PACKING_TOLERANCE, GoldLogprobs, packing_deviation, weighted_nll
+from .loss import GoldLogprobs, packing_refusal, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, require_annotation_vocab, special_tokens, vocab_fingerprint
 from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
 
@@ -83,15 +83,14 @@ def collate(data: TrainData, idx: list[int], pad_id: int, packed: bool = False) 
 def packing_mode(request: str, model: Any, rows: list[Encoded], name: str) -> str:
     """How micro-batches are laid out: "padded", "packed", or "cheaper" (per step, see step_layout). Packing needs a
     model whose attention keeps packed rows apart, which a probe on two rows of the data checks first
-    (loss.packing_deviation): `on` refuses where it fails, `auto` pads there."""
+    (loss.packing_refusal): `on` refuses where it fails, `auto` pads there."""
     if request == "off":
         return "padded"
-    deviation = packing_deviation(model, rows)
-    exact = deviation <= PACKING_TOLERANCE.get(model.dtype, 1e-3)
-    if request == "on" and not exact:
-        raise GiftError(f"--padding-free on: {name}'s attention does not keep packed rows apart (hidden states differ "
-                        f"by {deviation:.2g} of their scale from the padded batch); use --padding-free auto or off")
-    return ("packed" if request == "on" else "cheaper") if exact else "padded"
+    refusal = packing_refusal(model, rows)
+    if request == "on" and refusal:
+        raise GiftError(f"--padding-free on: {name}'s attention does not keep packed rows apart ({refusal}); use "
+                        f"--padding-free auto or off")
+    return ("packed" if request == "on" else "cheaper") if refusal is None else "padded"
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:

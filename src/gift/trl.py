@@ -28,7 +28,7 @@ from trl import SFTConfig, SFTTrainer
 from .batching import longest_first
 from .data import Encoded, GIFTCollator
 from .errors import GiftError
-from .loss import PACKING_TOLERANCE, GoldLogprobs, packing_deviation, weighted_nll
+from .loss import GoldLogprobs, packing_refusal, weighted_nll
 from .train import epoch_permutation
 from .weighting import METHODS, NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
 
@@ -112,10 +112,9 @@ class GIFTTrainer(SFTTrainer):
         self._scorer = GoldLogprobs(self.accelerator.unwrap_model(self.model))
         if packed and train is not None:
             probe = [Encoded(list(r["input_ids"]), list(r["labels"])) for r in train.select(range(min(8, len(train))))]
-            deviation = packing_deviation(self._scorer.model, probe)
-            if deviation > PACKING_TOLERANCE.get(self._scorer.model.dtype, 1e-3):
-                raise GiftError(f"padding_free=True: this model's attention does not keep packed rows apart (hidden "
-                                f"states differ by {deviation:.2g} of their scale from the padded batch)")
+            refusal = packing_refusal(self._scorer.model, probe)
+            if refusal:
+                raise GiftError(f"padding_free=True: this model's attention does not keep packed rows apart ({refusal})")
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler:
         data = train_dataset if train_dataset is not None else self.train_dataset
