@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from gift.experiment import ASSETS, DEMO_CONFIG, run
+from gift.config import ASSETS, DEMOS
+from gift.experiment import run
 from gift.tiny import world
 from gift.tiny.regime import GATES, VARIANTS, gate_config, gate_figures, write_task
 
@@ -30,7 +31,7 @@ def measure(name: str, root: Path) -> dict:
     people = [world.Person(**p) for p in json.loads((PAIR / "world.json").read_text())]
     data = root / name / "data"
     write_task(name, people, data)
-    recipe = yaml.safe_load(DEMO_CONFIG.read_text())["train"]
+    recipe = yaml.safe_load(DEMOS["math"].read_text())["train"]
     config = root / name / "gates.yaml"
     config.write_text(yaml.safe_dump(gate_config(PAIR, data, root / name / "run", recipe)))
     figures = gate_figures(run(config))
@@ -39,9 +40,30 @@ def measure(name: str, root: Path) -> dict:
     return figures
 
 
+def table(summary: dict) -> str:
+    """Markdown: every variant measured, with its gate figures (RESULTS.md's table)."""
+    lines = ["| variant | style, slip, wrong share, one-step share train/test | instruct | Instruct-SFT | Shadow-FT "
+             "| low-q loss share: Shadow-FT / GIFT | gates met | (GIFT) |", "|---|---|---|---|---|---|---|---|"]
+    for name, entry in summary.items():
+        v, g = entry["variant"], entry["gates"]
+        style = v.get("style", "restate" if v.get("restate", True) else "plain")
+        train_one = v.get("train_one_step") if v.get("train_one_step") is not None else v["one_step"]
+        mark = ["✓" if ok else "✗" for ok in g["passed"].values()]  # in GATES' order
+        lines.append(
+            f"| {name} | {style}, {v.get('slip', 'last')}, {v['wrong']:.0%}, {train_one:.0%}/{v['one_step']:.0%} "
+            f"| {g['instruct']:.1%} {mark[0]} "
+            f"| {g['instruct-sft']:.1%} ({100 * (g['instruct-sft'] - g['instruct']):+.1f}) {mark[1]} "
+            f"| {g['shadow-ft']:.1%} ({100 * (g['shadow-ft'] - g['instruct']):+.1f}) "
+            f"{mark[2]} | {g['shadow-ft_low_q_loss']:.1%} / {g['gift_low_q_loss']:.1%} "
+            f"{mark[3]} | {sum(g['passed'].values())} of {len(GATES)} "
+            f"| {g['gift']:.1%} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
+                    help="variants to measure (each is measured again; none: only --ship and the table)")
     ap.add_argument("--root", default="runs/paper-task")
     ap.add_argument("--ship", choices=list(VARIANTS), help="copy this variant's data into the package")
     args = ap.parse_args()
@@ -52,6 +74,7 @@ def main() -> int:
         gates = measure(name, root)
         summary[name] = {"variant": json.loads((root / name / "data" / "variant.json").read_text()), "gates": gates}
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(table(summary))
     if args.ship:
         shutil.rmtree(SHIPPED, ignore_errors=True)
         shutil.copytree(root / args.ship / "data", SHIPPED)

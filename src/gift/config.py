@@ -16,6 +16,10 @@ import yaml
 from .errors import GiftError
 from .weighting import METHODS
 
+ASSETS = Path(__file__).parent / "assets"
+# gift demo's runs: the paper's regime (the default) and the bundled pair's first task
+DEMOS = {"paper": ASSETS / "demo_paper.yaml", "math": ASSETS / "demo.yaml"}
+
 
 def arg(default: Any = None, help: str = "", required: bool = False, choices: tuple | None = None) -> Any:
     meta = {"help": help, "required": required, "choices": choices}

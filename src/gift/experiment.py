@@ -38,6 +38,7 @@ from .config import (
     build,
     load_yaml,
     resolve_paths,
+    to_dict,
 )
 from .data import load_examples
 from .diagnose import check_pair
@@ -47,10 +48,8 @@ from .merge import merge
 from .metrics import seed_problem_ci
 from .model import content_sha256, load_config, model_shape, shape_mismatch
 from .report import headline, write_report
-from .train import LOG, train
+from .train import LAYOUT_KEYS, LOG, train
 
-ASSETS = Path(__file__).parent / "assets"
-DEMO_CONFIG = ASSETS / "demo.yaml"
 # method -> (model trained, teacher of the annotation or None, weighting)
 METHODS: dict[str, tuple[str, str | None, str] | None] = {
     "base": None,
@@ -156,7 +155,7 @@ class Experiment:
             changed = changed_setting(yaml.safe_load(saved.read_text()), settings)
             if changed:
                 raise GiftError(f"{self.out} was run with {changed}; seeds and methods can be added to an experiment, "
-                                f"shared settings and inputs cannot change: use another --out")
+                                f"`eval:` redone, shared settings and inputs cannot change: use another --out")
         self.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(saved, yaml.safe_dump(settings, sort_keys=True))
 
@@ -202,17 +201,20 @@ class Experiment:
         return str(path)
 
     def evaluation(self, method: str, seed: int, benches: list[Benchmark], gamma: float | None = None,
-                   scale: float = 1.0, tag: str = "") -> dict:
+                   scale: float = 1.0, tag: str = "", greedy: bool = False) -> dict:
         path = self.out / "evals" / (self.variant(method, seed, gamma, scale) + tag)
-        if not done(path):
-            settings = {"samples": 1, **self.cfg.eval, "seed": seed}
+        settings = {"samples": 1, **self.cfg.eval, "seed": seed} | ({"samples": 1} if greedy else {})
+        wanted = to_dict(EvalConfig(model="-", bench=["-"], out=str(path), **settings))
+        stale = done(path) and any(json.loads((path / "results.json").read_text())["settings"].get(k) != v
+                                   for k, v in wanted.items() if k not in ("model", "bench", "overwrite"))
+        if stale or not done(path):  # an evaluation under other settings is redone from the same merged model
             evaluate(EvalConfig(model=self.model(method, seed, gamma, scale), bench=[b.name for b in benches],
-                                out=str(path), **settings), benches, quiet=True)
+                                out=str(path), overwrite=stale, **settings), benches, quiet=True)
         return json.loads((path / "results.json").read_text())["benchmarks"]
 
     def tune_gift(self) -> dict[str, Any]:
         """γ, then λ, for gift chosen on the dev benchmarks with the first seed, as a user would: the mean dev
-        accuracy decides, ties keep the published default (γ = 1, λ = 1)."""
+        accuracy (greedy) decides, ties keep the published default (γ = 1, λ = 1)."""
         dev = load_benchmarks(self.cfg, {"dev"})
         seed, gamma, scale = self.cfg.seeds[0], self.cfg.train.get("gamma", 1.0), 1.0
         if not dev or "gift" not in self.cfg.methods or not (self.cfg.gamma_sweep or self.cfg.scale_sweep):
@@ -221,10 +223,10 @@ class Experiment:
         def score(res: dict) -> float:  # each dev benchmark's headline metric (accuracy, or IFEval's prompt-level)
             return statistics.mean(r["metrics"][headline(r["metrics"])]["value"] for r in res.values())
 
-        gammas = {g: self.evaluation("gift", seed, dev, g, 1.0, "-dev") for g in self.cfg.gamma_sweep}
+        gammas = {g: self.evaluation("gift", seed, dev, g, 1.0, "-dev", greedy=True) for g in self.cfg.gamma_sweep}
         if gammas:
             gamma = max(gammas, key=lambda g: (score(gammas[g]), g == gamma))
-        scales = {x: self.evaluation("gift", seed, dev, gamma, x, "-dev") for x in self.cfg.scale_sweep}
+        scales = {x: self.evaluation("gift", seed, dev, gamma, x, "-dev", greedy=True) for x in self.cfg.scale_sweep}
         if scales:
             scale = max(scales, key=lambda x: (score(scales[x]), x == 1.0))
         return {"gamma": gamma, "scale": scale, "gamma_sweep": gammas, "scale_sweep": scales}
@@ -242,23 +244,26 @@ class Experiment:
                 gamma, scale = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
                 per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches, gamma, scale)
         summary = {"check": pair_check["findings"], "methods": aggregate(per_seed),
-                   "frontier": self.frontier(benches, tuned["gamma"]),
+                   "frontier": self.frontier(benches, tuned),
                    "signal": self.signal_shares(tuned["gamma"]), "tuned": tuned,
                    "roles": {b["name"]: b.get("role", "task") for b in self.cfg.benchmarks},
                    "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
         self.report(summary, per_seed)
         return summary
 
-    def frontier(self, benches: list[Benchmark], gamma: float) -> dict[str, dict[str, dict]]:
+    def frontier(self, benches: list[Benchmark], tuned: dict[str, Any]) -> dict[str, dict[str, dict]]:
         """method -> λ -> benchmark -> metric: every transfer method's adapters merged at each frontier scale (no
-        retraining), aggregated over the frontier's seeds as the main table is."""
+        retraining), aggregated over the frontier's seeds as the main table is. Greedy only (the frontier reads
+        accuracy); at a method's headline λ the main evaluation, sampled ones included, is reused."""
         seeds = self.cfg.frontier_seeds or self.cfg.seeds
         out: dict[str, dict[str, dict]] = {}
         for method in [m for m in self.cfg.methods if METHODS[m]]:
-            g = gamma if method == "gift" else None
+            g, headline = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
             for scale in sorted(set(self.cfg.frontier)):
                 print(f"== frontier: {method} at λ = {scale:g}")
-                per_seed = {seed: self.evaluation(method, seed, benches, g, scale) for seed in seeds}
+                main = scale == headline
+                per_seed = {seed: self.evaluation(method, seed, benches, g, scale, "" if main else "-frontier",
+                                                  greedy=not main) for seed in seeds}
                 out.setdefault(method, {})[f"{scale:g}"] = aggregate({method: per_seed})[method]
         return out
 
@@ -280,20 +285,23 @@ class Experiment:
                                                              if done(self.out / "annotations" / t)})
 
 
-# more of these reuse every finished stage; anything else changes what stages mean
-GROWABLE = {"methods", "seeds", "frontier", "frontier_seeds"}
+# more of these reuse every finished stage; new `eval:` settings redo only the evaluations (Experiment.evaluation),
+# new train.LAYOUT_KEYS change how a step is computed, not what; anything else changes what stages mean
+GROWABLE = {"methods", "seeds", "frontier", "frontier_seeds", "eval"} | {f"train.{k}" for k in LAYOUT_KEYS}
 
 
-def changed_setting(before: dict[str, Any], now: dict[str, Any]) -> str | None:
+def changed_setting(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> str | None:
     """'train.lr=0.0002, now 0.001' for the first shared setting that differs, else None."""
-    for key in sorted((set(before) | set(now)) - GROWABLE):
-        old, new = before.get(key), now.get(key)
+    for key in sorted(set(before) | set(now)):
+        old, new, name = before.get(key), now.get(key), prefix + key
+        if name in GROWABLE:
+            continue
         if isinstance(old, dict) and isinstance(new, dict):
-            sub = changed_setting(old, new)
+            sub = changed_setting(old, new, name + ".")
             if sub:
-                return f"{key}.{sub}"
+                return sub
         elif old != new:
-            return f"{key}={old!r}, now {new!r}"
+            return f"{name}={old!r}, now {new!r}"
     return None
 
 

@@ -67,11 +67,17 @@ def verdict(summary: dict[str, Any]) -> str:
              + "; ".join(f"{f['topic']}: {f['message'].split(':')[0]}" for f in warned)] if warned else []
     task = [b for b in roles if roles[b] == "task" and b in methods["instruct"]]
     kept = [b for b in roles if roles[b] == "retention" and b in methods["instruct"]]
-    lines = check + [f"Against the untouched instruct model (points; task: {', '.join(task)}; retention: "
-                     f"{', '.join(kept)}):"]
+    k = max((int(name.split("@")[1]) for b in task for name in methods["instruct"][b] if name.startswith("avg@")),
+            default=1)
+    sampled = f"; task avg@{k}: the paper's protocol" if k > 1 else ""
+    lines = check + [f"Against the untouched instruct model (points; task: {', '.join(task)}, greedy{sampled}; "
+                     f"retention: {', '.join(kept)}):"]
     for m, d in delta.items():
         t, r = statistics.mean(d[b] for b in task), statistics.mean(d[b] for b in kept)
-        lines.append(f"  {m:<14} task {t:+6.1f}   retention {r:+6.1f}")
+        avg = statistics.mean(100 * (methods[m][b][f"avg@{k}"]["value"] - methods["instruct"][b][f"avg@{k}"]["value"])
+                              for b in task) if k > 1 else None
+        lines.append(f"  {m:<14} task {t:+6.1f}" + (f"   task avg@{k} {avg:+6.1f}" if avg is not None else "")
+                     + f"   retention {r:+6.1f}")
     score = {m: statistics.mean(d[b] for b in task) for m, d in delta.items() if m not in ("base",)}
     if score:
         best = max(score, key=score.get)

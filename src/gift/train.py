@@ -37,7 +37,8 @@ from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats,
 CHECKPOINT, LOG, TRAIN_META = "checkpoint", "log.jsonl", "gift_train.json"
 RESUME_KEYS = ("model", "data", "method", "gamma", "floor", "rho_ratio", "rank", "alpha", "lora_dropout",
                "target_modules", "lr", "weight_decay", "max_grad_norm", "epochs", "max_steps", "batch_size",
-               "grad_accum", "warmup_ratio", "seed")  # group_by_length, padding_free and checkpointing are exact
+               "grad_accum", "warmup_ratio", "seed")
+LAYOUT_KEYS = ("group_by_length", "padding_free", "gradient_checkpointing")  # how a step is computed, not what
 
 
 @dataclass

@@ -212,8 +212,9 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 0
     printed = capsys.readouterr().out
     assert "Against the untouched instruct model" in printed and "Largest task gain" in printed
-    for method in ("instruct-sft", "shadow-ft", "gift"):
-        assert any(line.split()[:1] == [method] and "retention" in line for line in printed.splitlines())
+    for method in ("instruct-sft", "shadow-ft", "gift"):  # greedy, the sampled Avg@k, retention
+        assert any(line.split()[:1] == [method] and "task avg@2" in line and "retention" in line
+                   for line in printed.splitlines())
     assert "== gift" in printed and "95% CI" not in printed  # per-model tables stay in files
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["methods"]) == set(config["methods"])
@@ -249,6 +250,15 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     assert (run_dir / "adapters" / "gift-s1").is_dir()
     grown = json.loads((run_dir / "results.json").read_text())
     assert grown["seeds"] == [0, 1] and len(grown["methods"]["gift"]["math"]["accuracy"]["seeds"]) == 2
+    frontier_eval = json.loads((run_dir / "evals" / "shadow-ft-s0-x0.5-frontier" / "results.json").read_text())
+    assert frontier_eval["benchmarks"]["math"]["samples"] == 1  # the frontier reads greedy accuracy only
+    config["eval"]["samples"] = 3  # new eval settings: every evaluation redone, no adapter retrained
+    config["train"]["gradient_checkpointing"] = True  # how a step is computed, not what: nothing retrained
+    yaml_path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(yaml_path), "--out", str(run_dir), "--seeds", "0", "1"]) == 0
+    assert (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+    for name in ("shadow-ft-s1", "instruct-s0", "shadow-ft-s0"):
+        assert json.loads((run_dir / "evals" / name / "results.json").read_text())["benchmarks"]["math"]["samples"] == 3
     capsys.readouterr()
     config["train"]["max_steps"] = 3
     yaml_path.write_text(yaml.safe_dump(config))

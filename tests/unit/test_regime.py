@@ -1,5 +1,5 @@
 """The paper-regime task's generator: slips only in training solutions, at the variant's share; references are
-always the true answers; the solutions restate steps in words before the instruct model's equations."""
+always the true answers; a slip moves one step's result and later steps compute on from it."""
 from __future__ import annotations
 
 import json
@@ -26,18 +26,46 @@ def test_slips_are_in_training_rows_only_and_at_the_share(name, people, tmp_path
     assert share == pytest.approx(VARIANTS[name].wrong, abs=0.03)
     assert not any(r["slipped"] for s in ("dev", "test") for r in rows[s])
     for r in rows["train"] + rows["test"]:
-        stated = re.search(r"The answer is (\d+)\.$", r["answer"]).group(1)
-        assert (stated == r["reference"]) == (not r["slipped"])
-    one_step = sum("then gives away" not in r["question"] for r in rows["test"]) / len(rows["test"])
-    assert one_step == pytest.approx(VARIANTS[name].one_step, abs=0.08)
+        stated = re.search(r"[Tt]he answer is (\d+)\.$", r["answer"]).group(1)
+        if not r["misread"]:  # a misread one is checked below
+            assert (stated == r["reference"]) == (not r["slipped"])
+    v = VARIANTS[name]
+    for split, share in (("test", v.one_step), ("train", v.one_step if v.train_one_step is None else v.train_one_step)):
+        one_step = sum("then gives away" not in r["question"] for r in rows[split]) / len(rows[split])
+        assert one_step == pytest.approx(share, abs=0.08), split
 
 
-def test_a_slip_changes_only_the_last_equation(people):
-    rng = random.Random(3)
-    for _ in range(200):
-        r = example(rng, people, VARIANTS["near-style-wrong-50"], train=True)
+@pytest.mark.parametrize("name", ["near-style-wrong-50", "plain-wrong-50"])
+def test_a_slip_moves_one_step_and_later_steps_compute_on_from_it(name, people):
+    v, rng, where = VARIANTS[name], random.Random(3), set()
+    for _ in range(300):
+        r = example(rng, people, v, train=True)
         equations = re.findall(r"(\d+) ([+-]) (\d+) = (\d+)", r["answer"])
-        for k, (a, op, b, value) in enumerate(equations):
-            true = int(a) + int(b) if op == "+" else int(a) - int(b)
-            assert (int(value) == true) == (k < len(equations) - 1 or not r["slipped"])
-        assert r["answer"].split(":")[0].endswith("more") or "gives away" in r["answer"].split(":")[0]
+        wrong = [k for k, (a, op, b, value) in enumerate(equations)
+                 if int(value) != (int(a) + int(b) if op == "+" else int(a) - int(b))]
+        assert len(wrong) == r["slipped"] and all(int(e[3]) >= 0 for e in equations)
+        for (_, _, _, value), (a, _, _, _) in zip(equations, equations[1:]):
+            assert a == value  # each step starts from the previous step's stated result
+        where |= {(len(equations), k) for k in wrong}
+        if v.style == "restate":
+            assert r["answer"].split(":")[0].endswith("more") or "gives away" in r["answer"].split(":")[0]
+        else:
+            assert re.fullmatch(r"(\d+ [+-] \d+ = \d+\. )+So the answer is \d+\.", r["answer"])
+    assert where == ({(1, 0), (2, 1)} if v.slip == "last" else {(1, 0), (2, 0), (2, 1)})
+
+
+def test_a_misread_solution_adds_the_number_given_away_and_computes_on_correctly(people, tmp_path):
+    v = VARIANTS["plain-misread-70"]
+    write_task("plain-misread-70", people, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    two_step = [r for r in rows if "then gives away" in r["question"]]
+    assert sum(r["misread"] for r in two_step) / len(two_step) == pytest.approx(v.misread, abs=0.04)
+    assert not any(r["misread"] for r in rows if r not in two_step)
+    for r in two_step:
+        a, b, c = map(int, re.findall(r"\d+", r["question"]))
+        first = re.match(r"(\d+) \+ (\d+) = (\d+)\. \1?", r["answer"]).groups()
+        assert first == (str(a), str(c if r["misread"] else b), str(a + (c if r["misread"] else b)))
+        assert r["answer"].endswith(f"answer is {a if r['misread'] else a + b - c}.")
+        assert r["reference"] == str(a + b - c)
+    for split in ("dev", "test"):
+        assert not any(json.loads(line)["misread"] for line in (tmp_path / f"{split}.jsonl").read_text().splitlines())

@@ -23,11 +23,10 @@ import torch
 import yaml
 
 from ..atomic import atomic_dir
+from ..config import DEMOS
 from ..data import TemplateOptions, encode, end_of_turn_ids, pad_batch, to_example
 from ..loss import GoldLogprobs
 from . import build_tokenizer, model_config, random_model, save_tokenizer, world
-
-DEMO_CONFIG = Path(__file__).parents[1] / "assets" / "demo.yaml"
 
 # gate -> (figure in the manifest's "gates", test, target as written in PROVENANCE.md)
 GATES = {
@@ -306,7 +305,7 @@ def measure_gates(pair: Path, delta: dict[str, float], token_share: float, trans
     from ..merge import merge
     from ..train import train
 
-    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    demo = yaml.safe_load(DEMOS["math"].read_text())
     benches = gate_benchmarks(pair, demo)
     g: dict[str, Any] = {"weight_delta": delta, "instruct_token_share": round(token_share, 4)}
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,18 +38,35 @@ GATES = {
 
 @dataclass(frozen=True)
 class Variant:
-    """How the training solutions are written: `wrong` share slipping in the last step, `one_step` share of
-    one-step problems (train and test alike), `restate` whether steps are restated in words."""
+    """How the training solutions are written: `wrong` share slipping by 1-3 in one step (`slip` "last", or
+    "any" step, later steps carrying the wrong value forward), `one_step` share of one-step problems on test and
+    dev (`train_one_step` on train, default the same), `style` "restate" (each step restated in words before the
+    instruct model's equation) or "plain" (the instruct model's equations, the answer sentence its own but for a
+    leading "So"). `misread`: share of two-step training solutions that add the number given away instead of the
+    one received (the instruct model's own commonest error) and compute on correctly from it."""
 
     wrong: float
     one_step: float = 0.5
-    restate: bool = True
+    style: str = "restate"
+    slip: str = "last"
+    train_one_step: float | None = None
+    misread: float = 0.0
 
 
 VARIANTS = {
     "near-style": Variant(wrong=0.0),
     "near-style-wrong-30": Variant(wrong=0.3),
     "near-style-wrong-50": Variant(wrong=0.5),
+    "plain": Variant(wrong=0.0, style="plain"),
+    "plain-wrong-50": Variant(wrong=0.5, style="plain", slip="any"),
+    "plain-wrong-50-one-step-80": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.8),
+    "plain-wrong-50-one-step-only": Variant(wrong=0.5, style="plain", slip="any", train_one_step=1.0),
+    "plain-wrong-20-one-step-only": Variant(wrong=0.2, style="plain", slip="any", train_one_step=1.0),
+    "plain-wrong-50-one-step-95": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.95),
+    "plain-wrong-50-one-step-98": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.98),
+    "plain-wrong-50-one-step-99": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.99),
+    "plain-one-step-only": Variant(wrong=0.0, style="plain", train_one_step=1.0),
+    "plain-misread-70": Variant(wrong=0.0, style="plain", misread=0.7),
 }
 
 
@@ -68,26 +85,39 @@ def problem(rng: random.Random, ps: list[world.Person], one_step: float) -> tupl
     return world.two_step_question(p, thing, a, b, c), [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)], p, thing
 
 
-def solution(steps: list[tuple[str, int]], who: str, thing: str, restate: bool, slip: int = 0) -> str:
-    """The data's worked solution; `slip` moves the last step's result (and so the stated answer)."""
-    values = [v for _, v in steps[:-1]] + [steps[-1][1] + slip]
-    parts = []
-    for k, ((lhs, _), value) in enumerate(zip(steps, values)):
+def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, slip: int = 0, at: int = -1) -> str:
+    """The data's worked solution; `slip` moves step `at`'s result, later steps computing on from it."""
+    at, parts, carried = at % len(steps), [], None
+    for k, (lhs, _) in enumerate(steps):
         a, op, b = lhs.split()
-        words = (f"{who} starts with {a} {thing} and " if k == 0 else "Then ") + \
-                (f"gets {b} more" if op == "+" else f"gives away {b}")
-        parts.append(f"{words}: {lhs} = {value}." if restate else f"{lhs} = {value}.")
-    return " ".join(parts) + f" The answer is {values[-1]}."
+        a = a if carried is None else str(carried)
+        value = (int(a) + int(b) if op == "+" else int(a) - int(b)) + (slip if k == at else 0)
+        equation = f"{a} {op} {b} = {value}."
+        if style == "restate":
+            words = (f"{who} starts with {a} {thing} and " if k == 0 else "Then ") + \
+                    (f"gets {b} more" if op == "+" else f"gives away {b}")
+            equation = f"{words}: {equation}"
+        parts.append(equation)
+        carried = value
+    return " ".join(parts) + (" The" if style == "restate" else " So the") + f" answer is {carried}."
 
 
 def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool) -> dict[str, Any]:
-    question, steps, who, thing = problem(rng, ps, v.one_step)
-    slip = 0
+    one_step = v.one_step if not train or v.train_one_step is None else v.train_one_step
+    question, steps, who, thing = problem(rng, ps, one_step)
+    reference = str(steps[-1][1])
+    misread = v.misread > 0 and train and len(steps) == 2 and rng.random() < v.misread  # no draw when off
+    if misread:
+        a, c = steps[0][0].split()[0], steps[1][0].split()[2]
+        steps = [(f"{a} + {c}", int(a) + int(c)), (f"{int(a) + int(c)} - {c}", int(a))]
+    slip, at = 0, -1
     if train and rng.random() < v.wrong:
-        last = steps[-1][1]
-        slip = rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if last + d >= 0])
-    return {"question": question, "answer": solution(steps, who, thing, v.restate, slip),
-            "reference": str(steps[-1][1]), "slipped": slip != 0}
+        at = -1 if v.slip == "last" else rng.randrange(len(steps))
+        # a slip never takes a count below zero, here or in the steps computed on from it
+        lowest = min(value for _, value in steps[at:]) if v.slip == "any" else steps[at][1]
+        slip = rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if lowest + d >= 0])
+    return {"question": question, "answer": solution(steps, who, thing, v.style, slip, at),
+            "reference": reference, "slipped": slip != 0, "misread": misread}
 
 
 def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0) -> dict[str, int]:

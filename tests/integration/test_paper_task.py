@@ -1,0 +1,59 @@
+"""The shipped paper-regime task (src/gift/assets/tiny/tasks/paper) against its generator, its manifest and its
+four gates: the files are what gift.tiny.regime writes for the shipped variant, every gate holds on the figures the
+build measured, and the one gate measurable in seconds (the instruct model's greedy accuracy) is measured again."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import yaml
+
+from gift.config import ASSETS, DEMOS
+from gift.experiment import run
+from gift.tiny import world
+from gift.tiny.regime import GATES, VARIANTS, gate_config, write_task
+
+TASK = ASSETS / "tiny" / "tasks" / "paper"
+
+
+def manifest() -> dict:
+    return json.loads((TASK / "manifest.json").read_text())
+
+
+def shipped_figures() -> dict:
+    m = manifest()
+    return m["variants"][m["shipped"]]["gates"]
+
+
+def test_shipped_task_is_its_generators_output(tmp_path):
+    m = manifest()
+    variant = json.loads((TASK / "variant.json").read_text())
+    assert variant["name"] == m["shipped"] in VARIANTS
+    people = [world.Person(**p) for p in json.loads((ASSETS / "tiny" / "world.json").read_text())]
+    write_task(variant["name"], people, tmp_path, variant["seed"])
+    assert json.loads((tmp_path / "variant.json").read_text()) == variant
+    for name, digest in m["sha256"].items():
+        assert hashlib.sha256((TASK / name).read_bytes()).hexdigest() == digest, name
+        assert (tmp_path / name).read_bytes() == (TASK / name).read_bytes(), name
+    assert set(m["sha256"]) == {"train.jsonl", "dev.jsonl", "test.jsonl"}
+
+
+@pytest.mark.parametrize("gate", list(GATES))
+def test_shipped_task_gate(gate):
+    """Each gate on the build's figures (seed 0, measured before any comparison); a task is shipped only when all
+    four hold, so none may fail here."""
+    figures = shipped_figures()
+    holds, target = GATES[gate]
+    assert holds(figures) and figures["passed"][gate], f"{gate}: {target}; measured {figures}"
+
+
+def test_instruct_gate_measured_again_from_the_shipped_files(tmp_path):
+    """The instruct model's greedy accuracy on the shipped test split, by the build's own run settings, is the
+    manifest's figure exactly (greedy decoding is deterministic)."""
+    recipe = yaml.safe_load(DEMOS["math"].read_text())["train"]
+    config = gate_config(ASSETS / "tiny", TASK, tmp_path / "run", recipe) | {"methods": ["instruct"]}
+    path = tmp_path / "gates.yaml"
+    path.write_text(yaml.safe_dump(config))
+    accuracy = run(path)["methods"]["instruct"]["task"]["accuracy"]["value"]
+    assert accuracy == pytest.approx(shipped_figures()["instruct"], abs=1e-9)
