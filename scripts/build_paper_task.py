@@ -42,15 +42,16 @@ def measure(name: str, root: Path) -> dict:
 
 def table(summary: dict) -> str:
     """Markdown: every variant measured, with its gate figures (RESULTS.md's table)."""
-    lines = ["| variant | style, slip, wrong share, one-step share train/test | instruct | Instruct-SFT | Shadow-FT "
-             "| low-q loss share: Shadow-FT / GIFT | gates met | (GIFT) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | style, slip, wrong share, one-step share train/test, misread | instruct | Instruct-SFT "
+             "| Shadow-FT | low-q loss share: Shadow-FT / GIFT | gates met | (GIFT) |", "|---|---|---|---|---|---|---|---|"]
     for name, entry in summary.items():
         v, g = entry["variant"], entry["gates"]
         style = v.get("style", "restate" if v.get("restate", True) else "plain")
         train_one = v.get("train_one_step") if v.get("train_one_step") is not None else v["one_step"]
         mark = ["✓" if ok else "✗" for ok in g["passed"].values()]  # in GATES' order
         lines.append(
-            f"| {name} | {style}, {v.get('slip', 'last')}, {v['wrong']:.0%}, {train_one:.0%}/{v['one_step']:.0%} "
+            f"| {name} | {style}, {v.get('slip', 'last')}, {v['wrong']:.0%}, {train_one:.0%}/{v['one_step']:.0%}, "
+            f"{v.get('misread', 0):.0%} "
             f"| {g['instruct']:.1%} {mark[0]} "
             f"| {g['instruct-sft']:.1%} ({100 * (g['instruct-sft'] - g['instruct']):+.1f}) {mark[1]} "
             f"| {g['shadow-ft']:.1%} ({100 * (g['shadow-ft'] - g['instruct']):+.1f}) "

@@ -252,7 +252,8 @@ class EvalConfig(LoadArgs):
                                "ifbench, or JSONL files (FILE:exact gives one file its own --kind; in a --config YAML an "
                                "entry may be a mapping {name, file, kind, instruction, question_field, answer_field})")
     out: str | None = arg(None, "output directory for results.json, samples.jsonl and scaling.png")
-    samples: int = arg(1, "samples per problem at --temperature, besides the greedy answer (k for Avg/maj/pass@k)")
+    samples: int = arg(1, "samples per problem at --temperature, besides the greedy answer (k for Avg/maj/pass@k); "
+                          "benchmarks that generate and check an answer only (not loglik choice, not IFEval)")
     temperature: float = arg(0.6, "sampling temperature for --samples > 1")
     top_p: float = arg(0.95, "nucleus sampling for --samples > 1")
     max_new_tokens: int = arg(512, "longest completion")

@@ -96,7 +96,8 @@ def context_cap(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: 
 
 def generate(bench: Benchmark, prompts: list[str], model: Any, tokenizer: Any, cfg: EvalConfig
              ) -> tuple[list[str], list[list[str]] | None, dict[str, Any]]:
-    """Greedy completions, cfg.samples sampled ones (task benchmarks only), and the decoding settings used."""
+    """Greedy completions (or log-likelihood choices), cfg.samples sampled ones for answer-checked benchmarks
+    that generate, and the decoding settings used."""
     max_new = cfg.max_new_tokens if cfg.backend == "vllm" else context_cap(model, tokenizer, prompts,
                                                                             cfg.max_new_tokens, bench.name)
 
@@ -110,7 +111,9 @@ def generate(bench: Benchmark, prompts: list[str], model: Any, tokenizer: Any, c
     loglik = kind == "choice" and cfg.choice_mode == "loglik"
     greedy = choice_by_loglik(model, tokenizer, prompts, bench.problems, cfg.batch_size) if loglik \
         else [g[0] for g in gen(1, 0.0, f"{bench.name} greedy")]
-    sample = cfg.samples > 1 and kind not in INSTRUCTION_KINDS
+    # a log-likelihood-scored benchmark has no sampled answers (lm-eval's loglikelihood tasks neither), and
+    # instruction following is scored on one response per prompt
+    sample = cfg.samples > 1 and kind not in INSTRUCTION_KINDS and not loglik
     sampled = gen(cfg.samples, cfg.temperature, f"{bench.name} x{cfg.samples}") if sample else None
     decoding = {"output_type": "loglikelihood" if loglik else "generate_until",
                 "generation_kwargs": {"do_sample": False, "max_gen_toks": max_new, "until": "end of turn"},

@@ -46,9 +46,9 @@ def changes(methods: dict[str, dict[str, dict]], roles: dict[str, str]) -> dict[
 
 def verdict_table(methods: dict[str, dict[str, dict]], roles: dict[str, str]) -> str:
     """Markdown: each method's change against the untouched instruct model, in points, task benchmarks first."""
-    if "instruct" not in methods:
+    delta = changes(methods, roles) if "instruct" in methods else {}
+    if not delta:  # nothing to compare with the instruct model
         return ""
-    delta = changes(methods, roles)
     benches = sorted(next(iter(delta.values())), key=lambda b: roles[b] != "task")
     lines = ["Change against the untouched instruct model, in points:", "",
              "| method | " + " | ".join(f"{b} ({roles[b]})" for b in benches) + " |", "|---|" + "---|" * len(benches)]

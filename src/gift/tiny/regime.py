@@ -67,6 +67,14 @@ VARIANTS = {
     "plain-wrong-50-one-step-99": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.99),
     "plain-one-step-only": Variant(wrong=0.0, style="plain", train_one_step=1.0),
     "plain-misread-70": Variant(wrong=0.0, style="plain", misread=0.7),
+    "plain-wrong-50-one-step-95-misread-70": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.95,
+                                                     misread=0.7),
+    "plain-wrong-50-one-step-90-misread-70": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.9,
+                                                     misread=0.7),
+    "plain-wrong-40-one-step-90-misread-70": Variant(wrong=0.4, style="plain", slip="any", train_one_step=0.9,
+                                                     misread=0.7),
+    "plain-wrong-50-one-step-90-misread-60": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.9,
+                                                     misread=0.6),
 }
 
 
