@@ -21,7 +21,7 @@ import yaml
 from gift.config import ASSETS, DEMOS
 from gift.experiment import run
 from gift.tiny import world
-from gift.tiny.regime import GATES, VARIANTS, gate_config, gate_figures, write_task
+from gift.tiny.regime import GATES, VARIANTS, gate_config, gate_figures, passed, write_task
 
 PAIR = ASSETS / "tiny"
 SHIPPED = PAIR / "tasks" / "paper"
@@ -71,6 +71,8 @@ def main() -> int:
     root = Path(args.root)
     summary_path = root / "variants.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for entry in summary.values():  # every verdict from the figures by today's GATES
+        entry["gates"]["passed"] = passed(entry["gates"])
     for name in args.variants:
         gates = measure(name, root)
         summary[name] = {"variant": json.loads((root / name / "data" / "variant.json").read_text()), "gates": gates}

@@ -1,16 +1,19 @@
 """A second task on the bundled pair, in the GIFT paper's regime: data that is worse for the instruct model than
 its own behaviour, as NuminaMath-CoT is for the paper's instruct models.
 
-What makes NuminaMath-CoT that, and the lever each gives here:
-- its solutions are another model's, close to an instruct model's style but not its own: the solutions restate
-  each step in words before the instruct model's equations ("Lovo starts with 8 cups and gets 5 more: 8 + 5 = 13.");
-- not all are right: a share of the solutions slips in its last equation (off by 1-3), and states the wrong
-  result as the answer;
-- they are longer than what the instruct model writes: the restatements;
+What makes NuminaMath-CoT that, and the lever each gives here (`Variant`; every variant built is in VARIANTS and
+its gate figures in the shipped manifest):
+- its solutions are another model's, close to an instruct model's style but not its own: "restate" restates each
+  step in words before the instruct model's equation; "plain" writes the instruct model's equations and closes
+  with "So the answer is" where the instruct model writes "The answer is";
+- not all are right: a share slips by 1-3 in one step (the last, or any, later steps computing on from it), and a
+  share of the two-step solutions misreads the problem as the instruct model itself most often does (adding the
+  number given away instead of the one received);
 - the problem types were seen in instruction tuning: one- and two-step word problems, both in the instruct
-  model's mix.
-The test split mixes the two types (the instruct model solves most one-step and some two-step problems), graded
-on the true answer. The gates come from the paper's baseline figures, never from GIFT's result (`GATES`).
+  model's mix, in shares of their own on train (`train_one_step`) and on test.
+The test split mixes the two types (the instruct model solves nearly every one-step and a fifth of the two-step
+problems), graded on the true answer. The gates come from the paper's baseline figures, never from GIFT's result
+(`GATES`); GIFT is trained by the gate run only for its share of the loss.
 """
 from __future__ import annotations
 
@@ -23,12 +26,14 @@ from typing import Any
 from . import world
 
 SPLITS = {"train": 2000, "dev": 200, "test": 300}
+EPS = 1e-9  # accuracies are counts over 300 problems: a figure on a bound meets it, whatever the float rounding
 # gate -> (holds, target); figures as measured by `measure` (fractions; shares of the training loss)
 GATES = {
-    "instruct competent": (lambda g: 0.30 <= g["instruct"] <= 0.70, "instruct 30-70% greedy on test (paper 41.3)"),
-    "the data harms it": (lambda g: g["instruct-sft"] <= g["instruct"] - 0.05,
+    "instruct competent": (lambda g: 0.30 - EPS <= g["instruct"] <= 0.70 + EPS,
+                           "instruct 30-70% greedy on test (paper 41.3)"),
+    "the data harms it": (lambda g: g["instruct-sft"] <= g["instruct"] - 0.05 + EPS,
                           "Instruct-SFT ≤ instruct − 5 points (paper 41.3 → 21.2)"),
-    "plain transfer about neutral": (lambda g: g["instruct"] - 0.10 <= g["shadow-ft"] <= g["instruct"] + 0.05,
+    "plain transfer about neutral": (lambda g: g["instruct"] - 0.10 - EPS <= g["shadow-ft"] <= g["instruct"] + 0.05 + EPS,
                                      "Shadow-FT within instruct − 10 … + 5 points (paper 38.0 vs 41.3)"),
     "the teacher sees the paper's data": (lambda g: 0.65 <= g["shadow-ft_low_q_loss"] <= 0.90
                                           and 0.15 <= g["gift_low_q_loss"] <= 0.45,
@@ -155,5 +160,8 @@ def gate_figures(summary: dict[str, Any]) -> dict[str, Any]:
     acc = {m: r["task"]["accuracy"]["value"] for m, r in summary["methods"].items()}
     g = {**acc, "shadow-ft_low_q_loss": summary["signal"]["shadow-ft"]["loss_share"],
          "gift_low_q_loss": summary["signal"]["gift"]["loss_share"]}
-    g["passed"] = {gate: bool(holds(g)) for gate, (holds, _) in GATES.items()}
-    return g
+    return {**g, "passed": passed(g)}
+
+
+def passed(figures: dict[str, Any]) -> dict[str, bool]:
+    return {gate: bool(holds(figures)) for gate, (holds, _) in GATES.items()}
