@@ -13,9 +13,9 @@ import torch
 from transformers import AutoModelForCausalLM, OPTConfig
 
 from gift.batching import layout_cost, longest_first, step_layout
+from gift.config import ASSETS
 from gift.data import IGNORE, Encoded, pack_batch, pad_batch, weighted_batch
 from gift.errors import GiftError
-from gift.experiment import ASSETS
 from gift.loss import GoldLogprobs, packing_deviation
 from gift.train import step_indices
 from tests.conftest import VOCAB, save_model, write_jsonl

@@ -9,10 +9,9 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from gift.cli import main
-from gift.config import CheckConfig
+from gift.config import ASSETS, CheckConfig
 from gift.data import TemplateOptions
 from gift.diagnose import check_pair, template_token_ids
-from gift.experiment import ASSETS
 from gift.model import load_tokenizer
 from gift.tiny import build_tokenizer, random_model
 from tests.conftest import CORPUS, VOCAB, save_model

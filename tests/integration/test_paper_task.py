@@ -14,6 +14,7 @@ from gift.config import ASSETS, DEMOS
 from gift.experiment import Experiment, load_run_config, run
 from gift.tiny import world
 from gift.tiny.regime import GATES, VARIANTS, gate_config, write_task
+from tests.conftest import check_gate
 
 TASK = ASSETS / "tiny" / "tasks" / "paper"
 
@@ -42,15 +43,12 @@ def test_shipped_task_is_its_generators_output(tmp_path):
 
 @pytest.mark.parametrize("gate", list(GATES))
 def test_shipped_task_gate(gate):
-    """Each gate on the build's figures (seed 0, measured before any comparison); a gate the shipped task misses
-    is reported as an expected failure with its figures (RESULTS.md says what blocks it), never silently passed."""
-    figures = shipped_figures()
+    """Each gate on the build's figures (seed 0, measured before any comparison)."""
+    g = shipped_figures()
     holds, target = GATES[gate]
-    assert holds(figures) == figures["passed"][gate]
-    if not holds(figures):
-        pytest.xfail(f"{gate} not met ({target}): instruct {figures['instruct']:.1%}, Instruct-SFT "
-                     f"{figures['instruct-sft']:.1%}, Shadow-FT {figures['shadow-ft']:.1%}, low-q loss share "
-                     f"Shadow-FT {figures['shadow-ft_low_q_loss']:.2%}, GIFT {figures['gift_low_q_loss']:.2%}")
+    check_gate(gate, holds(g), g["passed"][gate], target,
+               f"instruct {g['instruct']:.1%}, Instruct-SFT {g['instruct-sft']:.1%}, Shadow-FT {g['shadow-ft']:.1%}, "
+               f"low-q loss share Shadow-FT {g['shadow-ft_low_q_loss']:.2%}, GIFT {g['gift_low_q_loss']:.2%}")
 
 
 def test_instruct_gate_measured_again_from_the_shipped_files(tmp_path):

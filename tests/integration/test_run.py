@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from gift.cli import main
 from gift.tiny import model_config, random_model, world
 from gift.tiny.build import GATES, TinyConfig, build, forever, init_chat_tokens, pretrain, weight_delta, world_tokenizer
-from tests.conftest import write_jsonl
+from tests.conftest import check_gate, write_jsonl
 
 MINI = TinyConfig(people=6, vocab_size=400, hidden=32, layers=2, heads=2, intermediate=64, block=32, pretrain_steps=6,
                   pretrain_batch=4, instruct_steps=4, instruct_batch=4, transfer_seeds=2,
@@ -72,7 +72,7 @@ def test_tokenizer_round_trips_exactly(mini_pair):
 
 
 def test_bundled_pair_matches_its_manifest():
-    from gift.experiment import ASSETS
+    from gift.config import ASSETS
     tiny = ASSETS / "tiny"
     manifest = json.loads((tiny / "manifest.json").read_text())
     import hashlib
@@ -85,13 +85,13 @@ def test_bundled_pair_matches_its_manifest():
 
 
 def shipped_gates() -> dict:
-    from gift.experiment import ASSETS
+    from gift.config import ASSETS
     return json.loads((ASSETS / "tiny" / "manifest.json").read_text())["gates"]
 
 
 def test_bundled_pair_weight_delta_is_what_the_manifest_says():
     """The weight delta recomputed from the shipped files equals the manifest's, per family."""
-    from gift.experiment import ASSETS
+    from gift.config import ASSETS
     base = AutoModelForCausalLM.from_pretrained(ASSETS / "tiny" / "base")
     instruct = AutoModelForCausalLM.from_pretrained(ASSETS / "tiny" / "instruct")
     delta = weight_delta(base, instruct)
@@ -101,15 +101,12 @@ def test_bundled_pair_weight_delta_is_what_the_manifest_says():
 
 @pytest.mark.parametrize("gate", list(GATES))
 def test_bundled_pair_gate(gate):
-    """Each gate of a real pair, checked on the manifest's figures; a gate the shipped pair misses is reported as
-    an expected failure with its figures (RESULTS.md says what blocks it), never silently passed."""
+    """Each gate of a real pair, checked on the manifest's figures."""
     gates = shipped_gates()
     holds, target = GATES[gate]
-    assert holds(gates) == gates["passed"][gate]
-    if not holds(gates):
-        pytest.xfail(f"{gate} not met ({target}): weight delta {gates['weight_delta']['all']:.4f}; math instruct "
-                     f"{gates['instruct']['math']:.1%}, Shadow-FT {gates['shadow-ft']['math']:.1%}, Instruct-SFT "
-                     f"{gates['instruct-sft']['math']:.1%}")
+    check_gate(gate, holds(gates), gates["passed"][gate], target,
+               f"weight delta {gates['weight_delta']['all']:.4f}; math instruct {gates['instruct']['math']:.1%}, "
+               f"Shadow-FT {gates['shadow-ft']['math']:.1%}, Instruct-SFT {gates['instruct-sft']['math']:.1%}")
 
 
 def test_cached_pretraining_gives_the_full_build(mini_pair, tmp_path):

@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 from gift import GIFTCollator, load_annotations
 from gift.cli import main
+from gift.config import ASSETS
 from gift.errors import GiftError
-from gift.experiment import ASSETS
 from tests.conftest import write_jsonl
 
 pytest.importorskip("trl")
