@@ -254,6 +254,8 @@ class EvalConfig(LoadArgs):
     out: str | None = arg(None, "output directory for results.json, samples.jsonl and scaling.png")
     samples: int = arg(1, "samples per problem at --temperature, besides the greedy answer (k for Avg/maj/pass@k); "
                           "benchmarks that generate and check an answer only (not loglik choice, not IFEval)")
+    sample_bench: list[str] | None = arg(None, "the benchmarks that get the --samples (default: all that can; gift "
+                                               "run samples its task benchmarks only, as the paper samples math)")
     temperature: float = arg(0.6, "sampling temperature for --samples > 1")
     top_p: float = arg(0.95, "nucleus sampling for --samples > 1")
     max_new_tokens: int = arg(512, "longest completion")

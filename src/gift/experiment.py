@@ -203,7 +203,9 @@ class Experiment:
     def evaluation(self, method: str, seed: int, benches: list[Benchmark], gamma: float | None = None,
                    scale: float = 1.0, tag: str = "", greedy: bool = False) -> dict:
         path = self.out / "evals" / (self.variant(method, seed, gamma, scale) + tag)
-        settings = {"samples": 1, **self.cfg.eval, "seed": seed} | ({"samples": 1} if greedy else {})
+        tasks = [b["name"] for b in self.cfg.benchmarks if b.get("role", "task") == "task"]
+        settings = {"samples": 1, **self.cfg.eval, "seed": seed, "sample_bench": tasks} | \
+            ({"samples": 1} if greedy else {})
         wanted = to_dict(EvalConfig(model="-", bench=["-"], out=str(path), **settings))
         stale = done(path) and any(json.loads((path / "results.json").read_text())["settings"].get(k) != v
                                    for k, v in wanted.items() if k not in ("model", "bench", "overwrite"))

@@ -255,7 +255,8 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     assert main(["run", str(yaml_path), "--out", str(run_dir), "--seeds", "0", "1"]) == 0
     assert (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
     for name in ("shadow-ft-s1", "instruct-s0", "shadow-ft-s0"):
-        assert json.loads((run_dir / "evals" / name / "results.json").read_text())["benchmarks"]["math"]["samples"] == 3
+        benchmarks = json.loads((run_dir / "evals" / name / "results.json").read_text())["benchmarks"]
+        assert benchmarks["math"]["samples"] == 3 and benchmarks["retention"]["samples"] == 1  # tasks are sampled
     capsys.readouterr()
     config["train"]["max_steps"] = 3
     yaml_path.write_text(yaml.safe_dump(config))
