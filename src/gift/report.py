@@ -139,6 +139,17 @@ def frontier_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def frontier_points_table(summary: dict[str, Any]) -> str:
+    """Markdown: every frontier point, task / retention in percent, a row per method, a column per λ."""
+    points = frontier_points(summary)
+    scales = sorted({lam for pts in points.values() for lam, _, _ in pts})
+    lines = ["| method | " + " | ".join(f"λ {lam:g}" for lam in scales) + " |", "|---|" + "---|" * len(scales)]
+    for method, pts in points.items():
+        at = {lam: f"{100 * t:.1f} / {100 * r:.1f}" for lam, t, r in pts}
+        lines.append(f"| {method} | " + " | ".join(at.get(lam, "–") for lam in scales) + " |")
+    return "\n".join(lines)
+
+
 def confidences(path: Path) -> list[float]:
     rows, conf, _ = read_annotations(path)
     return [q for r, c in zip(rows, conf) for q, y in zip(c, r.labels) if y != IGNORE]
@@ -180,7 +191,8 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
     if summary.get("frontier") and "instruct" in methods:
         seeds = cfg.frontier_seeds or cfg.seeds
         lines += [f"## Trade-off frontier over λ (seeds {seeds}; task and retention are means of the benchmarks' "
-                  f"headline metrics)", "", frontier_table(summary), "", "![frontier](frontier.png)", ""]
+                  f"headline metrics)", "", frontier_table(summary), "", "Every point, task / retention (%):", "",
+                  frontier_points_table(summary), "", "![frontier](frontier.png)", ""]
     if signal:
         lines += ["## Learning signal on tokens the instruct model finds unlikely (q < 0.5)", "",
                   "| method | share of weight | share of weighted loss |", "|---|---|---|"]

@@ -1,7 +1,7 @@
 """The frontier's reading: best task gain over λ under a retention floor, from λ = 0 (the instruct model)."""
 from __future__ import annotations
 
-from gift.report import best_under_floor, frontier_points, frontier_table
+from gift.report import best_under_floor, frontier_points, frontier_points_table, frontier_table
 
 
 def entry(value: float) -> dict:
@@ -32,3 +32,10 @@ def test_table_names_the_scale_and_the_interval():
     table = frontier_table(summary())
     assert "| shadow-ft | +0.0 at λ 0 (task 0.400 [0.350, 0.450]; retention +0.0) | +5.0 at λ 0.5" in table
     assert "| gift | +2.0 at λ 1 (task 0.420 [0.370, 0.470]; retention -1.0)" in table
+
+
+def test_every_point_is_tabulated_at_its_scale():
+    table = frontier_points_table(summary())
+    assert "| method | λ 0 | λ 0.5 | λ 1 |" in table
+    assert "| shadow-ft | 40.0 / 90.0 | 45.0 / 85.0 | 50.0 / 60.0 |" in table
+    assert "| gift | 40.0 / 90.0 | 38.0 / 91.0 | 42.0 / 89.0 |" in table
