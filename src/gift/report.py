@@ -81,7 +81,8 @@ def verdict(summary: dict[str, Any]) -> str:
     score = {m: statistics.mean(d[b] for b in task) for m, d in delta.items() if m not in ("base",)}
     if score:
         best = max(score, key=score.get)
-        lines.append(f"Largest task gain: {best} ({score[best]:+.1f} points).")
+        lines.append(f"Largest task gain: {best} ({score[best]:+.1f} points)." if score[best] > 0 else
+                     f"No method gains on the task; the smallest loss: {best} ({score[best]:+.1f} points).")
     if summary.get("frontier"):
         floor, points = FLOORS[0], frontier_points(summary)
         best = {m: best_under_floor(pts, floor) for m, pts in points.items()}

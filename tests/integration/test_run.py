@@ -208,7 +208,8 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     run_dir = tmp_path / "run"
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 0
     printed = capsys.readouterr().out
-    assert "Against the untouched instruct model" in printed and "Largest task gain" in printed
+    assert "Against the untouched instruct model" in printed
+    assert "Largest task gain" in printed or "No method gains on the task; the smallest loss" in printed
     for method in ("instruct-sft", "shadow-ft", "gift"):  # greedy, the sampled Avg@k, retention
         assert any(line.split()[:1] == [method] and "task avg@2" in line and "retention" in line
                    for line in printed.splitlines())
