@@ -327,6 +327,6 @@ def test_a_dev_benchmark_without_accuracy_is_scored_by_its_headline_metric(tmp_p
 
     experiment = small_run(tmp_path, make_pair, arith_jsonl, methods=["instruct", "gift"], scale_sweep=[0.5, 1.0, 1.5])()
     followed = {0.5: 0.2, 1.0: 0.3, 1.5: 0.6}
-    monkeypatch.setattr(Experiment, "evaluation", lambda self, method, seed, benches, gamma, scale, tag: {
+    monkeypatch.setattr(Experiment, "evaluation", lambda self, method, seed, benches, gamma, scale, tag, greedy: {
         "ifeval": {"metrics": {"prompt_level_strict_acc": {"value": followed[scale]}}}})
     assert experiment.tune_gift()["scale"] == 1.5
