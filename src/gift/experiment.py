@@ -207,12 +207,14 @@ class Experiment:
         settings = {"samples": 1, **self.cfg.eval, "seed": seed, "sample_bench": tasks} | \
             ({"samples": 1} if greedy else {})
         wanted = to_dict(EvalConfig(model="-", bench=["-"], out=str(path), **settings))
-        stale = done(path) and any(json.loads((path / "results.json").read_text())["settings"].get(k) != v
-                                   for k, v in wanted.items() if k not in ("model", "bench", "overwrite"))
-        if stale or not done(path):  # an evaluation under other settings is redone from the same merged model
+        found = json.loads((path / "results.json").read_text()) if done(path) else None
+        stale = found is not None and any(found["settings"].get(k) != v for k, v in wanted.items()
+                                          if k not in ("model", "bench", "overwrite"))
+        if found is None or stale:  # an evaluation under other settings is redone from the same merged model
             evaluate(EvalConfig(model=self.model(method, seed, gamma, scale), bench=[b.name for b in benches],
                                 out=str(path), overwrite=stale, **settings), benches, quiet=True)
-        return json.loads((path / "results.json").read_text())["benchmarks"]
+            found = json.loads((path / "results.json").read_text())
+        return found["benchmarks"]
 
     def tune_gift(self) -> dict[str, Any]:
         """γ, then λ, for gift chosen on the dev benchmarks with the first seed, as a user would: the mean dev
@@ -260,10 +262,10 @@ class Experiment:
         seeds = self.cfg.frontier_seeds or self.cfg.seeds
         out: dict[str, dict[str, dict]] = {}
         for method in [m for m in self.cfg.methods if METHODS[m]]:
-            g, headline = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
+            g, main_scale = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
             for scale in sorted(set(self.cfg.frontier)):
                 print(f"== frontier: {method} at λ = {scale:g}")
-                main = scale == headline
+                main = scale == main_scale
                 per_seed = {seed: self.evaluation(method, seed, benches, g, scale, "" if main else "-frontier",
                                                   greedy=not main) for seed in seeds}
                 out.setdefault(method, {})[f"{scale:g}"] = aggregate({method: per_seed})[method]
