@@ -193,7 +193,7 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
         seeds = cfg.frontier_seeds or cfg.seeds
         lines += [f"## Trade-off frontier over λ (seeds {seeds}; task and retention are means of the benchmarks' "
                   f"headline metrics)", "", frontier_table(summary), "", "Every point, task / retention (%):", "",
-                  frontier_points_table(summary), "", "![frontier](frontier.png)", ""]
+                  frontier_points_table(summary), ""]
     if signal:
         lines += ["## Learning signal on tokens the instruct model finds unlikely (q < 0.5)", "",
                   "| method | share of weight | share of weighted loss |", "|---|---|---|"]

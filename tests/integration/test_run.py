@@ -228,9 +228,9 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     assert results["frontier"]["shadow-ft"]["1"] == results["methods"]["shadow-ft"]  # λ = 1 is the main table's
     assert "Frontier over λ, best task gain with retention ≥ instruct − 2:" in printed
     assert "## Trade-off frontier over λ" in (run_dir / "report.md").read_text()
-    for fig in ("accuracy.png", "scaling.png", "confidence_hist.png", "signal.png", "frontier.png"):
-        assert (run_dir / fig).stat().st_size > 1000
     report = (run_dir / "report.md").read_text()
+    for fig in ("accuracy.png", "scaling.png", "confidence_hist.png", "signal.png", "frontier.png"):
+        assert (run_dir / fig).stat().st_size > 1000 and report.count(f"]({fig})") == 1  # each figure shown once
     assert "| method |" in report and "![Accuracy per method](accuracy.png)" in report
     assert report.index("## Pair check") < report.index("| method |")  # the check opens the report
     assert json.loads((run_dir / "check" / "check.json").read_text())["data_figures"]["rows"] > 0
