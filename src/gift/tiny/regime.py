@@ -80,6 +80,11 @@ VARIANTS = {
                                                      misread=0.7),
     "plain-wrong-50-one-step-90-misread-60": Variant(wrong=0.5, style="plain", slip="any", train_one_step=0.9,
                                                      misread=0.6),
+    "plain-wrong-70": Variant(wrong=0.7, style="plain", slip="any"),
+    "plain-wrong-90": Variant(wrong=0.9, style="plain", slip="any"),
+    "plain-wrong-70-one-step-80": Variant(wrong=0.7, style="plain", slip="any", train_one_step=0.8),
+    "plain-wrong-80": Variant(wrong=0.8, style="plain", slip="any"),
+    "plain-wrong-85": Variant(wrong=0.85, style="plain", slip="any"),
 }
 
 
