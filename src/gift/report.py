@@ -81,13 +81,15 @@ def verdict(summary: dict[str, Any]) -> str:
     score = {m: statistics.mean(d[b] for b in task) for m, d in delta.items() if m not in ("base",)}
     if score:
         best = max(score, key=score.get)
-        lines.append(f"Largest task gain: {best} ({score[best]:+.1f} points)." if score[best] > 0 else
-                     f"No method gains on the task; the smallest loss: {best} ({score[best]:+.1f} points).")
+        lines.append(f"Largest task gain at the headline λ: {best} ({score[best]:+.1f} points)." if score[best] > 0
+                     else f"No method gains on the task at the headline λ; the smallest loss: {best} "
+                          f"({score[best]:+.1f} points).")
     if summary.get("frontier"):
-        floor, points = FLOORS[0], frontier_points(summary)
-        best = {m: best_under_floor(pts, floor) for m, pts in points.items()}
-        lines.append(f"Frontier over λ, best task gain with retention ≥ instruct − {floor}: " + ", ".join(
-            f"{m} {100 * (best[m][1] - pts[0][1]):+.1f} (λ {best[m][0]:g})" for m, pts in points.items()) + ".")
+        points = frontier_points(summary)
+        for floor in FLOORS:
+            best = {m: best_under_floor(pts, floor) for m, pts in points.items()}
+            lines.append(f"Frontier over λ, best task gain with retention ≥ instruct − {floor}: " + ", ".join(
+                f"{m} {100 * (best[m][1] - pts[0][1]):+.1f} (λ {best[m][0]:g})" for m, pts in points.items()) + ".")
     if "gift" in delta and "shadow-ft" in delta:
         g, s = delta["gift"], delta["shadow-ft"]
         scale = summary.get("tuned", {}).get("scale", 1.0)
