@@ -90,6 +90,9 @@ class RunConfig:
         if any(x <= 0 for x in self.frontier) or set(self.frontier_seeds) - set(self.seeds):
             raise GiftError("frontier: scales must be positive (λ = 0 is the instruct model, always drawn) and "
                             "frontier_seeds a subset of seeds")
+        roles = {b.get("role", "task") for b in self.benchmarks}
+        if self.frontier and not {"task", "retention"} <= roles:
+            raise GiftError("frontier: needs a task and a retention benchmark (its two axes)")
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

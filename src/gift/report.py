@@ -70,21 +70,23 @@ def verdict(summary: dict[str, Any]) -> str:
     k = max((int(name.split("@")[1]) for b in task for name in methods["instruct"][b] if name.startswith("avg@")),
             default=1)
     sampled = f"; task avg@{k}: the paper's protocol" if k > 1 else ""
-    lines = check + [f"Against the untouched instruct model (points; task: {', '.join(task)}, greedy{sampled}; "
-                     f"retention: {', '.join(kept)}):"]
+    if not task:
+        return "\n".join(check)
+    lines = check + [f"Against the untouched instruct model (points; task: {', '.join(task)}, greedy{sampled}"
+                     + (f"; retention: {', '.join(kept)}):" if kept else "; no retention benchmark):")]
     for m, d in delta.items():
-        t, r = statistics.mean(d[b] for b in task), statistics.mean(d[b] for b in kept)
+        t = statistics.mean(d[b] for b in task)
         avg = statistics.mean(100 * (methods[m][b][f"avg@{k}"]["value"] - methods["instruct"][b][f"avg@{k}"]["value"])
                               for b in task) if k > 1 else None
         lines.append(f"  {m:<14} task {t:+6.1f}" + (f"   task avg@{k} {avg:+6.1f}" if avg is not None else "")
-                     + f"   retention {r:+6.1f}")
+                     + (f"   retention {statistics.mean(d[b] for b in kept):+6.1f}" if kept else ""))
     score = {m: statistics.mean(d[b] for b in task) for m, d in delta.items() if m not in ("base",)}
     if score:
         best = max(score, key=score.get)
         lines.append(f"Largest task gain at the headline λ: {best} ({score[best]:+.1f} points)." if score[best] > 0
                      else f"No method gains on the task at the headline λ; the smallest loss: {best} "
                           f"({score[best]:+.1f} points).")
-    if summary.get("frontier"):
+    if summary.get("frontier") and kept:
         points = frontier_points(summary)
         for floor in FLOORS:
             best = {m: best_under_floor(pts, floor) for m, pts in points.items()}
@@ -95,8 +97,8 @@ def verdict(summary: dict[str, Any]) -> str:
         scale = summary.get("tuned", {}).get("scale", 1.0)
         lam = "" if scale == 1.0 else f"; GIFT at the dev-chosen λ = {scale:g}, Shadow-FT at 1"
         lines.append(f"GIFT against Shadow-FT (both trained on base, merged into instruct{lam}): task "
-                     f"{statistics.mean(g[b] - s[b] for b in task):+.1f}, retention "
-                     f"{statistics.mean(g[b] - s[b] for b in kept):+.1f} points.")
+                     f"{statistics.mean(g[b] - s[b] for b in task):+.1f}"
+                     + (f", retention {statistics.mean(g[b] - s[b] for b in kept):+.1f}" if kept else "") + " points.")
     return "\n".join(lines)
 
 

@@ -1,7 +1,12 @@
-"""The frontier's reading: best task gain over λ under a retention floor, from λ = 0 (the instruct model)."""
+"""The frontier's reading: best task gain over λ under a retention floor, from λ = 0 (the instruct model), and the
+verdict lines that print it."""
 from __future__ import annotations
 
-from gift.report import best_under_floor, frontier_points, frontier_points_table, frontier_table
+import pytest
+
+from gift.errors import GiftError
+from gift.experiment import RunConfig
+from gift.report import best_under_floor, frontier_points, frontier_points_table, frontier_table, verdict
 
 
 def entry(value: float) -> dict:
@@ -39,3 +44,21 @@ def test_every_point_is_tabulated_at_its_scale():
     assert "| method | λ 0 | λ 0.5 | λ 1 |" in table
     assert "| shadow-ft | 40.0 / 90.0 | 45.0 / 85.0 | 50.0 / 60.0 |" in table
     assert "| gift | 40.0 / 90.0 | 38.0 / 91.0 | 42.0 / 89.0 |" in table
+
+
+def test_verdict_reads_both_floors_and_runs_without_a_retention_benchmark():
+    s = summary() | {"signal": {}, "tuned": {}}
+    lines = verdict(s).splitlines()
+    assert "Frontier over λ, best task gain with retention ≥ instruct − 10: shadow-ft +5.0 (λ 0.5), gift +2.0 (λ 1)." \
+        in lines
+    assert "  shadow-ft      task  +10.0   retention  -30.0" in lines
+    only_task = s | {"roles": {"math": "task"}, "frontier": {}}  # a gate run: one task benchmark, nothing retained
+    lines = verdict(only_task).splitlines()
+    assert lines[0].endswith("no retention benchmark):") and "  shadow-ft      task  +10.0" in lines
+
+
+def test_a_frontier_needs_both_axes(tmp_path):
+    task = {"name": "math", "file": "m.jsonl", "kind": "math", "role": "task"}
+    with pytest.raises(GiftError, match="frontier: needs a task and a retention benchmark"):
+        RunConfig(base="b", instruct="i", train_data="d", benchmarks=[task], frontier=[0.5])
+    RunConfig(base="b", instruct="i", train_data="d", benchmarks=[task])  # without a frontier, one task is enough
