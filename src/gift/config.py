@@ -284,6 +284,10 @@ class EvalConfig(LoadArgs):
         if self.samples > 1 and self.temperature <= 0:
             raise GiftError("--samples > 1 needs --temperature > 0 (greedy samples would all be the same)")
 
+    def sampled(self, bench: str) -> bool:
+        """Whether --sample-bench lets this benchmark have the --samples."""
+        return self.sample_bench is None or bench in self.sample_bench
+
 
 @dataclass
 class ScoreConfig:

@@ -113,8 +113,7 @@ def generate(bench: Benchmark, prompts: list[str], model: Any, tokenizer: Any, c
         else [g[0] for g in gen(1, 0.0, f"{bench.name} greedy")]
     # a log-likelihood-scored benchmark has no sampled answers (lm-eval's loglikelihood tasks neither), and
     # instruction following is scored on one response per prompt
-    sample = cfg.samples > 1 and kind not in INSTRUCTION_KINDS and not loglik and \
-        (cfg.sample_bench is None or bench.name in cfg.sample_bench)
+    sample = cfg.samples > 1 and kind not in INSTRUCTION_KINDS and not loglik and cfg.sampled(bench.name)
     sampled = gen(cfg.samples, cfg.temperature, f"{bench.name} x{cfg.samples}") if sample else None
     decoding = {"output_type": "loglikelihood" if loglik else "generate_until",
                 "generation_kwargs": {"do_sample": False, "max_gen_toks": max_new, "until": "end of turn"},
@@ -197,7 +196,7 @@ def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: boo
         prompts = render_prompts(tokenizer, bench.problems, cfg.system_prompt)
         key = hashlib.sha256(json.dumps([cfg.model, prompts, cfg.samples, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
                                          cfg.seed, cfg.choice_mode, cfg.backend, cfg.dtype, cfg.batch_size,
-                                         cfg.sample_bench is None or bench.name in cfg.sample_bench]
+                                         cfg.sampled(bench.name)]
                                         ).encode()).hexdigest()
         cached = cache / f"{bench.name}.json"
         done = json.loads(cached.read_text()) if cached.is_file() else None

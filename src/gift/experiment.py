@@ -63,6 +63,11 @@ METHODS: dict[str, tuple[str, str | None, str] | None] = {
 }
 
 
+def role(spec: dict[str, Any]) -> str:
+    """A run config benchmark's role: task (the default), retention or dev."""
+    return spec.get("role", "task")
+
+
 @dataclass
 class RunConfig:
     base: str = arg(None, "base model", required=True)
@@ -90,8 +95,7 @@ class RunConfig:
         if any(x <= 0 for x in self.frontier) or set(self.frontier_seeds) - set(self.seeds):
             raise GiftError("frontier: scales must be positive (λ = 0 is the instruct model, always drawn) and "
                             "frontier_seeds a subset of seeds")
-        roles = {b.get("role", "task") for b in self.benchmarks}
-        if self.frontier and not {"task", "retention"} <= roles:
+        if self.frontier and not {"task", "retention"} <= {role(b) for b in self.benchmarks}:
             raise GiftError("frontier: needs a task and a retention benchmark (its two axes)")
 
 
@@ -112,11 +116,11 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
 BENCH_SETTINGS = ("question_field", "answer_field", "kind", "math_instruction", "choice_instruction")  # of `eval:`
 
 
-def load_benchmarks(cfg: RunConfig, role: set[str]) -> list[Benchmark]:
+def load_benchmarks(cfg: RunConfig, roles: set[str]) -> list[Benchmark]:
     """The benchmarks of these roles, read with the `eval:` block's benchmark settings (a benchmark's own keys win)."""
     settings = {k: cfg.eval[k] for k in BENCH_SETTINGS if k in cfg.eval}
     return [from_spec(spec, cfg.eval.get("limit"), **settings) for spec in cfg.benchmarks
-            if spec.get("role", "task") in role]
+            if role(spec) in roles]
 
 
 def content(cfg: RunConfig, benches: list[Benchmark]) -> dict[str, Any]:
@@ -206,7 +210,7 @@ class Experiment:
     def evaluation(self, method: str, seed: int, benches: list[Benchmark], gamma: float | None = None,
                    scale: float = 1.0, tag: str = "", greedy: bool = False) -> dict:
         path = self.out / "evals" / (self.variant(method, seed, gamma, scale) + tag)
-        tasks = [b["name"] for b in self.cfg.benchmarks if b.get("role", "task") == "task"]
+        tasks = [b["name"] for b in self.cfg.benchmarks if role(b) == "task"]
         settings = {"samples": 1, **self.cfg.eval, "seed": seed, "sample_bench": tasks} | \
             ({"samples": 1} if greedy else {})
         wanted = to_dict(EvalConfig(model="-", bench=["-"], out=str(path), **settings))
@@ -253,7 +257,7 @@ class Experiment:
         summary = {"check": pair_check["findings"], "methods": aggregate(per_seed),
                    "frontier": self.frontier(benches, tuned),
                    "signal": self.signal_shares(tuned["gamma"]), "tuned": tuned,
-                   "roles": {b["name"]: b.get("role", "task") for b in self.cfg.benchmarks},
+                   "roles": {b["name"]: role(b) for b in self.cfg.benchmarks},
                    "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
         self.report(summary, per_seed)
         return summary

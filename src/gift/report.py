@@ -86,7 +86,7 @@ def verdict(summary: dict[str, Any]) -> str:
         lines.append(f"Largest task gain at the headline λ: {best} ({score[best]:+.1f} points)." if score[best] > 0
                      else f"No method gains on the task at the headline λ; the smallest loss: {best} "
                           f"({score[best]:+.1f} points).")
-    if summary.get("frontier") and kept:
+    if summary.get("frontier"):  # the run config refuses a frontier without a retention benchmark
         points = frontier_points(summary)
         for floor in FLOORS:
             best = {m: best_under_floor(pts, floor) for m, pts in points.items()}

@@ -57,7 +57,7 @@ def test_verdict_reads_both_floors_and_runs_without_a_retention_benchmark():
     assert lines[0].endswith("no retention benchmark):") and "  shadow-ft      task  +10.0" in lines
 
 
-def test_a_frontier_needs_both_axes(tmp_path):
+def test_a_frontier_needs_both_axes():
     task = {"name": "math", "file": "m.jsonl", "kind": "math", "role": "task"}
     with pytest.raises(GiftError, match="frontier: needs a task and a retention benchmark"):
         RunConfig(base="b", instruct="i", train_data="d", benchmarks=[task], frontier=[0.5])
