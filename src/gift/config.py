@@ -81,6 +81,8 @@ class TrainConfig(TemplateArgs, DataArgs, LoadArgs):
     gamma: float = arg(1.0, "GIFT weight exponent: w = max(q, floor)^gamma")
     floor: float = arg(1e-4, "lower bound on teacher confidence")
     rho_ratio: float = arg(0.6, "share of tokens kept by Rho-1")
+    filter_keep: float = arg(1.0, "train on this share of rows only: those the annotation's teacher finds likeliest by "
+                                  "their mean log-confidence (the teacher-filter baseline with --method sft; 1 = all)")
     rank: int = arg(64, "LoRA rank r")
     alpha: float = arg(128.0, "LoRA alpha")
     lora_dropout: float = arg(0.05, "LoRA dropout")
@@ -112,10 +114,37 @@ class TrainConfig(TemplateArgs, DataArgs, LoadArgs):
             _require_finite(name, getattr(self, name), positive=name != "gamma")
         if min(self.rank, self.batch_size, self.grad_accum, self.save_steps, self.eval_steps) < 1:
             raise GiftError("--rank, --batch-size, --grad-accum, --save-steps and --eval-steps must be at least 1")
-        if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1 or not 0 < self.rho_ratio <= 1:
-            raise GiftError("--lora-dropout and --warmup-ratio must be in [0, 1), --rho-ratio in (0, 1]")
+        if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1 or not 0 < self.rho_ratio <= 1 \
+                or not 0 < self.filter_keep <= 1:
+            raise GiftError("--lora-dropout and --warmup-ratio must be in [0, 1), --rho-ratio and --filter-keep in (0, 1]")
         if self.max_steps is not None and self.max_steps < 1:
             raise GiftError("--max-steps must be at least 1")
+
+
+@dataclass
+class SelectConfig:
+    """gift run's `select:` block: one selection budget for every transfer method, spent on dev only."""
+
+    scales: list[float] = arg([0.0, 0.25, 0.5, 1.0], "merge scales λ tried for every transfer method (0, the untouched "
+                                                     "instruct model, is always a candidate)")
+    gamma: list[float] = arg([1.0], "GIFT exponents γ tried for gift and gift-baset")
+    rho_ratio: list[float] = arg([0.6], "Rho-1's kept shares tried for rho")
+    filter_keep: list[float] = arg([0.5], "shares of rows the teacher filter keeps, tried for filter")
+    retention_floor: float | None = arg(None, "least dev retention (mean of the dev-retention benchmarks, in [0, 1]) a "
+                                              "candidate may keep (default: the instruct model's − retention_drop)")
+    retention_drop: float = arg(2.0, "points below the instruct model's dev retention the default floor allows")
+    seeds: list[int] = arg([], "seeds whose dev figures are averaged (default: every seed of the run)")
+
+    def __post_init__(self) -> None:
+        grids = {"scales": self.scales, "gamma": self.gamma, "rho_ratio": self.rho_ratio,
+                 "filter_keep": self.filter_keep}
+        for name, grid in grids.items():
+            if not grid or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in grid):
+                raise GiftError(f"select.{name}: needs a non-empty list of finite numbers, got {grid!r}")
+        if min(self.scales) < 0 or not all(0 < v <= 1 for v in self.rho_ratio + self.filter_keep):
+            raise GiftError("select: scales must be ≥ 0, rho_ratio and filter_keep in (0, 1]")
+        if 0.0 not in self.scales:
+            self.scales = [0.0, *self.scales]
 
 
 @dataclass

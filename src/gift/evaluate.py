@@ -26,7 +26,7 @@ from .config import EvalConfig, ScoreConfig, to_dict
 from .data import IGNORE, Encoded, TemplateOptions, pad_batch, read_jsonl, render
 from .errors import GiftError
 from .generate import generate_hf, generate_vllm
-from .grading import extract_choice, grade_answer, grade_math, normalise, options_of, reference_answer
+from .grading import extract_answer, extract_choice, grade_answer, grade_math, normalise, options_of, reference_answer
 from .instructions import METRICS, NEEDS_TAGGER, aggregate, follow
 from .loss import GoldLogprobs
 from .metrics import metric, scaling_metrics
@@ -34,15 +34,41 @@ from .model import load_model, load_tokenizer
 from .plots import scaling_plot
 
 
-def verdict(problem: Problem, completion: str) -> tuple[str | None, bool]:
-    """(normalised extracted answer, correct) for one completion."""
+def verdict(problem: Problem, completion: str) -> tuple[str | None, bool, bool]:
+    """(normalised extracted answer, correct, whether the answer was stated rather than read by the last-number
+    fallback) for one completion."""
     if problem.kind == "choice":
         options = options_of(problem.question) or None
-        return extract_choice(completion, options), grade_answer(completion, problem.reference, "choice", options)
+        letter = extract_choice(completion, options)
+        return letter, grade_answer(completion, problem.reference, "choice", options), letter is not None
     if problem.kind == "exact":
-        return normalise(completion), exact_equal(completion, problem.reference)
+        return normalise(completion), exact_equal(completion, problem.reference), True
     answer, correct = grade_math(completion, problem.reference)
-    return (normalise(answer) if answer else None), correct
+    return (normalise(answer) if answer else None), correct, extract_answer(completion) is not None
+
+
+def composition(problems: list[Problem], completions: list[str], verdicts: list[tuple[str | None, bool, bool]],
+                capped: list[bool] | None) -> dict[str, float | None]:
+    """What a benchmark's score is made of, as shares of its answers: none extracted, cut at the token cap (None
+    when unknown), read only by the last-number fallback, and the accuracy without that fallback; for exact match,
+    failures of format (the reference is in the completion, with other words around it: the training data's style
+    leaking) and of content (it is not)."""
+    n = len(verdicts)
+    out: dict[str, float | None] = {
+        "unanswered": sum(a is None for a, _, _ in verdicts) / n,
+        "capped": sum(capped) / n if capped is not None else None,
+        "fallback_only": sum(a is not None and not stated for a, _, stated in verdicts) / n,
+        "accuracy_without_fallback": sum(ok and stated for _, ok, stated in verdicts) / n}
+    if problems[0].kind == "exact":
+        inside = [not ok and f" {normalise_words(p.reference)} " in f" {normalise_words(c)} "
+                  for p, c, (_, ok, _) in zip(problems, completions, verdicts)]
+        out["format_failures"] = sum(inside) / n
+        out["content_failures"] = sum(not ok for _, ok, _ in verdicts) / n - out["format_failures"]
+    return out
+
+
+def normalise_words(text: str) -> str:
+    return " ".join(text.lower().replace(".", " ").split())
 
 
 def render_prompts(tokenizer: Any, problems: list[Problem], system_prompt: str | None) -> list[str]:
@@ -95,13 +121,13 @@ def context_cap(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: 
 
 
 def generate(bench: Benchmark, prompts: list[str], model: Any, tokenizer: Any, cfg: EvalConfig
-             ) -> tuple[list[str], list[list[str]] | None, dict[str, Any]]:
+             ) -> tuple[list[str], list[list[str]] | None, dict[str, Any], dict[str, list | None]]:
     """Greedy completions (or log-likelihood choices), cfg.samples sampled ones for answer-checked benchmarks
-    that generate, and the decoding settings used."""
+    that generate, the decoding settings used, and which completions were cut at the token cap."""
     max_new = cfg.max_new_tokens if cfg.backend == "vllm" else context_cap(model, tokenizer, prompts,
                                                                             cfg.max_new_tokens, bench.name)
 
-    def gen(n: int, temperature: float, desc: str) -> list[list[str]]:
+    def gen(n: int, temperature: float, desc: str) -> tuple[list[list[str]], list[list[bool]]]:
         if cfg.backend == "vllm":
             return generate_vllm(cfg.model, prompts, n, temperature, cfg.top_p, max_new, cfg.seed)
         return generate_hf(model, tokenizer, prompts, n, temperature, cfg.top_p, max_new, cfg.batch_size,
@@ -109,20 +135,23 @@ def generate(bench: Benchmark, prompts: list[str], model: Any, tokenizer: Any, c
 
     kind = bench.problems[0].kind
     loglik = kind == "choice" and cfg.choice_mode == "loglik"
-    greedy = choice_by_loglik(model, tokenizer, prompts, bench.problems, cfg.batch_size) if loglik \
-        else [g[0] for g in gen(1, 0.0, f"{bench.name} greedy")]
+    if loglik:
+        greedy, g_capped = choice_by_loglik(model, tokenizer, prompts, bench.problems, cfg.batch_size), None
+    else:
+        texts, cut = gen(1, 0.0, f"{bench.name} greedy")
+        greedy, g_capped = [t[0] for t in texts], [c[0] for c in cut]
     # a log-likelihood-scored benchmark has no sampled answers (lm-eval's loglikelihood tasks neither), and
     # instruction following is scored on one response per prompt
     sample = cfg.samples > 1 and kind not in INSTRUCTION_KINDS and not loglik and cfg.sampled(bench.name)
-    sampled = gen(cfg.samples, cfg.temperature, f"{bench.name} x{cfg.samples}") if sample else None
+    sampled, s_capped = gen(cfg.samples, cfg.temperature, f"{bench.name} x{cfg.samples}") if sample else (None, None)
     decoding = {"output_type": "loglikelihood" if loglik else "generate_until",
                 "generation_kwargs": {"do_sample": False, "max_gen_toks": max_new, "until": "end of turn"},
                 "sampling": {"n": cfg.samples, "temperature": cfg.temperature, "top_p": cfg.top_p} if sample else None}
-    return greedy, sampled, decoding
+    return greedy, sampled, decoding, {"greedy": g_capped, "sampled": s_capped}
 
 
 def grade(bench: Benchmark, prompts: list[str], greedy: list[str] | None, sampled: list[list[str]] | None,
-          seed: int, warn: bool = True) -> tuple[dict, list]:
+          seed: int, warn: bool = True, capped: dict[str, list | None] | None = None) -> tuple[dict, list]:
     """Metrics (value, 95% CI, per-problem scores) and one record per problem, from completions made anywhere;
     `warn` prints a warning when most completions have no answer (experiments leave that to their report)."""
     kind = bench.problems[0].kind
@@ -140,16 +169,23 @@ def grade(bench: Benchmark, prompts: list[str], greedy: list[str] | None, sample
         return {"problems": len(bench.problems), "samples": 1, "metrics": {m: metric(scores[m], seed) for m in METRICS},
                 "per_instruction": per_id, "unscored_instructions": unscored}, records
     metrics: dict[str, Any] = {}
+    made: dict[str, dict] = {}  # what the greedy and the sampled scores are made of
+    capped = capped or {}
     g_verdicts = [verdict(p, g) for p, g in zip(bench.problems, greedy)] if greedy is not None else None
     if g_verdicts is not None:
-        metrics["accuracy"] = metric(np.array([ok for _, ok in g_verdicts], float), seed)
+        metrics["accuracy"] = metric(np.array([ok for _, ok, _ in g_verdicts], float), seed)
+        made["greedy"] = composition(bench.problems, greedy, g_verdicts, capped.get("greedy"))
         if warn:
-            warn_unanswered(bench.name, greedy, [a for a, _ in g_verdicts])
+            warn_unanswered(bench.name, greedy, [a for a, _, _ in g_verdicts])
     s_verdicts = None
     if sampled is not None:
         s_verdicts = [[verdict(p, c) for c in cs] for p, cs in zip(bench.problems, sampled)]
-        correct = np.array([[ok for _, ok in vs] for vs in s_verdicts], bool)
-        metrics.update(scaling_metrics(correct, [[a for a, _ in vs] for vs in s_verdicts], seed))
+        correct = np.array([[ok for _, ok, _ in vs] for vs in s_verdicts], bool)
+        metrics.update(scaling_metrics(correct, [[a for a, _, _ in vs] for vs in s_verdicts], seed))
+        flat = [(p, c, v) for p, cs, vs in zip(bench.problems, sampled, s_verdicts) for c, v in zip(cs, vs)]
+        cut = capped.get("sampled")
+        made["sampled"] = composition([p for p, _, _ in flat], [c for _, c, _ in flat], [v for _, _, v in flat],
+                                      [x for row in cut for x in row] if cut is not None else None)
     records = []
     for i, (p, prompt) in enumerate(zip(bench.problems, prompts)):
         rec = {"benchmark": bench.name, "id": p.id, "prompt": prompt, "reference": reference_answer(p.reference)
@@ -157,10 +193,11 @@ def grade(bench: Benchmark, prompts: list[str], greedy: list[str] | None, sample
         if g_verdicts is not None:
             rec.update(greedy=greedy[i], greedy_answer=g_verdicts[i][0], greedy_correct=g_verdicts[i][1])
         if s_verdicts is not None:
-            rec.update(samples=sampled[i], answers=[a for a, _ in s_verdicts[i]], correct=[ok for _, ok in s_verdicts[i]])
+            rec.update(samples=sampled[i], answers=[a for a, _, _ in s_verdicts[i]],
+                       correct=[ok for _, ok, _ in s_verdicts[i]])
         records.append(rec)
     n = len(sampled[0]) if sampled else 1
-    return {"problems": len(bench.problems), "samples": n, "metrics": metrics}, records
+    return {"problems": len(bench.problems), "samples": n, "metrics": metrics, "composition": made}, records
 
 
 def warn_unanswered(name: str, completions: list[str], answers: list[str | None]) -> None:
@@ -203,10 +240,11 @@ def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: boo
         if done and done["key"] == key:
             print(f"gift: {bench.name}: completions taken from {cached} (an interrupted run)", file=sys.stderr)
         else:
-            greedy, sampled, decoding = generate(bench, prompts, model, tokenizer, cfg)
-            done = {"key": key, "greedy": greedy, "sampled": sampled, "decoding": decoding}
+            greedy, sampled, decoding, capped = generate(bench, prompts, model, tokenizer, cfg)
+            done = {"key": key, "greedy": greedy, "sampled": sampled, "decoding": decoding, "capped": capped}
             write_text_atomic(cached, json.dumps(done))
-        result, recs = grade(bench, prompts, done["greedy"], done["sampled"], cfg.seed, warn=not quiet)
+        result, recs = grade(bench, prompts, done["greedy"], done["sampled"], cfg.seed, warn=not quiet,
+                             capped=done.get("capped"))
         graded[bench.name] = (bench, result, done["decoding"])
         records += recs
     report = lm_eval_report(graded, cfg, time.time() - t0)

@@ -12,9 +12,15 @@ Methods (the paper's baselines and GIFT):
   gift-baset    LoRA on base weighted by the base model's own confidences, merged into instruct
   gift          LoRA on base weighted by the instruct model's confidences, merged into instruct
   dft, rho      the same transfer with DFT or Rho-1 weighting (rho uses the instruct annotation)
+  filter        Shadow-FT trained only on the rows the instruct model finds likeliest (--filter-keep)
+
+With a `select:` block every transfer method gets the same selection budget (its knob × the merge scale λ, λ = 0
+being the instruct model itself), chosen on the dev benchmarks only (gift.selection); test is evaluated once per
+method, at its chosen point, beside GIFT as published (γ 1, λ 1); differences come with paired intervals.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import statistics
@@ -33,6 +39,7 @@ from .config import (
     CheckConfig,
     EvalConfig,
     MergeConfig,
+    SelectConfig,
     TrainConfig,
     arg,
     build,
@@ -45,9 +52,10 @@ from .diagnose import check_pair
 from .errors import GiftError
 from .evaluate import evaluate
 from .merge import merge
-from .metrics import seed_problem_ci
+from .metrics import paired_difference, seed_problem_ci
 from .model import content_sha256, load_config, model_shape, shape_mismatch
-from .report import headline, write_report
+from .report import composite, headline, write_report
+from .selection import Point, choose, recommend
 from .train import LAYOUT_KEYS, LOG, train
 
 # method -> (model trained, teacher of the annotation or None, weighting)
@@ -60,11 +68,19 @@ METHODS: dict[str, tuple[str, str | None, str] | None] = {
     "gift": ("base", "instruct", "gift"),
     "dft": ("base", "instruct", "dft"),
     "rho": ("base", "instruct", "rho"),
+    "filter": ("base", "instruct", "sft"),
 }
+# the one training setting a method's selection searches (besides λ), and its stage-name prefix
+KNOBS = {"gift": "gamma", "gift-baset": "gamma", "rho": "rho_ratio", "filter": "filter_keep"}
+PREFIX = {"gamma": "g", "rho_ratio": "r", "filter_keep": "k"}
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+PUBLISHED = "gift-published"  # GIFT as published (γ 1, λ 1), reported beside the tuned gift
+ROLES = ("task", "retention", "dev", "dev-retention")
 
 
 def role(spec: dict[str, Any]) -> str:
-    """A run config benchmark's role: task (the default), retention or dev."""
+    """A run config benchmark's role: task (the default), retention, dev (task accuracy on dev, which selection
+    maximises) or dev-retention (retention on dev, which selection holds above its floor)."""
     return spec.get("role", "task")
 
 
@@ -80,11 +96,8 @@ class RunConfig:
     annotate: dict[str, Any] = arg({}, "gift annotate settings")
     train: dict[str, Any] = arg({}, "gift train settings shared by every method")
     eval: dict[str, Any] = arg({}, "gift eval settings")
-    gamma_sweep: list[float] = arg([], "GIFT exponents γ to try on the dev benchmarks (role: dev); the best is used")
-    scale_sweep: list[float] = arg([], "merge scales λ to try for gift on the dev benchmarks; the best is used")
-    frontier: list[float] = arg([], "merge scales λ at which every transfer method's adapters are also merged and "
-                                    "evaluated on test: the trade-off frontier (λ = 0 is the untouched instruct model)")
-    frontier_seeds: list[int] = arg([], "seeds of the frontier (default: all)")
+    select: dict[str, Any] = arg({}, "one selection budget for every transfer method, chosen on dev (SelectConfig: "
+                                     "scales, gamma, rho_ratio, filter_keep, retention_floor, retention_drop, seeds)")
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -92,11 +105,23 @@ class RunConfig:
             raise GiftError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
         if not self.benchmarks:
             raise GiftError("the run config lists no benchmarks")
-        if any(x <= 0 for x in self.frontier) or set(self.frontier_seeds) - set(self.seeds):
-            raise GiftError("frontier: scales must be positive (λ = 0 is the instruct model, always drawn) and "
-                            "frontier_seeds a subset of seeds")
-        if self.frontier and not {"task", "retention"} <= {role(b) for b in self.benchmarks}:
-            raise GiftError("frontier: needs a task and a retention benchmark (its two axes)")
+        bad = next((b for b in self.benchmarks if role(b) not in ROLES), None)
+        if bad is not None:
+            raise GiftError(f"benchmark {bad.get('name')!r}: role {role(bad)!r}; choose from {', '.join(ROLES)}")
+        if self.select:
+            sc = self.selection()
+            if not {"dev", "dev-retention"} <= {role(b) for b in self.benchmarks}:
+                raise GiftError("select: needs dev benchmarks of both roles, dev (the task accuracy it maximises) and "
+                                "dev-retention (the retention it holds above its floor)")
+            if set(sc.seeds) - set(self.seeds) or "instruct" not in self.methods:
+                raise GiftError("select: its seeds must be a subset of seeds, and methods must include instruct "
+                                "(λ = 0 and the default floor are the instruct model's)")
+
+    def selection(self) -> SelectConfig:
+        try:
+            return build(SelectConfig, {k.replace("-", "_"): v for k, v in self.select.items()})
+        except GiftError as e:
+            raise GiftError(f"the run config's `select:` block: {e}") from None
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -183,33 +208,40 @@ class Experiment:
                                     **self.cfg.annotate))
         return path
 
-    def variant(self, method: str, seed: int, gamma: float | None, scale: float) -> str:
-        """A stage's name: method, GIFT exponent and merge scale when not the defaults, seed."""
-        g = "" if gamma is None or gamma == self.cfg.train.get("gamma", 1.0) else f"-g{gamma:g}"
-        return f"{method}{g}-s{seed}" + ("" if scale == 1.0 else f"-x{scale:g}")
+    def default_knob(self, method: str) -> float | None:
+        """The training setting a method's selection searches, at the run's (or TrainConfig's) default."""
+        name = KNOBS.get(method)
+        return self.cfg.train.get(name, TRAIN_DEFAULTS[name]) if name else None
 
-    def adapter(self, method: str, seed: int, gamma: float | None = None) -> Path:
+    def variant(self, method: str, seed: int, knob: float | None, scale: float) -> str:
+        """A stage's name: method, its knob and merge scale when not the defaults, seed."""
+        k = "" if knob is None or knob == self.default_knob(method) else f"-{PREFIX[KNOBS[method]]}{knob:g}"
+        return f"{method}{k}-s{seed}" + ("" if scale == 1.0 else f"-x{scale:g}")
+
+    def adapter(self, method: str, seed: int, knob: float | None = None) -> Path:
         trained, teacher, weighting = METHODS[method]
-        path = self.out / "adapters" / self.variant(method, seed, gamma, 1.0)
+        path = self.out / "adapters" / self.variant(method, seed, knob, 1.0)
         if not done(path):
             partial = path.with_name(path.name + ".partial") / "checkpoint"
-            settings = {**self.cfg.train, **({"gamma": gamma} if gamma is not None else {})}
+            settings = {**self.cfg.train, **({KNOBS[method]: knob} if knob is not None else {})}
             train(TrainConfig(model=self.models[trained], data=str(self.annotation(teacher)), out=str(path),
                               method=weighting, seed=seed, resume=partial.is_dir(), **settings))
         return path
 
-    def model(self, method: str, seed: int, gamma: float | None = None, scale: float = 1.0) -> str:
-        if METHODS[method] is None:
-            return self.models[method]
-        path = self.out / "models" / self.variant(method, seed, gamma, scale)
+    def model(self, method: str, seed: int, knob: float | None = None, scale: float = 1.0) -> str:
+        if METHODS[method] is None or scale == 0:  # λ = 0 merges nothing: the instruct model itself
+            return self.models["instruct" if scale == 0 else method]
+        path = self.out / "models" / self.variant(method, seed, knob, scale)
         if not done(path):
-            merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed, gamma)), out=str(path),
+            merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed, knob)), out=str(path),
                               scale=scale))
         return str(path)
 
-    def evaluation(self, method: str, seed: int, benches: list[Benchmark], gamma: float | None = None,
+    def evaluation(self, method: str, seed: int, benches: list[Benchmark], knob: float | None = None,
                    scale: float = 1.0, tag: str = "", greedy: bool = False) -> dict:
-        path = self.out / "evals" / (self.variant(method, seed, gamma, scale) + tag)
+        if METHODS[method] is not None and scale == 0:  # the instruct model's own evaluation
+            return self.evaluation("instruct", self.cfg.seeds[0], benches, None, 1.0, tag, greedy)
+        path = self.out / "evals" / (self.variant(method, seed, knob, scale) + tag)
         tasks = [b["name"] for b in self.cfg.benchmarks if role(b) == "task"]
         settings = {"samples": 1, **self.cfg.eval, "seed": seed, "sample_bench": tasks} | \
             ({"samples": 1} if greedy else {})
@@ -218,75 +250,94 @@ class Experiment:
         stale = found is not None and any(found["settings"].get(k) != v for k, v in wanted.items()
                                           if k not in ("model", "bench", "overwrite"))
         if found is None or stale:  # an evaluation under other settings is redone from the same merged model
-            evaluate(EvalConfig(model=self.model(method, seed, gamma, scale), bench=[b.name for b in benches],
+            evaluate(EvalConfig(model=self.model(method, seed, knob, scale), bench=[b.name for b in benches],
                                 out=str(path), overwrite=stale, **settings), benches, quiet=True)
             found = json.loads((path / "results.json").read_text())
         return found["benchmarks"]
 
-    def tune_gift(self) -> dict[str, Any]:
-        """γ, then λ, for gift chosen on the dev benchmarks with the first seed, as a user would: the mean dev
-        accuracy (greedy) decides, ties keep the published default (γ = 1, λ = 1)."""
-        dev = load_benchmarks(self.cfg, {"dev"})
-        seed, gamma, scale = self.cfg.seeds[0], self.cfg.train.get("gamma", 1.0), 1.0
-        if not dev or "gift" not in self.cfg.methods or not (self.cfg.gamma_sweep or self.cfg.scale_sweep):
-            return {"gamma": gamma, "scale": scale, "gamma_sweep": {}, "scale_sweep": {}}
+    def select(self) -> dict[str, Any]:
+        """Every transfer method's knob × λ on the dev benchmarks (greedy, the mean over the selection seeds), the
+        choice under the retention floor (gift.selection.choose) and the recommendation. Only dev is read here."""
+        sc, cfg = self.cfg.selection(), self.cfg
+        dev = load_benchmarks(cfg, {"dev", "dev-retention"})
+        names = {r: [b["name"] for b in cfg.benchmarks if role(b) == r] for r in ("dev", "dev-retention")}
+        seeds = sc.seeds or cfg.seeds
 
-        def score(res: dict) -> float:  # each dev benchmark's headline metric (accuracy, or IFEval's prompt-level)
-            return statistics.mean(r["metrics"][headline(r["metrics"])]["value"] for r in res.values())
+        def figures(method: str, knob: float | None, scale: float) -> tuple[float, float]:
+            res = [{b: r["metrics"] for b, r in self.evaluation(method, s, dev, knob, scale, "-dev", greedy=True).items()}
+                   for s in (seeds if METHODS[method] else seeds[:1])]
+            return (statistics.mean(composite(r, names["dev"]) for r in res),
+                    statistics.mean(composite(r, names["dev-retention"]) for r in res))
 
-        gammas = {g: self.evaluation("gift", seed, dev, g, 1.0, "-dev", greedy=True) for g in self.cfg.gamma_sweep}
-        if gammas:
-            gamma = max(gammas, key=lambda g: (score(gammas[g]), g == gamma))
-        scales = {x: self.evaluation("gift", seed, dev, gamma, x, "-dev", greedy=True) for x in self.cfg.scale_sweep}
-        if scales:
-            scale = max(scales, key=lambda x: (score(scales[x]), x == 1.0))
-        return {"gamma": gamma, "scale": scale, "gamma_sweep": gammas, "scale_sweep": scales}
+        start = Point({"scale": 0.0}, *figures("instruct", None, 1.0))
+        floor = sc.retention_floor if sc.retention_floor is not None else start.retention - sc.retention_drop / 100
+        chosen: dict[str, Point | None] = {}
+        out: dict[str, Any] = {}
+        for method in [m for m in cfg.methods if METHODS[m]]:
+            name = KNOBS.get(method)
+            points = [start]
+            for knob in (getattr(sc, name) if name else [None]):
+                for scale in [x for x in sc.scales if x > 0]:
+                    print(f"== select: {method}" + (f" {name} {knob:g}" if name else "") + f" at λ {scale:g}")
+                    points.append(Point({**({name: knob} if name else {}), "scale": scale}, *figures(method, knob, scale)))
+            default = {**({name: self.default_knob(method)} if name else {}), "scale": 1.0}
+            chosen[method] = choose(points, floor, default)
+            out[method] = {"chosen": chosen[method].settings if chosen[method] else None,
+                           "dev": {"task": chosen[method].task, "retention": chosen[method].retention}
+                           if chosen[method] else None,
+                           "points": [{**p.settings, "task": p.task, "retention": p.retention} for p in points]}
+        best = recommend(chosen, start)
+        settings = {"scale": 0.0} if best == "instruct" else chosen[best].settings
+        return {"floor": floor, "seeds": seeds, "instruct": {"task": start.task, "retention": start.retention},
+                "methods": out, "recommendation": {"method": best, "gamma": settings.get("gamma"),
+                                                   "scale": settings["scale"], **settings}}
 
     def run(self) -> dict[str, Any]:
         t0 = time.time()
         self.check()
         pair_check = self.pair_check()
         benches = load_benchmarks(self.cfg, {"task", "retention"})
-        tuned = self.tune_gift()
+        selection = self.select() if self.cfg.select else None  # dev only: test is read after this, once
         per_seed: dict[str, dict[int, dict]] = {}
+        points: dict[str, dict[str, float]] = {}
         for method in self.cfg.methods:
-            for seed in self.cfg.seeds if METHODS[method] else self.cfg.seeds[:1]:
+            chosen = selection["methods"][method]["chosen"] if selection and METHODS[method] else None
+            if selection and METHODS[method] and chosen is None:
+                print(f"== {method}: no candidate keeps dev retention ≥ {selection['floor']:.3f}; not evaluated on test")
+                continue
+            knob = chosen.get(KNOBS[method]) if chosen and method in KNOBS else None
+            scale = chosen["scale"] if chosen else 1.0
+            points[method] = {**(chosen or {}), "scale": scale}
+            for seed in self.cfg.seeds if METHODS[method] and scale > 0 else self.cfg.seeds[:1]:
                 print(f"== {method} (seed {seed})")
-                gamma, scale = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
-                per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches, gamma, scale)
-        summary = {"check": pair_check["findings"], "methods": aggregate(per_seed),
-                   "frontier": self.frontier(benches, tuned),
-                   "signal": self.signal_shares(tuned["gamma"]), "tuned": tuned,
-                   "roles": {b["name"]: role(b) for b in self.cfg.benchmarks},
+                per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches, knob, scale)
+        if selection and "gift" in per_seed:
+            points[PUBLISHED] = {"gamma": 1.0, "scale": 1.0}
+            for seed in self.cfg.seeds:
+                print(f"== gift as published, γ 1 at λ 1 (seed {seed})")
+                per_seed.setdefault(PUBLISHED, {})[seed] = self.evaluation("gift", seed, benches, 1.0, 1.0)
+        recommended = selection["recommendation"]["method"] if selection else None
+        summary = {"check": pair_check["findings"], "methods": aggregate(per_seed), "points": points,
+                   "paired": paired(per_seed, recommended), "selection": selection,
+                   "recommendation": selection["recommendation"] if selection else None,
+                   "signal": self.signal_shares(points), "roles": {b["name"]: role(b) for b in self.cfg.benchmarks},
                    "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
         self.report(summary, per_seed)
         return summary
 
-    def frontier(self, benches: list[Benchmark], tuned: dict[str, Any]) -> dict[str, dict[str, dict]]:
-        """method -> λ -> benchmark -> metric: every transfer method's adapters merged at each frontier scale (no
-        retraining), aggregated over the frontier's seeds as the main table is. Greedy only (the frontier reads
-        accuracy); at a method's headline λ the main evaluation, sampled ones included, is reused."""
-        seeds = self.cfg.frontier_seeds or self.cfg.seeds
-        out: dict[str, dict[str, dict]] = {}
-        for method in [m for m in self.cfg.methods if METHODS[m]]:
-            g, main_scale = (tuned["gamma"], tuned["scale"]) if method == "gift" else (None, 1.0)
-            for scale in sorted(set(self.cfg.frontier)):
-                print(f"== frontier: {method} at λ = {scale:g}")
-                main = scale == main_scale
-                per_seed = {seed: self.evaluation(method, seed, benches, g, scale, "" if main else "-frontier",
-                                                  greedy=not main) for seed in seeds}
-                out.setdefault(method, {})[f"{scale:g}"] = aggregate({method: per_seed})[method]
-        return out
-
-    def signal_shares(self, gamma: float) -> dict[str, dict[str, float]]:
-        """Per method, the share of weight and of weighted loss on tokens the instruct model gives q < 0.5."""
+    def signal_shares(self, points: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        """Per method (its chosen knob), the share of weight and of weighted loss on tokens the instruct model gives
+        q < 0.5."""
         out = {}
-        for method in self.cfg.methods:
-            g = gamma if method == "gift" else None
-            logs = [self.out / "adapters" / self.variant(method, s, g, 1.0) / LOG for s in self.cfg.seeds]
+        for method, settings in points.items():
+            base = "gift" if method == PUBLISHED else method
+            if not METHODS.get(base) or METHODS[base][1] != "instruct":
+                continue
+            knob = settings.get(KNOBS[base]) if base in KNOBS else None
+            logs = [self.out / "adapters" / self.variant(base, s, knob, 1.0) / LOG for s in self.cfg.seeds]
             rows = [json.loads(line) for p in logs if p.exists() for line in p.read_text().splitlines()]
             rows = [r for r in rows if r["low_conf_loss_share"] is not None]
-            if rows and METHODS[method] and METHODS[method][1] == "instruct":
+            if rows:
                 out[method] = {"weight_share": statistics.mean(r["low_conf_weight_share"] for r in rows),
                                "loss_share": statistics.mean(r["low_conf_loss_share"] for r in rows)}
         return out
@@ -298,7 +349,7 @@ class Experiment:
 
 # more of these reuse every finished stage; new `eval:` settings redo only the evaluations (Experiment.evaluation),
 # new train.LAYOUT_KEYS change how a step is computed, not what; anything else changes what stages mean
-GROWABLE = {"methods", "seeds", "frontier", "frontier_seeds", "eval"} | {f"train.{k}" for k in LAYOUT_KEYS}
+GROWABLE = {"methods", "seeds", "select", "eval"} | {f"train.{k}" for k in LAYOUT_KEYS}
 
 
 def changed_setting(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> str | None:
@@ -317,8 +368,8 @@ def changed_setting(before: dict[str, Any], now: dict[str, Any], prefix: str = "
 
 
 def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, dict]]]:
-    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a 95% interval from a
-    bootstrap over seeds and, within each, over problems (`seed_problem_ci`)."""
+    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a 95% interval from the crossed
+    bootstrap over seeds and problems (`seed_problem_ci`)."""
     out: dict[str, dict[str, dict[str, dict]]] = {}
     for method, seeds in per_seed.items():
         first = next(iter(seeds.values()))
@@ -329,6 +380,29 @@ def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[
                 out.setdefault(method, {}).setdefault(bench, {})[metric] = {
                     "value": statistics.mean(values), "ci": list(seed_problem_ci([e["scores"] for e in entries])),
                     "seeds": values}
+    return out
+
+
+def paired(per_seed: dict[str, dict[int, dict]], recommended: str | None) -> dict[str, dict[str, dict]]:
+    """method -> "instruct" / "recommended" -> benchmark -> metric -> paired difference (gift.metrics): the
+    headline metric of every benchmark and the sampled Avg@k at the largest k, seeds paired by position, the instruct model's one
+    evaluation set against every seed."""
+    out: dict[str, dict[str, dict]] = {}
+    for other, ref in (("instruct", "instruct"), ("recommended", recommended)):
+        if ref not in per_seed or (other == "recommended" and ref == "instruct"):
+            continue
+        for method, seeds in per_seed.items():
+            if method == ref:
+                continue
+            first = next(iter(seeds.values()))
+            for bench, res in first.items():
+                k = max((int(n.split("@")[1]) for n in res["metrics"] if n.startswith("avg@")), default=0)
+                for metric in [headline(res["metrics"]), *([f"avg@{k}"] if k > 1 else [])]:
+                    if metric not in next(iter(per_seed[ref].values()))[bench]["metrics"]:
+                        continue
+                    side = [[s[bench]["metrics"][metric]["scores"] for s in d.values()] for d in (seeds, per_seed[ref])]
+                    out.setdefault(method, {}).setdefault(other, {}).setdefault(bench, {})[metric] = \
+                        paired_difference(*side)
     return out
 
 

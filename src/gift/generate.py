@@ -35,8 +35,10 @@ def stop_token_ids(tokenizer: Any, model: Any) -> list[int]:
 
 @torch.inference_mode()
 def generate_hf(model: Any, tokenizer: Any, prompts: list[str], n: int, temperature: float, top_p: float,
-                max_new_tokens: int, batch_size: int, seed: int, desc: str = "generate") -> list[list[str]]:
-    """n completions for each chat-rendered prompt; temperature 0 means greedy."""
+                max_new_tokens: int, batch_size: int, seed: int, desc: str = "generate"
+                ) -> tuple[list[list[str]], list[list[bool]]]:
+    """n completions for each chat-rendered prompt (temperature 0 means greedy), and whether each one was cut at
+    max_new_tokens (no end-of-turn token generated)."""
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     stops = stop_token_ids(tokenizer, model)
@@ -44,6 +46,7 @@ def generate_hf(model: Any, tokenizer: Any, prompts: list[str], n: int, temperat
     saved, model.generation_config = model.generation_config, decoding_config(tokenizer, stops)
     try:
         out: list[list[str]] = [[""] * n for _ in prompts]
+        capped = [[False] * n for _ in prompts]
         for start in tqdm(range(0, len(jobs), batch_size), desc=desc, unit="batch"):
             batch = jobs[start:start + batch_size]
             enc = tokenizer([prompts[i] for i, _ in batch], return_tensors="pt", padding=True,
@@ -52,10 +55,12 @@ def generate_hf(model: Any, tokenizer: Any, prompts: list[str], n: int, temperat
                 if temperature > 0 else []
             ids = model.generate(**enc, max_new_tokens=max_new_tokens, use_cache=True,
                                  logits_processor=LogitsProcessorList(sampler))
-            texts = tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            for (i, s), text in zip(batch, texts):
-                out[i][s] = text.strip()
-        return out
+            new = ids[:, enc["input_ids"].shape[1]:]  # (B, new tokens)
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            stopped = torch.isin(new, torch.tensor(stops, device=new.device)).any(dim=1).tolist()
+            for (i, s), text, ended in zip(batch, texts, stopped):
+                out[i][s], capped[i][s] = text.strip(), not ended
+        return out, capped
     finally:
         model.generation_config = saved
 
@@ -92,7 +97,7 @@ class SeededSampler(LogitsProcessor):
 
 
 def generate_vllm(model_path: str, prompts: list[str], n: int, temperature: float, top_p: float,
-                  max_new_tokens: int, seed: int) -> list[list[str]]:
+                  max_new_tokens: int, seed: int) -> tuple[list[list[str]], list[list[bool]]]:
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
@@ -103,4 +108,6 @@ def generate_vllm(model_path: str, prompts: list[str], n: int, temperature: floa
     llm = LLM(model=model_path, seed=seed)
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
                             max_tokens=max_new_tokens, seed=seed)
-    return [[c.text.strip() for c in r.outputs] for r in llm.generate(prompts, params)]
+    done = llm.generate(prompts, params)
+    return [[c.text.strip() for c in r.outputs] for r in done], [[c.finish_reason == "length" for c in r.outputs]
+                                                                  for r in done]

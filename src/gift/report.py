@@ -56,103 +56,141 @@ def verdict_table(methods: dict[str, dict[str, dict]], roles: dict[str, str]) ->
     return "\n".join(lines) + "\n"
 
 
+def settings_text(settings: dict[str, float] | None) -> str:
+    """'γ 0.5, λ 0.25' for a chosen point; λ 0 is the instruct model itself."""
+    if settings is None:
+        return "none keeps the floor"
+    if settings["scale"] == 0:
+        return "λ 0 (keep instruct)"
+    return ", ".join(f"{SYMBOLS.get(k, k)} {v:g}" for k, v in settings.items() if k != "scale") + \
+        (", " if len(settings) > 1 else "") + f"λ {settings['scale']:g}"
+
+
+SYMBOLS = {"gamma": "γ", "rho_ratio": "ratio", "filter_keep": "keep", "scale": "λ"}
+
+
+def interval(d: dict[str, float]) -> str:
+    return f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
+
+
 def verdict(summary: dict[str, Any]) -> str:
-    """A few lines for the screen: per method, task and retention change against instruct, then a reading."""
-    methods, roles = summary["methods"], summary["roles"]
+    """A few lines for the screen: per method, its (dev-chosen) point and its test change against instruct with the
+    paired 95% interval, then the model to ship."""
+    methods, roles, paired = summary["methods"], summary["roles"], summary.get("paired", {})
     if "instruct" not in methods:
         return ""
-    delta = changes(methods, roles)
     warned = [f for f in summary.get("check", []) if f["level"] == "WARNING"]
-    check = [f"Pair check: {len(warned)} warning(s) (report.md opens with them): "
+    lines = [f"Pair check: {len(warned)} warning(s) (report.md opens with them): "
              + "; ".join(f"{f['topic']}: {f['message'].split(':')[0]}" for f in warned)] if warned else []
     task = [b for b in roles if roles[b] == "task" and b in methods["instruct"]]
     kept = [b for b in roles if roles[b] == "retention" and b in methods["instruct"]]
-    k = max((int(name.split("@")[1]) for b in task for name in methods["instruct"][b] if name.startswith("avg@")),
-            default=1)
-    sampled = f"; task avg@{k}: the paper's protocol" if k > 1 else ""
     if not task:
-        return "\n".join(check)
-    lines = check + [f"Against the untouched instruct model (points; task: {', '.join(task)}, greedy{sampled}"
-                     + (f"; retention: {', '.join(kept)}):" if kept else "; no retention benchmark):")]
-    for m, d in delta.items():
-        t = statistics.mean(d[b] for b in task)
-        avg = statistics.mean(100 * (methods[m][b][f"avg@{k}"]["value"] - methods["instruct"][b][f"avg@{k}"]["value"])
-                              for b in task) if k > 1 else None
-        lines.append(f"  {m:<14} task {t:+6.1f}" + (f"   task avg@{k} {avg:+6.1f}" if avg is not None else "")
-                     + (f"   retention {statistics.mean(d[b] for b in kept):+6.1f}" if kept else ""))
-    score = {m: statistics.mean(d[b] for b in task) for m, d in delta.items() if m not in ("base",)}
-    if score:
-        best = max(score, key=score.get)
-        lines.append(f"Largest task gain at the headline λ: {best} ({score[best]:+.1f} points)." if score[best] > 0
-                     else f"No method gains on the task at the headline λ; the smallest loss: {best} "
-                          f"({score[best]:+.1f} points).")
-    if summary.get("frontier"):  # the run config refuses a frontier without a retention benchmark
-        points = frontier_points(summary)
-        for floor in FLOORS:
-            best = {m: best_under_floor(pts, floor) for m, pts in points.items()}
-            lines.append(f"Frontier over λ, best task gain with retention ≥ instruct − {floor}: " + ", ".join(
-                f"{m} {100 * (best[m][1] - pts[0][1]):+.1f} (λ {best[m][0]:g})" for m, pts in points.items()) + ".")
-    if "gift" in delta and "shadow-ft" in delta:
-        g, s = delta["gift"], delta["shadow-ft"]
-        scale = summary.get("tuned", {}).get("scale", 1.0)
-        lam = "" if scale == 1.0 else f"; GIFT at the dev-chosen λ = {scale:g}, Shadow-FT at 1"
-        lines.append(f"GIFT against Shadow-FT (both trained on base, merged into instruct{lam}): task "
-                     f"{statistics.mean(g[b] - s[b] for b in task):+.1f}"
-                     + (f", retention {statistics.mean(g[b] - s[b] for b in kept):+.1f}" if kept else "") + " points.")
+        return "\n".join(lines)
+    k = max((int(n.split("@")[1]) for b in task for n in methods["instruct"][b] if n.startswith("avg@")), default=1)
+    chosen = "at its dev-chosen point" if summary.get("selection") else "at λ 1"
+    lines.append(f"Test, each method {chosen}, change against the untouched instruct model in points with paired "
+                 f"95% intervals (task: {', '.join(task)}, greedy" + (f" and avg@{k}" if k > 1 else "")
+                 + (f"; retention: {', '.join(kept)}):" if kept else "; no retention benchmark):"))
+    for m in methods:
+        if m == "instruct" or m not in paired or "instruct" not in paired[m]:
+            continue
+        d = paired[m]["instruct"]
+        cells = [f"{b} {interval(d[b][headline(methods[m][b])])}" for b in task]
+        cells += [f"{b} avg@{k} {interval(d[b][f'avg@{k}'])}" for b in task if k > 1 and f"avg@{k}" in d[b]]
+        cells += [f"{b} {interval(d[b][headline(methods[m][b])])}" for b in kept]
+        where = settings_text(summary.get("points", {}).get(m)) if summary.get("selection") or m == "gift-published" \
+            else ""
+        lines.append(f"  {m:<15}" + (f" ({where})" if where else "") + "  " + "; ".join(cells))
+    rec = summary.get("recommendation")
+    if rec:
+        sel = summary["selection"]
+        floor = f"dev retention ≥ {100 * sel['floor']:.1f}% (instruct {100 * sel['instruct']['retention']:.1f}%)"
+        if rec["method"] == "instruct":
+            lines.append(f"Recommendation (chosen on dev, {floor}): keep the instruct model; no method's dev-chosen "
+                         f"point scores higher on the dev task.")
+        else:
+            m = rec["method"]
+            d = paired[m]["instruct"]
+            gain = [d[b][headline(methods[m][b])] for b in task]
+            beats = all(g["lo"] > 0 for g in gain)
+            lines.append(f"Recommendation (chosen on dev, {floor}): {m} at {settings_text(summary['points'][m])}; on "
+                         f"test it {'beats' if beats else 'does not beat'} the instruct model on the task "
+                         f"({', '.join(interval(g) for g in gain)} points, paired 95%"
+                         + ("" if beats else "; the interval reaches 0 or below") + ").")
     return "\n".join(lines)
-
-
-FLOORS = (2, 10)  # retention floors of the frontier table, in points below the instruct model
 
 
 def composite(res: dict[str, dict], benches: list[str]) -> float:
-    """The mean headline metric over these benchmarks (the frontier's task or retention axis)."""
+    """The mean headline metric over these benchmarks (a task or retention axis); res: benchmark -> metric -> value."""
     return statistics.mean(res[b][headline(res[b])]["value"] for b in benches)
 
 
-def frontier_points(summary: dict[str, Any]) -> dict[str, list[tuple[float, float, float]]]:
-    """method -> [(λ, task, retention)], from λ = 0 (the untouched instruct model) up."""
-    roles, ref = summary["roles"], summary["methods"]["instruct"]
-    task = [b for b in ref if roles.get(b) == "task"]
-    kept = [b for b in ref if roles.get(b) == "retention"]
-    start = (0.0, composite(ref, task), composite(ref, kept))
-    return {m: [start] + [(float(x), composite(r, task), composite(r, kept)) for x, r in by_scale.items()]
-            for m, by_scale in summary["frontier"].items()}
-
-
-def best_under_floor(points: list[tuple[float, float, float]], floor: float) -> tuple[float, float, float]:
-    """The point with the highest task score among those keeping retention ≥ instruct's − floor (points);
-    λ = 0 (gain 0) always qualifies."""
-    allowed = [p for p in points if p[2] >= points[0][2] - floor / 100 - 1e-12]
-    return max(allowed, key=lambda p: (p[1], -p[0]))
-
-
-def frontier_table(summary: dict[str, Any]) -> str:
-    """Markdown: per transfer method, the best task gain over λ with retention held within each floor."""
-    points, roles = frontier_points(summary), summary["roles"]
-    task = [b for b in summary["methods"]["instruct"] if roles.get(b) == "task"]
-    lines = ["| method | " + " | ".join(f"best task gain, retention ≥ instruct − {f}" for f in FLOORS) + " |",
-             "|---|" + "---|" * len(FLOORS)]
-    for method, pts in points.items():
-        cells = []
-        for floor in FLOORS:
-            lam, t, r = best_under_floor(pts, floor)
-            res = summary["methods"]["instruct"] if lam == 0 else summary["frontier"][method][f"{lam:g}"]
-            ci = "; ".join(fmt(res[b][headline(res[b])]) for b in task)
-            cells.append(f"{100 * (t - pts[0][1]):+.1f} at λ {lam:g} (task {ci}; retention {100 * (r - pts[0][2]):+.1f})")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+def selection_table(selection: dict[str, Any]) -> str:
+    """Markdown: per method, its dev-chosen point and the dev figures that chose it, and every candidate."""
+    lines = [f"Floor: dev retention ≥ {100 * selection['floor']:.1f}% (instruct {100 * selection['instruct']['retention']:.1f}%"
+             f", dev task {100 * selection['instruct']['task']:.1f}%); dev figures are means over seeds "
+             f"{selection['seeds']}.", "", "| method | chosen | dev task | dev retention | candidates (task / retention %) |",
+             "|---|---|---|---|---|"]
+    for m, sel in selection["methods"].items():
+        cands = "; ".join(f"{settings_text({k: v for k, v in p.items() if k not in ('task', 'retention')})}: "
+                          f"{100 * p['task']:.1f} / {100 * p['retention']:.1f}" for p in sel["points"][1:])
+        dev = sel["dev"]
+        lines.append(f"| {m} | {settings_text(sel['chosen'])} | " + (f"{100 * dev['task']:.1f} | {100 * dev['retention']:.1f}"
+                                                                      if dev else "– | –") + f" | {cands} |")
+    rec = selection["recommendation"]
+    lines += ["", f"Recommended on dev: **{rec['method']}**" + ("" if rec["method"] == "instruct" else
+                                                                 f" at {settings_text(selection['methods'][rec['method']]['chosen'])}") + "."]
     return "\n".join(lines)
 
 
-def frontier_points_table(summary: dict[str, Any]) -> str:
-    """Markdown: every frontier point, task / retention in percent, a row per method, a column per λ."""
-    points = frontier_points(summary)
-    scales = sorted({lam for pts in points.values() for lam, _, _ in pts})
-    lines = ["| method | " + " | ".join(f"λ {lam:g}" for lam in scales) + " |", "|---|" + "---|" * len(scales)]
-    for method, pts in points.items():
-        at = {lam: f"{100 * t:.1f} / {100 * r:.1f}" for lam, t, r in pts}
-        lines.append(f"| {method} | " + " | ".join(at.get(lam, "–") for lam in scales) + " |")
+def paired_table(summary: dict[str, Any]) -> str:
+    """Markdown: per method, test differences against instruct and against the recommended model, with paired 95%
+    intervals and the minimum detectable difference (80% power) at the run's seeds and problems."""
+    lines = ["| method | against | benchmark | metric | difference (points) | paired 95% | detectable (80%) |",
+             "|---|---|---|---|---|---|---|"]
+    for m, sides in summary["paired"].items():
+        for other, benches in sides.items():
+            for b, metrics in benches.items():
+                for metric, d in metrics.items():
+                    lines.append(f"| {m} | {other} | {b} | {metric} | {100 * d['value']:+.1f} | "
+                                 f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] | {100 * d['mdd']:.1f} |")
     return "\n".join(lines)
+
+
+COMPOSITION = (("unanswered", "unanswered"), ("capped", "cut at the cap"), ("fallback_only", "last number only"),
+               ("accuracy_without_fallback", "accuracy without fallback"), ("format_failures", "format failures"),
+               ("content_failures", "content failures"))
+
+
+def composition_table(per_seed: dict[str, dict[int, dict]]) -> str:
+    """Markdown: per method and benchmark, what its score is made of (gift.evaluate.composition), mean over seeds."""
+    lines = ["| method | benchmark | answers | " + " | ".join(label for _, label in COMPOSITION) + " |",
+             "|---|---|---|" + "---|" * len(COMPOSITION)]
+    for m, seeds in per_seed.items():
+        first = next(iter(seeds.values()))
+        for b, res in first.items():
+            for which in res.get("composition", {}):
+                rows = [s[b]["composition"][which] for s in seeds.values()]
+
+                def cell(key: str) -> str:
+                    vals = [r.get(key) for r in rows]
+                    return "–" if any(v is None for v in vals) else f"{100 * statistics.mean(vals):.1f}%"
+                lines.append(f"| {m} | {b} | {which} | " + " | ".join(cell(k) for k, _ in COMPOSITION) + " |")
+    return "\n".join(lines)
+
+
+def dev_frontier(selection: dict[str, Any]) -> dict[str, list[tuple[float, float, float]]]:
+    """method -> [(λ, dev task, dev retention)] at the method's chosen knob (its default where λ 0 was chosen)."""
+    out = {}
+    for m, sel in selection["methods"].items():
+        knob = {k: v for k, v in (sel["chosen"] or {}).items() if k != "scale"}
+        pts = [p for p in sel["points"] if p["scale"] == 0 or all(p.get(k) == v for k, v in knob.items())]
+        if not knob and len({tuple(sorted((k, v) for k, v in p.items() if k not in ("task", "retention", "scale")))
+                             for p in pts[1:]}) > 1:  # λ 0 chosen: draw the first knob value's line
+            first = {k: v for k, v in pts[1].items() if k not in ("task", "retention", "scale")}
+            pts = [p for p in pts if p["scale"] == 0 or all(p.get(k) == v for k, v in first.items())]
+        out[m] = [(p["scale"], p["task"], p["retention"]) for p in sorted(pts, key=lambda p: p["scale"])]
+    return out
 
 
 def confidences(path: Path) -> list[float]:
@@ -177,9 +215,10 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
         histogram({f"{t} teacher": confidences(p) for t, p in annotations.items()},
                   "teacher confidence on training tokens", "q = p(gold token)", out / "confidence_hist.png")
         figures.append(("Teacher confidences", "confidence_hist.png"))
-    if summary.get("frontier") and "instruct" in methods:
-        frontier_plot(frontier_points(summary), list(FLOORS), out / "frontier.png")
-        figures.insert(0, ("Trade-off frontier over λ", "frontier.png"))
+    if summary.get("selection"):
+        sel = summary["selection"]
+        frontier_plot(dev_frontier(sel), [100 * (sel["instruct"]["retention"] - sel["floor"])], out / "frontier.png")
+        figures.insert(0, ("Dev frontier over λ, each method at its chosen knob", "frontier.png"))
     signal = summary["signal"]
     if signal:
         bar_plot({"weight on q<0.5": {m: (s["weight_share"],) * 3 for m, s in signal.items()},
@@ -190,29 +229,19 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
     check = ["## Pair check (gift check-pair; check/check.md has every figure)", "", "| level | topic | finding |",
              "|---|---|---|", *(f"| {f['level']} | {f['topic']} | {f['message']} |" for f in found), ""] if found else []
     lines = ["# Experiment report", "", *check, f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, "
-             f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals from a bootstrap over seeds "
-             f"and, within each, over problems (with one seed: over problems).", "", verdict_table(methods, roles), "",
+             f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals from a crossed bootstrap over seeds "
+             f"and problems (with one seed: over problems).", "", verdict_table(methods, roles), "",
              results_table(methods, roles), ""]
-    if summary.get("frontier") and "instruct" in methods:
-        seeds = cfg.frontier_seeds or cfg.seeds
-        lines += [f"## Trade-off frontier over λ (seeds {seeds}; task and retention are means of the benchmarks' "
-                  f"headline metrics)", "", frontier_table(summary), "", "Every point, task / retention (%):", "",
-                  frontier_points_table(summary), ""]
+    if summary.get("selection"):
+        lines += ["## Selection on dev (the same budget for every transfer method; test never read)", "",
+                  selection_table(summary["selection"]), ""]
+    if summary.get("paired"):
+        lines += ["## Paired differences on test (one crossed seed × problem bootstrap applied to both sides)", "",
+                  paired_table(summary), ""]
+    lines += ["## What the scores are made of (shares of answers, mean over seeds)", "", composition_table(per_seed), ""]
     if signal:
         lines += ["## Learning signal on tokens the instruct model finds unlikely (q < 0.5)", "",
                   "| method | share of weight | share of weighted loss |", "|---|---|---|"]
         lines += [f"| {m} | {s['weight_share']:.3f} | {s['loss_share']:.3f} |" for m, s in signal.items()] + [""]
-    tuned = summary["tuned"]
-    for key, symbol in (("gamma_sweep", "γ"), ("scale_sweep", "λ")):
-        sweep = tuned[key]
-        if not sweep:
-            continue
-        names = list(next(iter(sweep.values())))
-        lines += [f"## GIFT's {symbol} on the dev split (seed {cfg.seeds[0]}; chosen: {tuned[key.split('_')[0]]:g})", "",
-                  f"| {symbol} | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        for value, res in sweep.items():
-            cells = [fmt(res[b]["metrics"][headline(res[b]["metrics"])]) for b in names]
-            lines.append(f"| {value:g} | " + " | ".join(cells) + " |")
-        lines.append("")
     lines += [f"![{title}]({name})" for title, name in figures]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")

@@ -28,14 +28,14 @@ from .annotate import read_annotations
 from .atomic import check_out_dir, publish, staging_dir
 from .batching import step_layout, token_width
 from .config import TrainConfig, to_dict
-from .data import Encoded, check_template, encode_all, end_of_turn_ids, load_examples, template_options, weighted_batch
+from .data import IGNORE, Encoded, check_template, encode_all, end_of_turn_ids, load_examples, template_options, weighted_batch
 from .errors import GiftError
 from .loss import GoldLogprobs, packing_refusal, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, require_annotation_vocab, special_tokens, vocab_fingerprint
-from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
+from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, teacher_filter, token_weights
 
 CHECKPOINT, LOG, TRAIN_META = "checkpoint", "log.jsonl", "gift_train.json"
-RESUME_KEYS = ("model", "data", "method", "gamma", "floor", "rho_ratio", "rank", "alpha", "lora_dropout",
+RESUME_KEYS = ("model", "data", "method", "gamma", "floor", "rho_ratio", "filter_keep", "rank", "alpha", "lora_dropout",
                "target_modules", "lr", "weight_decay", "max_grad_norm", "epochs", "max_steps", "batch_size",
                "grad_accum", "warmup_ratio", "seed")
 LAYOUT_KEYS = ("group_by_length", "padding_free", "gradient_checkpointing")  # how a step is computed, not what
@@ -49,6 +49,7 @@ class TrainData:
     vocab_fingerprint: str
     data_sha256: str  # of the JSONL the rows came from (an annotation's source)
     teacher: str | None = None  # the annotation's teacher
+    filter_threshold: float | None = None  # the least mean log-confidence of a row kept by --filter-keep
 
 
 def load_train_data(cfg: TrainConfig, tokenizer: Any, source: str | None = None) -> TrainData:
@@ -61,9 +62,15 @@ def load_train_data(cfg: TrainConfig, tokenizer: Any, source: str | None = None)
     if path.is_dir():
         rows, conf, meta = read_annotations(path)
         fp = require_annotation_vocab(meta, tokenizer, path, f"{cfg.model}'s")
-        return TrainData(rows, conf, set(meta["eot_token_ids"]), fp, meta["source_sha256"], meta["teacher"])
-    if cfg.method in NEEDS_ANNOTATION:
-        raise GiftError(f"--method {cfg.method} needs teacher confidences: run gift annotate on {path} and "
+        kept, threshold = list(range(len(rows))), None
+        if cfg.filter_keep < 1 and not source:
+            kept, threshold = teacher_filter(conf, [[y != IGNORE for y in r.labels] for r in rows], cfg.filter_keep,
+                                             cfg.floor)
+        return TrainData([rows[i] for i in kept], [conf[i] for i in kept], set(meta["eot_token_ids"]), fp,
+                         meta["source_sha256"], meta["teacher"], threshold)
+    if cfg.method in NEEDS_ANNOTATION or cfg.filter_keep < 1:
+        needs = f"--method {cfg.method}" if cfg.method in NEEDS_ANNOTATION else "--filter-keep"
+        raise GiftError(f"{needs} needs teacher confidences: run gift annotate on {path} and "
                         f"pass the annotation directory as {flag}")
     examples = load_examples(path, cfg.prompt_field, cfg.response_field)
     opts = template_options(cfg.system_prompt, cfg.suffix, cfg.chat_template)
@@ -327,7 +334,7 @@ def train(cfg: TrainConfig) -> Path:
     if accelerator.is_main_process:
         accelerator.unwrap_model(scorer).model.save_pretrained(stage)
         meta = {"gift_version": __version__, "config": to_dict(cfg), "steps": total, "global_batch": global_batch,
-                "processes": world, "rows": len(data.rows), "padding_free": mode, "packed_steps": packed_steps,
+                "processes": world, "rows": len(data.rows), "filter_threshold": data.filter_threshold, "padding_free": mode, "packed_steps": packed_steps,
                 "grouped_by_length": by_length,
                 "vocab_fingerprint": data.vocab_fingerprint,
                 "special_tokens": special_tokens(tokenizer), "data_sha256": data.data_sha256, "teacher": data.teacher,

@@ -66,6 +66,18 @@ def token_weights(method: str, q: Tensor, is_eot: Tensor, logp: Tensor | None, p
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
+def teacher_filter(conf: list[list[float]], labelled: list[list[bool]], keep: float, floor: float
+                   ) -> tuple[list[int], float]:
+    """The teacher-filter baseline's rows: the `keep` share (rounded up) with the highest mean log max(q, floor) over
+    their labelled tokens, in data order, and the threshold that share puts on that mean (ties at it keep the earlier
+    rows, so the count is exact)."""
+    scores = torch.tensor([float(torch.tensor([q for q, y in zip(c, m) if y]).clamp_min(floor).log().mean())
+                           for c, m in zip(conf, labelled)])
+    n = math.ceil(keep * len(scores))
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i].item(), i))[:n]
+    return sorted(order), float(scores[order[-1]]) if order else float("nan")
+
+
 def signal_stats(w: Tensor, logp: Tensor, q: Tensor) -> Tensor:
     """[Σ w·CE, Σ w, tokens, Σ w on q < 0.5, Σ w·CE on q < 0.5] of a micro-batch: summed over a step, they give
     its loss, mean weight and the share of weight and of weighted loss on tokens the teacher finds unlikely."""

@@ -144,11 +144,11 @@ def test_decoding_ignores_the_models_generation_config(make_pair, tokenizer):
     model = load_model(str(instruct))
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": f"Tom has {a} apples"}], tokenize=False,
                                              add_generation_prompt=True) for a in range(4)]
-    plain = generate_hf(model, tokenizer, prompts, 1, 0.0, 1.0, 12, 4, 0)
+    plain = generate_hf(model, tokenizer, prompts, 1, 0.0, 1.0, 12, 4, 0)[0]
     model.generation_config.repetition_penalty = 3.0
     model.generation_config.no_repeat_ngram_size = 1
     model.generation_config.top_k = 1
-    assert generate_hf(model, tokenizer, prompts, 1, 0.0, 1.0, 12, 4, 0) == plain
+    assert generate_hf(model, tokenizer, prompts, 1, 0.0, 1.0, 12, 4, 0)[0] == plain
     assert model.generation_config.repetition_penalty == 3.0  # the model's own config is left as it was
     for prompt, (text,) in zip(prompts, plain):  # and greedy is the argmax, token by token
         ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
@@ -170,10 +170,10 @@ def test_samples_depend_on_the_problem_not_on_its_batch(make_pair, tokenizer):
     model = load_model(str(make_pair()[1]))
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": f"Tom has {a} apples and buys {b} more"}],
                                              tokenize=False, add_generation_prompt=True) for a in range(5) for b in range(2)]
-    full = generate_hf(model, tokenizer, prompts, 3, 1.0, 0.9, 10, 7, seed=3)
-    assert generate_hf(model, tokenizer, prompts[:4], 3, 1.0, 0.9, 10, 2, seed=3) == full[:4]
+    full = generate_hf(model, tokenizer, prompts, 3, 1.0, 0.9, 10, 7, seed=3)[0]
+    assert generate_hf(model, tokenizer, prompts[:4], 3, 1.0, 0.9, 10, 2, seed=3)[0] == full[:4]
     assert len({s for row in full for s in row}) > len(prompts)  # real sampling: samples differ
-    assert generate_hf(model, tokenizer, prompts, 3, 1.0, 0.9, 10, 7, seed=4) != full
+    assert generate_hf(model, tokenizer, prompts, 3, 1.0, 0.9, 10, 7, seed=4)[0] != full
 
 
 def test_benchmark_entries_carry_their_own_kind_and_instruction(tmp_path):

@@ -188,50 +188,65 @@ def test_world_problems_are_consistent():
     assert 60 < len(logs) < 140 and all(d.split("\n")[1].startswith(asks) for d in logs)  # facts, never a skill
 
 
-def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys):
-    out, _ = mini_pair
-    config = {
+def mini_config(out, methods: list[str], test: str = "tiny/data/math_test.jsonl") -> dict:
+    return {
         "base": str(out / "base"), "instruct": str(out / "instruct"), "train_data": str(out / "data" / "math_train.jsonl"),
-        "methods": ["base", "instruct", "instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho"], "seeds": [0],
+        "methods": methods, "seeds": [0],
         "annotate": {"max_length": 128}, "train": {"rank": 4, "alpha": 8, "max_steps": 2, "batch_size": 4},
         "eval": {"samples": 2, "max_new_tokens": 8, "batch_size": 16},
         "benchmarks": [
-            {"name": "math", "file": "tiny/data/math_test.jsonl", "kind": "math", "answer_field": "reference",
-             "instruction": ""},
+            {"name": "math", "file": test, "kind": "math", "answer_field": "reference", "instruction": ""},
             {"name": "retention", "file": "tiny/data/retention_test.jsonl", "kind": "exact", "answer_field": "reference",
              "role": "retention"},
-            {"name": "dev", "file": "tiny/data/math_dev.jsonl", "kind": "math", "answer_field": "reference", "role": "dev"}],
-        "gamma_sweep": [1.0, 2.0], "scale_sweep": [0.5, 1.0], "frontier": [0.5, 1.0],
+            {"name": "dev", "file": "tiny/data/math_dev.jsonl", "kind": "math", "answer_field": "reference", "role": "dev"},
+            {"name": "retention-dev", "file": "tiny/data/retention_dev.jsonl", "kind": "exact",
+             "answer_field": "reference", "role": "dev-retention"}],
+        "select": {"scales": [0.5, 1.0], "gamma": [1.0, 2.0], "rho_ratio": [0.6], "filter_keep": [0.5]},
     }
+
+
+def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys):
+    out, _ = mini_pair
+    config = mini_config(out, ["base", "instruct", "instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho",
+                               "filter"])
     yaml_path = out.parent / "mini.yaml"  # benchmark files are given relative to the YAML
     yaml_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 0
     printed = capsys.readouterr().out
-    assert "Against the untouched instruct model" in printed
-    assert "Largest task gain at the headline λ" in printed or "No method gains on the task at the headline λ" in printed
-    for method in ("instruct-sft", "shadow-ft", "gift"):  # greedy, the sampled Avg@k, retention
-        assert any(line.split()[:1] == [method] and "task avg@2" in line and "retention" in line
+    assert "change against the untouched instruct model in points with paired 95% intervals" in printed
+    assert "Recommendation (chosen on dev, dev retention ≥ " in printed
+    for method in ("instruct-sft", "shadow-ft", "gift", "filter", "gift-published"):  # greedy, Avg@k, retention
+        assert any(line.split()[:1] == [method] and "math avg@2" in line and "retention" in line
                    for line in printed.splitlines())
     assert "== gift" in printed and "95% CI" not in printed  # per-model tables stay in files
     results = json.loads((run_dir / "results.json").read_text())
-    assert set(results["methods"]) == set(config["methods"])
-    assert set(results["signal"]) == {"instruct-sft", "shadow-ft", "gift", "dft", "rho"}  # instruct-annotated ones
-    for method in config["methods"]:
+    assert set(results["methods"]) == set(config["methods"]) | {"gift-published"}
+    # instruct-annotated methods whose chosen knob was trained (a method that keeps λ 0 may have none)
+    assert "gift-published" in results["signal"] and not set(results["signal"]) & {"gift-baset", "base"}
+    for method in results["methods"]:
         assert set(results["methods"][method]) == {"math", "retention"}
-    tuned = results["tuned"]
-    assert set(tuned["gamma_sweep"]) == {"1.0", "2.0"} and set(tuned["scale_sweep"]) == {"0.5", "1.0"}
-    assert tuned["gamma"] in (1.0, 2.0) and tuned["scale"] in (0.5, 1.0)
-    assert (run_dir / "adapters" / "gift-g2-s0").is_dir()  # the γ = 2 candidate was trained
-    transfer = {"instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho"}
-    assert set(results["frontier"]) == transfer and all(set(v) == {"0.5", "1"} for v in results["frontier"].values())
-    assert results["frontier"]["shadow-ft"]["1"] == results["methods"]["shadow-ft"]  # λ = 1 is the main table's
-    assert all(f"Frontier over λ, best task gain with retention ≥ instruct − {f}:" in printed for f in (2, 10))
-    assert "## Trade-off frontier over λ" in (run_dir / "report.md").read_text()
+    selection = results["selection"]
+    transfer = {"instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho", "filter"}
+    assert set(selection["methods"]) == transfer
+    gift = selection["methods"]["gift"]
+    assert [(p.get("gamma"), p["scale"]) for p in gift["points"]] == [(None, 0.0), (1.0, 0.5), (1.0, 1.0), (2.0, 0.5),
+                                                                       (2.0, 1.0)]
+    assert gift["chosen"]["scale"] in (0.0, 0.5, 1.0) and selection["floor"] == pytest.approx(
+        selection["instruct"]["retention"] - 0.02)
+    assert (run_dir / "adapters" / "gift-g2-s0").is_dir() and (run_dir / "adapters" / "filter-k0.5-s0").is_dir()
+    filtered = json.loads((run_dir / "adapters" / "filter-k0.5-s0" / "gift_train.json").read_text())
+    assert filtered["rows"] == 12 and filtered["filter_threshold"] < 0  # half of the 24 rows, by mean log q
+    rec = results["recommendation"]
+    assert rec["method"] in transfer | {"instruct"} and set(rec) >= {"method", "gamma", "scale"}
+    assert results["points"]["gift-published"] == {"gamma": 1.0, "scale": 1.0}
+    paired = results["paired"]["gift"]["instruct"]["math"]
+    assert set(paired) == {"accuracy", "avg@2"} and paired["accuracy"]["lo"] <= paired["accuracy"]["value"]
     report = (run_dir / "report.md").read_text()
+    for section in ("## Selection on dev", "## Paired differences on test", "## What the scores are made of"):
+        assert section in report
     for fig in ("accuracy.png", "scaling.png", "confidence_hist.png", "signal.png", "frontier.png"):
         assert (run_dir / fig).stat().st_size > 1000 and report.count(f"]({fig})") == 1  # each figure shown once
-    assert "| method |" in report and "![Accuracy per method](accuracy.png)" in report
     assert report.index("## Pair check") < report.index("| method |")  # the check opens the report
     assert json.loads((run_dir / "check" / "check.json").read_text())["data_figures"]["rows"] > 0
     cards = {p.parent.name: p.read_text() for p in (run_dir / "models").glob("gift-*/README.md")}
@@ -247,22 +262,39 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     assert (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
     assert (run_dir / "adapters" / "gift-s1").is_dir()
     grown = json.loads((run_dir / "results.json").read_text())
-    assert grown["seeds"] == [0, 1] and len(grown["methods"]["gift"]["math"]["accuracy"]["seeds"]) == 2
-    frontier_eval = json.loads((run_dir / "evals" / "shadow-ft-s0-x0.5-frontier" / "results.json").read_text())
-    assert frontier_eval["benchmarks"]["math"]["samples"] == 1  # the frontier reads greedy accuracy only
+    assert grown["seeds"] == [0, 1] and grown["selection"]["seeds"] == [0, 1]
+    dev_eval = json.loads((run_dir / "evals" / "shadow-ft-s0-x0.5-dev" / "results.json").read_text())
+    assert dev_eval["benchmarks"]["dev"]["samples"] == 1  # selection reads greedy dev accuracy only
     config["eval"]["samples"] = 3  # new eval settings: every evaluation redone, no adapter retrained
     config["train"]["gradient_checkpointing"] = True  # how a step is computed, not what: nothing retrained
     yaml_path.write_text(yaml.safe_dump(config))
     assert main(["run", str(yaml_path), "--out", str(run_dir), "--seeds", "0", "1"]) == 0
     assert (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
-    for name in ("shadow-ft-s1", "instruct-s0", "shadow-ft-s0"):
-        benchmarks = json.loads((run_dir / "evals" / name / "results.json").read_text())["benchmarks"]
-        assert benchmarks["math"]["samples"] == 3 and benchmarks["retention"]["samples"] == 1  # tasks are sampled
+    benchmarks = json.loads((run_dir / "evals" / "instruct-s0" / "results.json").read_text())["benchmarks"]
+    assert benchmarks["math"]["samples"] == 3 and benchmarks["retention"]["samples"] == 1  # tasks are sampled
     capsys.readouterr()
     config["train"]["max_steps"] = 3
     yaml_path.write_text(yaml.safe_dump(config))
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 2
     assert "was run with train.max_steps=2, now 3; seeds and methods can be added" in capsys.readouterr().err
+
+
+def test_selection_never_reads_test(mini_pair, tmp_path):
+    """Every test answer corrupted: the test figures change, the selection (every dev figure, every choice and the
+    recommendation) does not."""
+    out, _ = mini_pair
+    rows = [json.loads(line) for line in (out / "data" / "math_test.jsonl").read_text().splitlines()]
+    write_jsonl(out / "data" / "math_test_corrupt.jsonl", [{**r, "reference": str(int(r["reference"]) + 1)} for r in rows])
+    results = {}
+    for name, test in (("clean", "tiny/data/math_test.jsonl"), ("corrupt", "tiny/data/math_test_corrupt.jsonl")):
+        yaml_path = out.parent / f"{name}.yaml"
+        yaml_path.write_text(yaml.safe_dump(mini_config(out, ["instruct", "shadow-ft", "gift"], test)))
+        assert main(["run", str(yaml_path), "--out", str(tmp_path / name)]) == 0
+        results[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert results["clean"]["selection"] == results["corrupt"]["selection"]
+    graded = {n: [json.loads(line)["reference"] for line in (tmp_path / n / "evals" / "gift-s0" / "samples.jsonl")
+                  .read_text().splitlines() if json.loads(line)["benchmark"] == "math"] for n in ("clean", "corrupt")}
+    assert graded["corrupt"] == [str(int(r) + 1) for r in graded["clean"]]  # test itself was read corrupted
 
 
 def small_run(tmp_path, make_pair, arith_jsonl, **extra):
@@ -276,7 +308,8 @@ def small_run(tmp_path, make_pair, arith_jsonl, **extra):
     shutil.copy(arith_jsonl, data)
     write_jsonl(bench, [{"question": "What is 1 + 1?", "answer": "2"}])
     config = {"base": str(base), "instruct": str(instruct), "train_data": str(data), "out": str(tmp_path / "run"),
-              "benchmarks": [{"name": "dev", "file": str(bench), "kind": "math", "role": "dev"}], **extra}
+              "benchmarks": [{"name": "dev", "file": str(bench), "kind": "math", "role": "dev"},
+                             {"name": "kept", "file": str(bench), "kind": "math", "role": "dev-retention"}], **extra}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     return lambda: Experiment(load_run_config(tmp_path / "run.yaml"))
 
@@ -322,11 +355,17 @@ def test_run_config_blocks_are_read_not_dropped(tmp_path, make_pair, arith_jsonl
 
 def test_a_dev_benchmark_without_accuracy_is_scored_by_its_headline_metric(tmp_path, make_pair, arith_jsonl,
                                                                            monkeypatch):
-    """IFEval as dev has prompt_level_strict_acc, no accuracy: γ/λ are chosen by it (a KeyError before)."""
+    """IFEval as dev has prompt_level_strict_acc, no accuracy: λ is chosen by it (a KeyError before)."""
     from gift.experiment import Experiment
 
-    experiment = small_run(tmp_path, make_pair, arith_jsonl, methods=["instruct", "gift"], scale_sweep=[0.5, 1.0, 1.5])()
-    followed = {0.5: 0.2, 1.0: 0.3, 1.5: 0.6}
-    monkeypatch.setattr(Experiment, "evaluation", lambda self, method, seed, benches, gamma, scale, tag, greedy: {
-        "ifeval": {"metrics": {"prompt_level_strict_acc": {"value": followed[scale]}}}})
-    assert experiment.tune_gift()["scale"] == 1.5
+    bench = [{"name": "ifeval", "builtin": "ifeval", "role": "dev"}, {"name": "kept", "builtin": "ifeval",
+                                                                      "role": "dev-retention"}]
+    experiment = small_run(tmp_path, make_pair, arith_jsonl, methods=["instruct", "shadow-ft"],
+                           select={"scales": [0.5, 1.0, 1.5]})()
+    experiment.cfg.benchmarks = bench
+    followed = {0.0: 0.1, 0.5: 0.2, 1.0: 0.3, 1.5: 0.6}
+    monkeypatch.setattr("gift.experiment.load_benchmarks", lambda cfg, roles: [])
+    monkeypatch.setattr(Experiment, "evaluation", lambda self, method, seed, benches, knob, scale, tag, greedy: {
+        "ifeval": {"metrics": {"prompt_level_strict_acc": {"value": followed[0.0 if method == "instruct" else scale]}}},
+        "kept": {"metrics": {"prompt_level_strict_acc": {"value": 0.5}}}})
+    assert experiment.select()["methods"]["shadow-ft"]["chosen"] == {"scale": 1.5}

@@ -78,7 +78,7 @@ def test_identical_seeds_give_one_seeds_interval():
     from gift.metrics import bootstrap_ci, seed_problem_ci
 
     one = (np.random.default_rng(0).random(300) < 0.4).astype(float)
-    assert seed_problem_ci([one] * 5) == bootstrap_ci(one)  # nested resampling gave width 0.051 against 0.110
+    assert seed_problem_ci([one] * 5) == pytest.approx(bootstrap_ci(one), abs=0.01)  # nested resampling: 0.051 vs 0.110
 
 
 def test_seed_problem_interval_covers_the_population_mean():
@@ -90,7 +90,7 @@ def test_seed_problem_interval_covers_the_population_mean():
     for t in range(trials):
         logits = rng.normal(0, 1.5, 200)[None, :] + rng.normal(0, 0.3, 5)[:, None]  # (seeds, problems)
         scores = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits))).astype(float)
-        lo, hi = seed_problem_ci(list(scores), seed=t)
+        lo, hi = seed_problem_ci(list(scores))
         hits += lo <= 0.5 <= hi
     assert hits / trials >= 0.93
 
@@ -104,3 +104,52 @@ def test_problem_bootstrap_matches_scipy():
     ref = bootstrap((values,), np.mean, method="percentile", n_resamples=20000, random_state=0).confidence_interval
     for ours in (bootstrap_ci(values), seed_problem_ci([values])):
         assert ours == pytest.approx((ref.low, ref.high), abs=0.006)
+
+
+def simulated_coverage(n_seeds: int, spread: float, trials: int, problems: int = 200) -> float:
+    """How often the paired interval of two methods covers their population difference, when seeds shift each
+    method's logits by N(0, spread) (the seed spread measured here: 1.0-1.5 logits) and problems share a difficulty."""
+    from gift.metrics import paired_difference
+
+    rng = np.random.default_rng(1)
+    b, u, v = rng.normal(0, 1.5, 400_000), rng.normal(0, spread, 400_000), rng.normal(0, spread, 400_000)
+    truth = np.mean(1 / (1 + np.exp(-(b + u))) - 1 / (1 + np.exp(-(b + 0.4 + v))))
+    hits = 0
+    for t in range(trials):
+        difficulty = rng.normal(0, 1.5, problems)[None, :]
+        a = difficulty + rng.normal(0, spread, n_seeds)[:, None]
+        c = difficulty + 0.4 + rng.normal(0, spread, n_seeds)[:, None]
+        sa, sc = ((rng.random(x.shape) < 1 / (1 + np.exp(-x))).astype(float) for x in (a, c))
+        d = paired_difference(list(sa), list(sc))
+        hits += d["lo"] <= truth <= d["hi"]
+    return hits / trials
+
+
+@pytest.mark.parametrize("n_seeds", [3, 5])
+def test_paired_interval_covers_under_a_large_seed_spread(n_seeds):
+    """Nominal 95%: measured 95-98% at 3, 5 and 10 seeds with 300 trials each (the percentile crossed bootstrap this
+    replaced: 72-74% at 3 seeds and 82-85% at 5)."""
+    assert simulated_coverage(n_seeds, 1.25, trials=150) >= 0.93
+
+
+@pytest.mark.parametrize("n_seeds", [1, 10])
+def test_paired_difference_cancels_the_shared_difficulty(n_seeds):
+    """Two models that mostly agree (two merges of one instruct model: the same draw decides a problem for both):
+    the difference's interval is narrower than one side's own. (At 3 seeds it need not be: the seed part is then
+    estimated from 2 degrees of freedom, as it should be.)"""
+    from gift.metrics import paired_difference, seed_problem_ci
+
+    rng = np.random.default_rng(0)
+    difficulty = rng.normal(0, 2, 300)
+    draws = [rng.random(300) for _ in range(n_seeds)]
+    a = [(u < 1 / (1 + np.exp(-(difficulty + 0.3)))).astype(float) for u in draws]
+    b = [(u < 1 / (1 + np.exp(-difficulty))).astype(float) for u in draws]
+    d = paired_difference(a, b)
+    assert d["value"] == pytest.approx(np.mean(a) - np.mean(b))
+    lo_a, hi_a = seed_problem_ci(a)
+    assert d["hi"] - d["lo"] < hi_a - lo_a
+    assert d["mdd"] > (d["hi"] - d["lo"]) / 2  # 80% power needs more than the half-width
+    one = paired_difference(a, [b[0]])  # one evaluation of the other side, set against every seed
+    assert one["value"] == pytest.approx(np.mean(a) - np.mean(b[0]))
+    with pytest.raises(ValueError, match="same problems"):
+        paired_difference(a, [b[0][:10]])

@@ -27,3 +27,16 @@ def test_rho_keeps_the_tokens_with_most_excess_loss():
     # excess = -log p_model + log q: [-0.12, 1.61, -13.1, -1.50] -> the two largest are positions 0 and 1
     torch.testing.assert_close(token_weights("rho", Q, EOT, LOGP, p), torch.tensor([1.0, 1.0, 0.0, 0.0]))
     assert normaliser("rho", Q, EOT, p).item() == 2
+
+
+def test_teacher_filter_keeps_the_rows_the_teacher_finds_likeliest():
+    from gift.weighting import teacher_filter
+
+    conf = [[0.9, 0.9, 0.5], [0.1, 0.2, 0.3], [0.0, 0.8, 0.8], [0.7, 0.6, 0.2]]
+    labelled = [[False, True, True], [True, True, True], [False, True, True], [True, True, False]]
+    # mean log max(q, 1e-4) over labelled tokens: row 0 (0.9, 0.5) -0.40, row 1 -1.67, row 2 (0.8, 0.8) -0.22,
+    # row 3 (0.7, 0.6) -0.43: the prompt's q (row 2's 0.0) never counts
+    kept, threshold = teacher_filter(conf, labelled, keep=0.5, floor=1e-4)
+    assert kept == [0, 2] and threshold == pytest.approx((torch.tensor([0.9, 0.5]).log().mean()).item())
+    assert teacher_filter(conf, labelled, keep=0.6, floor=1e-4)[0] == [0, 2, 3]  # ceil(0.6 · 4) = 3 rows
+    assert teacher_filter(conf, labelled, keep=1.0, floor=1e-4)[0] == [0, 1, 2, 3]

@@ -288,7 +288,7 @@ def plain_layout(model_dir: Path, pair: Path) -> dict[str, Any]:
     for task in ("retention", "math"):
         rows = [json.loads(line) for line in (pair / "data" / f"{task}_test.jsonl").read_text().splitlines()]
         prompts = [world.plain({"prompt": r["question"], "completion": ""}) for r in rows]
-        answers = [o[0].split("\n")[0] for o in generate_hf(model, tok, prompts, 1, 0.0, 1.0, 48, 100, 0, task)]
+        answers = [o[0].split("\n")[0] for o in generate_hf(model, tok, prompts, 1, 0.0, 1.0, 48, 100, 0, task)[0]]
         if task == "math":
             out["math"] = round(sum(grade_answer(a, r["reference"]) for a, r in zip(answers, rows)) / len(rows), 4)
         else:

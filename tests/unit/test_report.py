@@ -1,0 +1,73 @@
+"""The verdict and report tables of a run with a `select:` block: each method at its dev-chosen point with paired
+intervals, the recommendation, and the dev frontier drawn at each method's chosen knob."""
+from __future__ import annotations
+
+import pytest
+
+from gift.errors import GiftError
+from gift.experiment import RunConfig
+from gift.report import dev_frontier, selection_table, settings_text, verdict
+
+
+def entry(value: float) -> dict:
+    return {"accuracy": {"value": value, "ci": [value - 0.05, value + 0.05], "seeds": [value]}}
+
+
+def diff(value: float, half: float) -> dict:
+    return {"accuracy": {"value": value, "lo": value - half, "hi": value + half, "se": half / 2, "df": 9, "mdd": half}}
+
+
+def summary(recommended: str) -> dict:
+    res = lambda task, kept: {"math": entry(task), "ret": entry(kept)}  # noqa: E731
+    point = {"task": 0.5, "retention": 0.9}
+    selection = {"floor": 0.88, "seeds": [0, 1, 2], "instruct": {"task": 0.40, "retention": 0.90},
+                 "methods": {"shadow-ft": {"chosen": {"scale": 0.25}, "dev": point,
+                                           "points": [{"scale": 0.0, **point}, {"scale": 0.25, **point},
+                                                      {"scale": 1.0, "task": 0.6, "retention": 0.5}]},
+                             "gift": {"chosen": {"gamma": 0.5, "scale": 1.0}, "dev": point,
+                                      "points": [{"scale": 0.0, **point}, {"gamma": 0.5, "scale": 1.0, **point},
+                                                 {"gamma": 1.0, "scale": 1.0, **point}]}},
+                 "recommendation": {"method": recommended, "scale": 0.25}}
+    return {"roles": {"math": "task", "ret": "retention"}, "selection": selection,
+            "methods": {"instruct": res(0.40, 0.90), "shadow-ft": res(0.50, 0.88), "gift": res(0.45, 0.9)},
+            "points": {"shadow-ft": {"scale": 0.25}, "gift": {"gamma": 0.5, "scale": 1.0}},
+            "paired": {"shadow-ft": {"instruct": {"math": diff(0.10, 0.04), "ret": diff(-0.02, 0.01)}},
+                       "gift": {"instruct": {"math": diff(0.05, 0.06), "ret": diff(0.0, 0.01)}}},
+            "recommendation": selection["recommendation"]}
+
+
+def test_verdict_names_each_point_its_paired_interval_and_what_to_ship():
+    lines = verdict(summary("shadow-ft")).splitlines()
+    assert "  shadow-ft       (λ 0.25)  math +10.0 [+6.0, +14.0]; ret -2.0 [-3.0, -1.0]" in lines
+    assert "  gift            (γ 0.5, λ 1)  math +5.0 [-1.0, +11.0]; ret +0.0 [-1.0, +1.0]" in lines
+    assert lines[-1] == ("Recommendation (chosen on dev, dev retention ≥ 88.0% (instruct 90.0%)): shadow-ft at λ 0.25; "
+                         "on test it beats the instruct model on the task (+10.0 [+6.0, +14.0] points, paired 95%).")
+    gift = verdict(summary("gift")).splitlines()[-1]
+    assert "gift at γ 0.5, λ 1; on test it does not beat the instruct model" in gift and "reaches 0" in gift
+    assert "keep the instruct model" in verdict(summary("instruct")).splitlines()[-1]
+
+
+def test_selection_table_and_dev_frontier_follow_the_chosen_knob():
+    table = selection_table(summary("shadow-ft")["selection"])
+    assert "| shadow-ft | λ 0.25 | 50.0 | 90.0 | λ 0.25: 50.0 / 90.0; λ 1: 60.0 / 50.0 |" in table
+    assert "Recommended on dev: **shadow-ft** at λ 0.25." in table
+    lines = dev_frontier(summary("shadow-ft")["selection"])
+    assert lines["gift"] == [(0.0, 0.5, 0.9), (1.0, 0.5, 0.9)]  # γ 0.5's line only
+    assert settings_text(None) == "none keeps the floor" and settings_text({"scale": 0.0}) == "λ 0 (keep instruct)"
+
+
+def test_select_needs_both_dev_roles_and_instruct():
+    task = {"name": "math", "file": "m.jsonl", "kind": "math", "role": "task"}
+    dev = {"name": "d", "file": "d.jsonl", "role": "dev"}
+    kept = {"name": "k", "file": "k.jsonl", "role": "dev-retention"}
+    with pytest.raises(GiftError, match="select: needs dev benchmarks of both roles"):
+        RunConfig(base="b", instruct="i", train_data="d", benchmarks=[task, dev], select={"scales": [0.5]})
+    with pytest.raises(GiftError, match="methods must include instruct"):
+        RunConfig(base="b", instruct="i", train_data="d", benchmarks=[task, dev, kept], methods=["gift"],
+                  select={"scales": [0.5]})
+    with pytest.raises(GiftError, match="select.gamma: needs a non-empty list"):
+        RunConfig(base="b", instruct="i", train_data="d", benchmarks=[task, dev, kept], select={"gamma": []})
+    with pytest.raises(GiftError, match="role 'test'"):
+        RunConfig(base="b", instruct="i", train_data="d", benchmarks=[{**task, "role": "test"}])
+    cfg = RunConfig(base="b", instruct="i", train_data="d", benchmarks=[task, dev, kept], select={"scales": [0.5]})
+    assert cfg.selection().scales == [0.0, 0.5]  # λ 0, the instruct model, is always a candidate
