@@ -2,8 +2,8 @@
 
     python bench/cpu_bf16.py [--fp32 runs/tiny5] [--seeds 0 1] [--out runs/tiny-bf16]
 
-Runs configs/tiny_5seeds.yaml's recipe for Instruct-SFT, Shadow-FT and GIFT (at the γ and λ the five-seed run chose
-on dev) with `train: dtype: bfloat16` (frozen weights in bf16; LoRA weights and AdamW state stay float32, as PEFT
+Runs configs/tiny_5seeds.yaml's recipe for Instruct-SFT, Shadow-FT and GIFT (at the γ the five-seed run chose on
+dev, λ 1) with `train: dtype: bfloat16` (frozen weights in bf16; LoRA weights and AdamW state stay float32, as PEFT
 keeps adapters on bf16 models); annotation, merge and evaluation as in float32. The float32 side is an existing
 five-seed run (--fp32) or, without one, is run here on the same seeds. Writes bench/results/cpu_bf16.json
 (per seed and method: final task/knowledge/retention, the float32 five-seed intervals, training tokens/s) and
@@ -40,9 +40,9 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float
 
 def overrides(fp32_results: dict[str, Any] | None, seeds: list[int], out: str, dtype: str) -> dict[str, Any]:
     cfg = load_run_config(CONFIG)
-    tuned = fp32_results["tuned"] if fp32_results else {"gamma": 1.0, "scale": 1.0}
-    return {"methods": METHODS, "seeds": seeds, "out": out, "gamma_sweep": [], "scale_sweep": [tuned["scale"]],
-            "train": {**cfg.train, "gamma": tuned["gamma"], "dtype": dtype, "gradient_checkpointing": False}}
+    gamma = fp32_results["points"]["gift"].get("gamma", 1.0) if fp32_results else 1.0
+    return {"methods": METHODS, "seeds": seeds, "out": out, "select": {},  # both dtypes at one fixed point, λ 1
+            "train": {**cfg.train, "gamma": gamma, "dtype": dtype, "gradient_checkpointing": False}}
 
 
 def curves(run_dir: Path, method: str, seed: int, gamma: float) -> list[dict[str, Any]]:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         fp32 = json.loads((fp32_dir / "results.json").read_text())
     run(CONFIG, overrides(fp32, args.seeds, args.out, "bfloat16"))
     bf16 = json.loads((Path(args.out) / "results.json").read_text())
-    gamma = fp32["tuned"]["gamma"]
+    gamma = fp32["points"]["gift"].get("gamma", 1.0)
     per_seed, speed, loss = {}, {}, {}
     for method in METHODS[1:]:
         for seed in args.seeds:

@@ -229,14 +229,14 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
     check = ["## Pair check (gift check-pair; check/check.md has every figure)", "", "| level | topic | finding |",
              "|---|---|---|", *(f"| {f['level']} | {f['topic']} | {f['message']} |" for f in found), ""] if found else []
     lines = ["# Experiment report", "", *check, f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, "
-             f"seeds {cfg.seeds}. Values are means over seeds with 95% intervals from a crossed bootstrap over seeds "
-             f"and problems (with one seed: over problems).", "", verdict_table(methods, roles), "",
+             f"seeds {cfg.seeds}. Values are means over seeds with 95% t intervals for the crossed seed × problem "
+             f"design (with one seed: over problems).", "", verdict_table(methods, roles), "",
              results_table(methods, roles), ""]
     if summary.get("selection"):
         lines += ["## Selection on dev (the same budget for every transfer method; test never read)", "",
                   selection_table(summary["selection"]), ""]
     if summary.get("paired"):
-        lines += ["## Paired differences on test (one crossed seed × problem bootstrap applied to both sides)", "",
+        lines += ["## Paired differences on test (per seed and problem, a t interval for the crossed design)", "",
                   paired_table(summary), ""]
     lines += ["## What the scores are made of (shares of answers, mean over seeds)", "", composition_table(per_seed), ""]
     if signal:

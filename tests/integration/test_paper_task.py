@@ -68,4 +68,5 @@ def test_demo_configs_are_valid_and_name_shipped_files(task, tmp_path):
     experiment = Experiment(load_run_config(DEMOS[task], {"out": str(tmp_path / task)}))
     experiment.check()
     assert (tmp_path / task / "run_config.yaml").is_file()
-    assert task != "paper" or (experiment.cfg.frontier and experiment.cfg.eval["samples"] == 16)
+    assert experiment.cfg.selection().scales[0] == 0.0  # every demo runs the fair protocol
+    assert task != "paper" or experiment.cfg.eval["samples"] == 16
