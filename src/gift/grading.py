@@ -121,9 +121,11 @@ def _letter_patterns(letters: str) -> tuple[list[re.Pattern], re.Pattern, re.Pat
     x = f"[{letters}]"
     explicit = [
         re.compile(rf"\\boxed\{{\s*(?:\\text\{{)?\s*\(?({x})\)?\s*\}}?\s*\}}"),  # \boxed{A}, \boxed{(A)}, \boxed{\text{A}}
-        # "Answer: A", "The correct answer is (B)", "the answer is: **C**", "Correct option: D." (the letter stands alone)
-        re.compile(rf"(?i:answer|option|choice)\s*(?i:is|:|=)?\s*(?i:option|choice)?\s*:?\s*\**\s*\(?({x})\)?"
+        # "Answer: A", "The correct answer is (B)", "the answer is: **C**", "Correct option: D." (the letter stands
+        # alone); a bare "option X" is no statement: explanations name the options they reject ("Option A is wrong")
+        re.compile(rf"(?i:answer|(?:correct|best|right) (?:option|choice))\s*(?i:is|:|=)?\s*:?\s*\**\s*\(?({x})\)?"
                    rf"(?![A-Za-z0-9])"),
+        re.compile(rf"(?i:pick|choose|select|go with)\s+(?i:option |choice )?\(?({x})\)?(?![A-Za-z0-9])"),  # "I'd pick B"
     ]
     # a line that opens with an option: "A. amnion", "B) 12", "C: …", "(D) …", "**B**", "**B.** …", or a lone "A"
     line = re.compile(rf"^[ \t>*-]*(?:\*\*\(?({x})\)?[.):]?\*\*|\(({x})\)|({x})[.):](?=\s|$)|({x})[ \t]*$)", re.MULTILINE)
@@ -148,7 +150,8 @@ def options_of(question: str) -> list[str]:
 def extract_choice(text: str, options: list[str] | None = None) -> str | None:
     """The option letter a completion picks, or None when it picks none.
 
-    In order: an explicit statement (the last \\boxed{X}, "answer is (X)", "Answer: X"); else the letters of lines
+    In order: an explicit statement (the last \\boxed{X}, else the last "answer is (X)", "Answer: X", "correct option:
+    X", else the last "I'd pick X"); else the letters of lines
     that open with an option ("A. amnion", "B) 12", "**B**", a lone "A") and of "(X)" anywhere, when they name one
     letter; else, given the options, the one option whose text the completion repeats.
     Several letters listed without a choice give None, never a guess. With `options`, only their letters count
@@ -161,7 +164,11 @@ def extract_choice(text: str, options: list[str] | None = None) -> str | None:
             return found[-1]
     named = {g for m in line.findall(text) for g in m if g} | set(paren.findall(text))
     if len(named) == 1:
-        return named.pop()
+        letter = named.pop()
+        texts = {_norm_text(o): letters[i] for i, o in enumerate(options or [])}
+        opened = re.findall(rf"^[ \t>*-]*\(?{letter}\)?[.):]\s+(.+)$", text, re.MULTILINE)
+        # "A: chorion" where chorion is B's text: the letter and its text disagree, so neither is read
+        return None if any(texts.get(_norm_text(rest), letter) != letter for rest in opened) else letter
     if named:
         return None
     if options:

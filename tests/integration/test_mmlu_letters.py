@@ -35,16 +35,18 @@ def readings():
 
 
 def test_gift_reads_a_letter_from_most_completions(readings):
-    """Before this rule gift read a letter from 26.0% of these completions (130 of 500) and graded 6.6% correct."""
+    """Before this rule gift read a letter from 26.0% of these completions (130 of 500) and graded 6.6% correct; it
+    read 84.4% (19.0% correct) until a letter whose text is another option's ("C. Calmodulin" where Calmodulin is B)
+    counted as that letter (55 completions; issue 29): such a completion now reads as none."""
     read = sum(g is not None for _, _, _, g, _ in readings)
-    assert len(readings) == 500 and read == 422  # 84.4%; the rest list several options or name none
-    assert sum(g == ref for _, _, ref, g, _ in readings) == 95  # 19.0% correct (Qwen2.5-Math's rule: 23.6%)
+    assert len(readings) == 500 and read == 367  # 73.4%; the rest list several options, name none, or disagree
+    assert sum(g == ref for _, _, ref, g, _ in readings) == 83  # 16.6% correct (Qwen2.5-Math's rule: 23.6%)
 
 
 def test_every_disagreement_with_the_qwen25_math_rule_is_judged(readings):
     judged = {j["id"]: j for j in json.loads((FIXTURES / "mmlu_letter_disagreements.json").read_text())}
     found = {i: (g, q) for i, _, _, g, q in readings if g != q}
-    assert found.keys() == judged.keys() and len(found) == 107  # 78.6% agreement
+    assert found.keys() == judged.keys() and len(found) == 162  # 67.6% agreement
     for i, (g, q) in found.items():
         assert (judged[i]["gift"], judged[i]["qwen"]) == (g, q)
     why = [j["why"] for j in judged.values()]

@@ -138,6 +138,11 @@ LETTER_TABLE = [
     ("A. amnion\nB. chorion\nC. allantois\nD. yolk sac", None), ("(A) amnion (B) chorion", None),
     ("A codon changes its meaning.", None), ("E. coli is a bacterium.", None), ("the answer is a matter of debate", None),
     ("I am not sure.", None), ("Both the amnion and the chorion surround it.", None),
+    # issue 29: the stated answer wins over the options an explanation rejects; a choice in words; a letter whose
+    # text is another option's
+    ("The answer is C. Option A is incorrect because it surrounds the yolk.", "C"),
+    ("Answer: D\n\nExplanation: option B would require more energy.", "D"), ("The best answer is (C), not option A.", "C"),
+    ("I would pick B because it is the only even one.", "B"), ("A: chorion", None),
 ]
 
 
