@@ -91,12 +91,14 @@ def tensors(source: str, trust_pickle: bool) -> dict[str, Weight]:
         for n, t in state.items():  # a tied lm_head is the embedding again: count it once, as safetensors store it
             if t.data_ptr() not in seen:
                 seen.add(t.data_ptr())
-                out[n] = Weight(tuple(t.shape), lambda a, b, t=t: t[a:b])
+                out[n] = Weight(tuple(t.shape), lambda a, b, t=t: t.reshape(-1)[a:b] if t.ndim == 0 else t[a:b])
         return out
 
     def read(shard: Path, name: str, a: int, b: int) -> torch.Tensor:
         with safe_open(shard, framework="pt") as f:
-            return f.get_slice(name)[a:b]
+            part = f.get_slice(name)
+            # a 0-d tensor (FP8 and KV-cache scales such as k_scale) cannot be sliced: read whole, as one row
+            return f.get_tensor(name).reshape(1) if not part.get_shape() else part[a:b]
 
     out = {}
     for shard in shards:

@@ -133,3 +133,19 @@ def test_one_gguf_checkpoint_as_both_roles_has_distance_zero():
     assert result["distance"]["all"]["relative"] == 0.0 and not levels(result, "WARNING")
     assert any("the same weights" in f["message"] for f in levels(result, "INFO"))
 
+
+
+def test_zero_dimensional_scales_are_read_not_sliced(make_pair, tmp_path):
+    """FP8 and KV-cache checkpoints store 0-d scales (`k_scale`): check-pair read them with a slice, a traceback."""
+    import torch
+
+    pair = []
+    for src in make_pair("llama", True):
+        dst = tmp_path / src.name
+        shutil.copytree(src, dst)
+        weights = load_file(dst / "model.safetensors")
+        weights["model.layers.0.self_attn.k_scale"] = torch.tensor(0.5 if src.name == "base" else 0.75)
+        save_file(weights, dst / "model.safetensors", metadata={"format": "pt"})
+        pair.append(dst)
+    result = check_pair(CheckConfig(base=str(pair[0]), instruct=str(pair[1])))
+    assert not levels(result, "ERROR") and result["distance"]["all"]["relative"] > 0
