@@ -272,6 +272,7 @@ def train(cfg: TrainConfig) -> Path:
     if accelerator.is_main_process:
         kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= start] if cfg.resume else []
         log_path.write_text("".join(ln + "\n" for ln in kept))
+        packed_steps = sum(bool(json.loads(ln)["packed"]) for ln in kept)  # the steps before a resume count too
 
     bar = tqdm(range(start, total), desc=f"train ({cfg.method})", unit="step", initial=start, total=total,
                disable=not accelerator.is_main_process)

@@ -97,9 +97,9 @@ def packed_vs_padded_logp(model: torch.nn.Module, rows: list[Encoded]) -> float:
 def real_rows(tokenizer, n: int = 4) -> list[Encoded]:
     """NuminaMath rows through the model's own chat template, cut to at most 200 tokens (lengths still differ)."""
     from gift.data import encode_all, load_examples, template_options
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import shared_file
 
-    examples = load_examples(SHARED_DATA / "numina_cot_2k.jsonl")[:n]
+    examples = load_examples(shared_file("numina_cot_2k.jsonl"))[:n]
     rows, _ = encode_all(tokenizer, examples, template_options(None, None, None), 200, True)
     assert len({len(r.input_ids) for r in rows}) > 1
     return rows

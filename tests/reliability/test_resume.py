@@ -55,6 +55,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(make_pair, arith_jsonl,
         assert ((resumed[k] - straight[k]).norm() / straight[k].norm().clamp_min(1e-12)).item() < 1e-5, k
     log_steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert log_steps == list(range(1, STEPS + 1))  # steps after the checkpoint were redone once, not duplicated
+    metas = [json.loads((d / "gift_train.json").read_text()) for d in (tmp_path / "straight", out)]
+    assert metas[0]["packed_steps"] == metas[1]["packed_steps"]  # counted over the whole run, not since the resume
     print(f"killed after {steps_before} logged steps; resumed from the checkpoint and matched the straight run")
 
 
