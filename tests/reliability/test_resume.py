@@ -24,7 +24,7 @@ STEPS, SAVE = 60, 10
 def train_argv(base, ann, out, *extra):
     return ["train", "--model", str(base), "--data", str(ann), "--out", str(out), "--rank", "8", "--alpha", "16",
             "--batch-size", "2", "--grad-accum", "2", "--max-steps", str(STEPS), "--save-steps", str(SAVE),
-            "--seed", "3", *extra]  # default LoRA dropout: the RNG state must be restored too
+            "--seed", "3", "--padding-free", "on", *extra]  # default LoRA dropout: the RNG state must be restored too
 
 
 @pytest.mark.slow
@@ -56,7 +56,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(make_pair, arith_jsonl,
     log_steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert log_steps == list(range(1, STEPS + 1))  # steps after the checkpoint were redone once, not duplicated
     metas = [json.loads((d / "gift_train.json").read_text()) for d in (tmp_path / "straight", out)]
-    assert metas[0]["packed_steps"] == metas[1]["packed_steps"]  # counted over the whole run, not since the resume
+    assert metas[0]["packed_steps"] == metas[1]["packed_steps"] == STEPS  # the whole run's, not since the resume
     print(f"killed after {steps_before} logged steps; resumed from the checkpoint and matched the straight run")
 
 
