@@ -37,6 +37,7 @@ from .model import (
     load_model,
     load_tokenizer,
     model_shape,
+    same_vocab,
     special_token_notes,
     special_tokens,
     vocab_fingerprint,
@@ -242,6 +243,10 @@ def data_figures(cfg: CheckConfig, instruct_tok: Any, opts: TemplateOptions) -> 
     path = Path(cfg.data)
     if path.is_dir():
         rows, conf, meta = read_annotations(path)
+        if not same_vocab(meta["vocab_fingerprint"], instruct_tok):  # gift train would refuse it: say so here
+            raise GiftError(f"--data {path}: annotated with a tokenizer ({meta['vocab_fingerprint']}) that differs "
+                            f"from instruct's; its token ids would mean other text. Re-annotate with instruct")
+        max_length = meta.get("max_length", cfg.max_length)  # what the annotation was cut by, not the flag's default
         eot = set(meta["eot_token_ids"])
         dropped, truncated, source_rows = sum(meta.get("rows_dropped", {}).values()), meta.get("rows_truncated", 0), \
             meta.get("rows_in_source", len(rows))
@@ -249,6 +254,7 @@ def data_figures(cfg: CheckConfig, instruct_tok: Any, opts: TemplateOptions) -> 
         check_template(instruct_tok, opts, cfg.instruct)
         examples = load_examples(path, cfg.prompt_field, cfg.response_field)
         rows, report = encode_all(instruct_tok, examples, opts, cfg.max_length, cfg.truncate)
+        max_length = cfg.max_length
         model = load_model(cfg.instruct, cfg.dtype, cfg.trust_pickle)
         conf = confidences(model, rows, instruct_tok.pad_token_id, cfg.batch_size)
         eot, dropped, truncated, source_rows = end_of_turn_ids(instruct_tok, opts), sum(report.dropped.values()), \
@@ -274,15 +280,16 @@ def data_figures(cfg: CheckConfig, instruct_tok: Any, opts: TemplateOptions) -> 
     findings = [Finding("INFO", "data", f"{len(rows)} rows, {len(q)} labelled tokens; teacher's mean q "
                                         f"{figures['mean_confidence']:.3f}; q < 0.5 on {share:.1%} of tokens, which get "
                                         f"{shares['1']:.1%} of GIFT's weight at γ = 1 (γ 0.5: {shares['0.5']:.1%}, "
-                                        f"γ 2: {shares['2']:.1%}); the paper: 79.7% of Shadow-FT's and 29.6% of GIFT's "
-                                        f"learning signal on such tokens")]
+                                        f"γ 2: {shares['2']:.1%}). The paper's 79.7% (Shadow-FT) and 29.6% (GIFT) are "
+                                        f"shares of the weighted loss, not of the weight: gift train logs those per "
+                                        f"step (low_conf_loss_share)")]
     if share > 0.5:
         findings.append(Finding("WARNING", "data", f"the teacher finds most of the data unlikely ({share:.0%} of tokens "
                                 f"at q < 0.5): GIFT then learns from few tokens (this project's pair at 65% carried "
                                 f"only style); expect Shadow-FT or Instruct-SFT to learn more of the task"))
     if dropped or truncated:
         findings.append(Finding("WARNING", "data", f"{dropped} rows dropped and {truncated} truncated by --max-length "
-                                                   f"{cfg.max_length}; raise it to train on whole rows"))
+                                                   f"{max_length}; raise it to train on whole rows"))
     if figures["rows_ending_on_end_of_turn"] < 1:
         findings.append(Finding("WARNING", "data", f"{1 - figures['rows_ending_on_end_of_turn']:.0%} of rows do not end "
                                                    f"on the end-of-turn token (truncated): the merged model may not "

@@ -32,6 +32,7 @@ from .model import (
     load_model,
     load_tokenizer,
     model_shape,
+    same_vocab,
     shape_mismatch,
     special_token_notes,
     special_tokens,
@@ -142,10 +143,10 @@ def check_compatible(cfg: MergeConfig, train_meta: dict[str, Any]) -> None:
             raise GiftError(f"{cfg.adapter} cannot merge into {cfg.instruct}: {problem}")
     if "vocab_fingerprint" in train_meta:
         tokenizer = load_tokenizer(cfg.instruct)
-        fp = vocab_fingerprint(tokenizer)
-        if fp != train_meta["vocab_fingerprint"]:
+        if not same_vocab(train_meta["vocab_fingerprint"], tokenizer):
             raise GiftError(f"{cfg.adapter} cannot merge into {cfg.instruct}: the tokenizers differ "
-                            f"({train_meta['vocab_fingerprint']} vs {fp}), so token ids would mean other text")
+                            f"({train_meta['vocab_fingerprint']} vs {vocab_fingerprint(tokenizer)}), so token ids "
+                            f"would mean other text")
         notes = special_token_notes(train_meta.get("special_tokens", {}), special_tokens(tokenizer), "trained model",
                                     "instruct")
         if train_meta.get("special_tokens") and notes:

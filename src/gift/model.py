@@ -121,11 +121,24 @@ def vocab_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps([vocab, added], ensure_ascii=False).encode()).hexdigest()[:16]
 
 
+def earlier_vocab_fingerprint(tokenizer: Any) -> str:
+    """The fingerprint gift wrote before special roles left it (the token -> id map and the special tokens' names):
+    annotations and adapters made then still carry it, and are the same vocabulary when it matches."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    specials = sorted(str(t) for t in tokenizer.all_special_tokens)
+    return hashlib.sha256(json.dumps([vocab, specials], ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def same_vocab(recorded: str, tokenizer: Any) -> bool:
+    """Whether a recorded fingerprint is this tokenizer's, by today's formula or the earlier one."""
+    return recorded in (vocab_fingerprint(tokenizer), earlier_vocab_fingerprint(tokenizer))
+
+
 def require_annotation_vocab(meta: dict[str, Any], tokenizer: Any, path: Any, whose: str) -> str:
     """The tokenizer's fingerprint, after refusing one whose token ids mean other text than the annotation's;
     a difference in special roles only (eos, pad) is printed as a note."""
     fp = vocab_fingerprint(tokenizer)
-    if meta["vocab_fingerprint"] != fp:
+    if not same_vocab(meta["vocab_fingerprint"], tokenizer):
         raise GiftError(f"{path}: annotated with a tokenizer ({meta['vocab_fingerprint']}) that differs from {whose} "
                         f"({fp}); its token ids would mean other text. Re-annotate, or train a model of the same tokenizer")
     notes = special_token_notes(meta.get("special_tokens", {}), special_tokens(tokenizer), "annotation's teacher", whose)

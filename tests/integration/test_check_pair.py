@@ -149,3 +149,23 @@ def test_zero_dimensional_scales_are_read_not_sliced(make_pair, tmp_path):
         pair.append(dst)
     result = check_pair(CheckConfig(base=str(pair[0]), instruct=str(pair[1])))
     assert not levels(result, "ERROR") and result["distance"]["all"]["relative"] > 0
+
+
+def test_an_annotation_is_read_with_its_own_max_length_and_its_tokenizer_checked(tmp_path):
+    """The dropped-rows warning names the --max-length the annotation was cut by (it named the flag's default); an
+    annotation of another tokenizer is refused here as gift train refuses it (it passed without a finding)."""
+    from gift.annotate import annotate
+    from gift.config import AnnotateConfig
+    from gift.errors import GiftError
+
+    rows = (TINY / "data" / "math_train.jsonl").read_text().splitlines()[:16]
+    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+    ann = annotate(AnnotateConfig(teacher=str(TINY / "instruct"), data=str(tmp_path / "train.jsonl"),
+                                  out=str(tmp_path / "ann"), max_length=77))
+    result = check_pair(CheckConfig(base=str(TINY / "base"), instruct=str(TINY / "instruct"), data=str(ann)))
+    warned = [f["message"] for f in levels(result, "WARNING") if "dropped" in f["message"]]
+    assert warned and "by --max-length 77;" in warned[0]
+    meta = json.loads((ann / "meta.json").read_text())
+    (ann / "meta.json").write_text(json.dumps({**meta, "vocab_fingerprint": "0123456789abcdef"}))
+    with pytest.raises(GiftError, match="annotated with a tokenizer .* differs from instruct's"):
+        check_pair(CheckConfig(base=str(TINY / "base"), instruct=str(TINY / "instruct"), data=str(ann)))

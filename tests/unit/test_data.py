@@ -157,3 +157,17 @@ def test_a_template_that_rewrites_earlier_turns_is_refused_for_multi_turn_rows(t
         encode(tokenizer, to_example({"messages": msgs}, "x:1", 1), TemplateOptions(chat_template=drops_history))
     single = to_example({"messages": msgs[:2]}, "x:1", 1)
     assert encode(tokenizer, single, TemplateOptions(chat_template=drops_history)).labels  # one turn: fine
+
+
+def test_work_made_under_the_earlier_fingerprint_is_still_recognised(tokenizer):
+    """meta.json and gift_train.json written before special roles left the fingerprint carry the earlier formula:
+    the same vocabulary, accepted; another fingerprint is still refused."""
+    from gift.errors import GiftError
+    from gift.model import earlier_vocab_fingerprint, require_annotation_vocab, same_vocab, vocab_fingerprint
+
+    earlier = earlier_vocab_fingerprint(tokenizer)
+    assert earlier != vocab_fingerprint(tokenizer) and same_vocab(earlier, tokenizer)
+    assert require_annotation_vocab({"vocab_fingerprint": earlier}, tokenizer, "ann", "base's") == \
+        vocab_fingerprint(tokenizer)
+    with pytest.raises(GiftError, match="would mean other text"):
+        require_annotation_vocab({"vocab_fingerprint": "0" * 16}, tokenizer, "ann", "base's")
