@@ -98,7 +98,8 @@ def distance_plot(layers: dict[int, dict[str, float]], path: str | Path) -> None
     plt.close(fig)
 
 
-def frontier_plot(points: dict[str, list[tuple[float, float, float]]], floors: list[float], path: str | Path) -> None:
+def frontier_plot(points: dict[str, list[tuple[float, float, float]]], floors: list[float], path: str | Path,
+                  title: str = "trade-off over the merge scale λ (markers labelled with λ)") -> None:
     """WiSE-FT's figure: x = task, y = retention (both in %), a line per method through its merge scales λ (each
     marker labelled), all starting at the untouched instruct model (λ = 0); dotted lines at the retention floors
     (`floors`, in points below instruct)."""
@@ -118,7 +119,7 @@ def frontier_plot(points: dict[str, list[tuple[float, float, float]]], floors: l
                     xytext=(2, 2), textcoords="offset points")
     ax.set_xlabel("task accuracy (%)")
     ax.set_ylabel("retention (%)")
-    ax.set_title("trade-off over the merge scale λ (markers labelled with λ)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()

@@ -217,7 +217,8 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
         figures.append(("Teacher confidences", "confidence_hist.png"))
     if summary.get("selection"):
         sel = summary["selection"]
-        frontier_plot(dev_frontier(sel), [100 * (sel["instruct"]["retention"] - sel["floor"])], out / "frontier.png")
+        frontier_plot(dev_frontier(sel), [100 * (sel["instruct"]["retention"] - sel["floor"])], out / "frontier.png",
+                      "dev candidates over λ at each method's chosen knob (the floor dotted)")
         figures.insert(0, ("Dev frontier over λ, each method at its chosen knob", "frontier.png"))
     signal = summary["signal"]
     if signal:
