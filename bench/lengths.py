@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, write  # noqa: E402
+from common import RESULTS, qwen05_config, smollm2, write  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "numina_cot_2k.jsonl"
 BEFORE = {"group_by_length": False, "padding_free": "off", "gradient_checkpointing": False, "dtype": "float32"}
@@ -157,7 +157,6 @@ def prepare(model: str, rows: int, tmp: Path, quick: bool) -> tuple[str, dict[st
 def model_paths(names: list[str], tmp: Path, quick: bool) -> dict[str, str]:
     """smollm2: SmolLM2-135M-Instruct (GGUF); qwen05: random weights of Qwen2.5-0.5B's shape (24 layers, 152,064
     tied rows) with the real Qwen2.5-Instruct tokenizer and ChatML template from ../shared/data/vocab."""
-    from run import qwen05_config, smollm2
     from transformers import AutoTokenizer
 
     from gift.tiny import model_config, random_model
@@ -195,8 +194,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             answer["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
         print(json.dumps(answer))
         return {}
-    from run import smollm2
-
     from gift.data import encode_all, load_examples, template_options
     from gift.model import load_tokenizer
 

