@@ -102,6 +102,8 @@ class GIFTTrainer(SFTTrainer):
                                                    packed)
         elif packed and not getattr(kwargs.get("data_collator"), "padding_free", False):
             raise GiftError("padding_free=True with a data_collator that pads; pass GIFTCollator(..., padding_free=True)")
+        # a collator that packs packs whatever the config says: the probe must run for it too
+        packed = packed or bool(getattr(kwargs.get("data_collator"), "padding_free", False))
         self.method, self.weights = method, WeightParams(gamma, floor, rho_ratio)
         # as gift train: not for rho (its selection is per micro-batch) nor for packed batches (no padding to save)
         self.group_by_length = group_by_length and method != "rho" and not packed

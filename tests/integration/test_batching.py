@@ -185,3 +185,22 @@ def test_auto_layout_packs_long_rows_and_pads_many_short_ones():
     assert step_layout(list(range(32)), short_rows, 32, "cheaper", True, width=832.0, varlen=True)[1]  # flash: free
     assert layout_cost([[0, 1]], [3, 1], packed=False, width=10, varlen=False) == 10 * 2 * 3 + 2 * 9
     assert layout_cost([[0, 1]], [3, 1], packed=True, width=10, varlen=False) == 10 * 4 + 16
+
+
+def test_gift_trainer_probes_a_packing_collator_whatever_the_config_says(tokenizer, uneven_jsonl, tmp_path):
+    """GIFTCollator(padding_free=True) packs even with SFTConfig.padding_free False: on OPT, whose attention mixes
+    packed rows, GIFTTrainer trained silently wrong; it now runs the probe and refuses."""
+    pytest.importorskip("trl")
+    from peft import LoraConfig, get_peft_model
+
+    from gift import GIFTCollator, load_annotations
+    from gift.trl import GIFTTrainer, SFTConfig
+
+    path = opt_model(tokenizer, tmp_path / "opt")
+    ann = do_annotate(path, uneven_jsonl, tmp_path / "ann")
+    data = load_annotations(ann, tokenizer)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(path), LoraConfig(r=4, target_modules="all-linear"))
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), use_cpu=True, report_to="none", bf16=False, padding_free=False)
+    collator = GIFTCollator(tokenizer.pad_token_id, json.loads(data.info.description)["eot_token_ids"], True)
+    with pytest.raises(GiftError, match="does not keep packed rows apart"):
+        GIFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, data_collator=collator)
