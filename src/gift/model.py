@@ -37,11 +37,34 @@ def source_kwargs(source: str) -> tuple[str, dict[str, Any]]:
     return source, {}
 
 
+def local_dir(source: str) -> Path | None:
+    """A model's local directory: the directory itself, or a hub id's snapshot in the Hugging Face cache (looked up,
+    never downloaded), so that a hub id is streamed shard by shard like a directory instead of loaded whole."""
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(source, local_files_only=True))
+    except (HFValidationError, LocalEntryNotFoundError, OSError):
+        return None
+
+
 def weight_files(source: str) -> list[Path] | None:
-    """The safetensors shards of a local model directory, or None where weights must be loaded (GGUF, pickles)."""
+    """The safetensors shards of a local model (a directory or a cached hub id), or None where weights must be loaded
+    (GGUF, pickles): the shards the index lists, else model.safetensors, else every *.safetensors file (a Mistral
+    repository's consolidated.safetensors beside its shards is another copy of the same weights, not a shard)."""
     path, kwargs = source_kwargs(source)
-    shards = sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() and not kwargs else []
-    return shards or None
+    folder = None if kwargs else local_dir(path)
+    if folder is None:
+        return None
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    return sorted(folder.glob("*.safetensors")) or None
 
 
 def check_weights_safe(source: str, trust_pickle: bool) -> None:

@@ -169,3 +169,28 @@ def test_an_annotation_is_read_with_its_own_max_length_and_its_tokenizer_checked
     (ann / "meta.json").write_text(json.dumps({**meta, "vocab_fingerprint": "0123456789abcdef"}))
     with pytest.raises(GiftError, match="annotated with a tokenizer .* differs from instruct's"):
         check_pair(CheckConfig(base=str(TINY / "base"), instruct=str(TINY / "instruct"), data=str(ann)))
+
+
+def test_shards_are_the_indexs_and_a_cached_hub_id_streams_like_a_directory(make_pair, tmp_path, monkeypatch):
+    """A Mistral repository ships consolidated.safetensors beside model.safetensors: it is no shard (it was read as
+    one: double counting, a false error, merge copying it unmerged). A hub id in the Hugging Face cache resolves to
+    its snapshot's files (it was loaded whole, both models at once, in float32)."""
+    import huggingface_hub.constants
+
+    from gift.model import weight_files
+
+    base, _ = make_pair("llama", True)
+    mistral = tmp_path / "mistral"
+    shutil.copytree(base, mistral)
+    shutil.copy(mistral / "model.safetensors", mistral / "consolidated.safetensors")
+    assert weight_files(str(mistral)) == [mistral / "model.safetensors"]
+    (mistral / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model.safetensors"}}))
+    assert weight_files(str(mistral)) == [mistral / "model.safetensors"]
+
+    snapshot = tmp_path / "hub" / "models--someone--tiny-base" / "snapshots" / "0123abcd"
+    shutil.copytree(base, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert weight_files("someone/tiny-base") == [snapshot / "model.safetensors"]
+    assert weight_files("someone/not-cached") is None  # left to from_pretrained, which says what is missing
