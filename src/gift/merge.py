@@ -211,8 +211,11 @@ def model_card(cfg: MergeConfig, train_meta: dict[str, Any], modules: int) -> st
             ("teacher of the annotation", train_meta.get("teacher")),
             ("training data sha256", train_meta.get("data_sha256")),
             ("steps", train_meta.get("steps")), ("modules merged", modules), ("gift", __version__)]
+    config = Path(cfg.adapter) / "adapter_config.json"
+    rslora = config.is_file() and json.loads(config.read_text()).get("use_rslora", False)  # merged with α/√r
     lines = ["---", f"base_model: {cfg.instruct}", "tags: [gift, lora, merge]", "---", "", "# Merged with gift", "",
-             "W' = W_instruct + λ·(α/r)·B·A, the adapter trained on the base model (GIFT: Ruan et al., ACL 2026).", "",
+             f"W' = W_instruct + λ·(α/{'√r' if rslora else 'r'})·B·A{' (rsLoRA)' if rslora else ''}, the adapter trained "
+             f"on the base model (GIFT: Ruan et al., ACL 2026).", "",
              "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows if v is not None), ""]
     if base and Path(base).exists():
         from .config import CheckConfig

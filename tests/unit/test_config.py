@@ -47,3 +47,16 @@ def test_config_paths_are_relative_to_the_yaml_and_help_shows_defaults(tmp_path,
     text = p.format_help()
     assert "(default: 0.0002)" in text and "(default: 64)" in text and "(default: ['all-linear'])" in text
     assert "relative to the file" in text and "(required)" in text
+
+
+def test_the_model_card_writes_the_scaling_the_merge_used(tmp_path):
+    """An rsLoRA adapter is merged with α/√r; the card said α/r for every adapter."""
+    import json
+
+    from gift.config import MergeConfig
+    from gift.merge import model_card
+
+    for rslora, formula in ((False, "λ·(α/r)·B·A, the adapter"), (True, "λ·(α/√r)·B·A (rsLoRA), the adapter")):
+        (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "use_rslora": rslora}))
+        card = model_card(MergeConfig(instruct="i", adapter=str(tmp_path), out="o"), {}, 4)
+        assert formula in card
