@@ -62,6 +62,12 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], None], str]] = {
 }
 
 
+GUIDES = {name: f"Guide: docs/{page}.md in gift's repository (every flag explained, with the figures behind defaults)."
+          for name, page in (("check-pair", "check-pair"), ("annotate", "annotate"), ("train", "train"),
+                             ("merge", "merge"), ("eval", "evaluate"), ("score", "evaluate"), ("run", "experiments"),
+                             ("demo", "experiments"))}
+
+
 def _add_run_arguments(p: argparse.ArgumentParser, with_config: bool) -> None:
     if with_config:
         p.add_argument("config", help="experiment YAML (see configs/)")
@@ -88,13 +94,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (cls, _, help_text) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text, description=help_text), cls)
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text, epilog=GUIDES[name]), cls)
     run_help = "run an experiment: methods x seeds, evaluation, report"
-    _add_run_arguments(sub.add_parser("run", help=run_help, description=run_help + ". Every finished stage in --out "
+    _add_run_arguments(sub.add_parser("run", help=run_help, epilog=GUIDES["run"],
+                                      description=run_help + ". Every finished stage in --out "
                                       "is reused: more seeds or methods grow an experiment; changed shared settings "
                                       "are refused."), True)
     demo_help = "gift run on the bundled tiny pair (one seed, minutes on a laptop CPU)"
-    demo = sub.add_parser("demo", help=demo_help, description=demo_help + ". --task paper (the default): "
+    demo = sub.add_parser("demo", help=demo_help, epilog=GUIDES["demo"], description=demo_help + ". --task paper (the default): "
                           "Instruct-SFT, Shadow-FT, the teacher filter and GIFT trained on the paper-regime task at the "
                           "paper's budget, each method's knob and merge scale λ chosen on dev under a retention floor, "
                           "test read once at each chosen point (greedy and the paper's Avg@16) beside GIFT as "

@@ -60,3 +60,14 @@ def test_the_model_card_writes_the_scaling_the_merge_used(tmp_path):
         (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "use_rslora": rslora}))
         card = model_card(MergeConfig(instruct="i", adapter=str(tmp_path), out="o"), {}, 4)
         assert formula in card
+
+
+def test_every_command_names_a_guide_that_exists():
+    from pathlib import Path
+
+    from gift.cli import COMMANDS, GUIDES
+
+    docs = Path(__file__).parents[2] / "docs"
+    assert set(GUIDES) == set(COMMANDS) | {"run", "demo"}
+    for text in GUIDES.values():
+        assert (docs / text.split("docs/")[1].split(" ")[0]).is_file(), text
