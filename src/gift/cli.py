@@ -101,7 +101,8 @@ def parser() -> argparse.ArgumentParser:
                                       "is reused: more seeds or methods grow an experiment; changed shared settings "
                                       "are refused."), True)
     demo_help = "gift run on the bundled tiny pair (one seed, minutes on a laptop CPU)"
-    demo = sub.add_parser("demo", help=demo_help, epilog=GUIDES["demo"], description=demo_help + ". --task paper (the default): "
+    demo = sub.add_parser("demo", help=demo_help, epilog=GUIDES["demo"],
+                          description=demo_help + ". --task paper (the default): "
                           "Instruct-SFT, Shadow-FT, the teacher filter and GIFT trained on the paper-regime task at the "
                           "paper's budget, each method's knob and merge scale λ chosen on dev under a retention floor, "
                           "test read once at each chosen point (greedy and the paper's Avg@16) beside GIFT as "

@@ -385,8 +385,8 @@ def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[
 
 def paired(per_seed: dict[str, dict[int, dict]], recommended: str | None) -> dict[str, dict[str, dict]]:
     """method -> "instruct" / "recommended" -> benchmark -> metric -> paired difference (gift.metrics): the
-    headline metric of every benchmark and the sampled Avg@k at the largest k, seeds paired by position, the instruct model's one
-    evaluation set against every seed."""
+    headline metric of every benchmark and the sampled Avg@k at the largest k, seeds paired by position, the instruct
+    model's one evaluation set against every seed."""
     out: dict[str, dict[str, dict]] = {}
     for other, ref in (("instruct", "instruct"), ("recommended", recommended)):
         if ref not in per_seed or (other == "recommended" and ref == "instruct"):

@@ -66,9 +66,9 @@ def crossed_interval(x: np.ndarray, level: float = 0.95) -> dict[str, float]:
     together (each replicate one draw of each, the problem draw applied to every drawn seed) counts the seed ×
     problem noise twice and gives (S-1)/S of the seed variance with normal tails, and its percentile interval covered
     72-74% at 3 seeds and 82-85% at 5 where seeds shift a method by 1-1.5 logits (tests/unit/test_metrics.py has the
-    simulation); this interval covers 95-98% there (3, 5 and 10 seeds, spreads 0.1-1.5 logits). One seed (or copies of one) leaves the problem part alone, the
-    classic interval over problems. Returns value, lo, hi, se, df and `mdd`, the smallest true difference a
-    two-sided 5% test detects with 80% power."""
+    simulation); this interval covers 95-98% there (3, 5 and 10 seeds, spreads 0.1-1.5 logits). One seed (or copies
+    of one) leaves the problem part alone, the classic interval over problems. Returns value, lo, hi, se, df and
+    `mdd`, the smallest true difference a two-sided 5% test detects with 80% power."""
     from scipy.stats import t as student
 
     x = np.atleast_2d(np.asarray(x, dtype=float))

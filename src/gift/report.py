@@ -127,19 +127,19 @@ def composite(res: dict[str, dict], benches: list[str]) -> float:
 
 def selection_table(selection: dict[str, Any]) -> str:
     """Markdown: per method, its dev-chosen point and the dev figures that chose it, and every candidate."""
-    lines = [f"Floor: dev retention ≥ {100 * selection['floor']:.1f}% (instruct {100 * selection['instruct']['retention']:.1f}%"
-             f", dev task {100 * selection['instruct']['task']:.1f}%); dev figures are means over seeds "
-             f"{selection['seeds']}.", "", "| method | chosen | dev task | dev retention | candidates (task / retention %) |",
-             "|---|---|---|---|---|"]
+    start = selection["instruct"]
+    lines = [f"Floor: dev retention ≥ {100 * selection['floor']:.1f}% (instruct {100 * start['retention']:.1f}%, dev task "
+             f"{100 * start['task']:.1f}%); dev figures are means over seeds {selection['seeds']}.", "",
+             "| method | chosen | dev task | dev retention | candidates (task / retention %) |", "|---|---|---|---|---|"]
     for m, sel in selection["methods"].items():
         cands = "; ".join(f"{settings_text({k: v for k, v in p.items() if k not in ('task', 'retention')})}: "
                           f"{100 * p['task']:.1f} / {100 * p['retention']:.1f}" for p in sel["points"][1:])
         dev = sel["dev"]
-        lines.append(f"| {m} | {settings_text(sel['chosen'])} | " + (f"{100 * dev['task']:.1f} | {100 * dev['retention']:.1f}"
-                                                                      if dev else "– | –") + f" | {cands} |")
-    rec = selection["recommendation"]
-    lines += ["", f"Recommended on dev: **{rec['method']}**" + ("" if rec["method"] == "instruct" else
-                                                                 f" at {settings_text(selection['methods'][rec['method']]['chosen'])}") + "."]
+        figures = f"{100 * dev['task']:.1f} | {100 * dev['retention']:.1f}" if dev else "– | –"
+        lines.append(f"| {m} | {settings_text(sel['chosen'])} | {figures} | {cands} |")
+    rec = selection["recommendation"]["method"]
+    at = "" if rec == "instruct" else f" at {settings_text(selection['methods'][rec]['chosen'])}"
+    lines += ["", f"Recommended on dev: **{rec}**{at}."]
     return "\n".join(lines)
 
 
@@ -171,11 +171,9 @@ def composition_table(per_seed: dict[str, dict[int, dict]]) -> str:
         for b, res in first.items():
             for which in res.get("composition", {}):
                 rows = [s[b]["composition"][which] for s in seeds.values()]
-
-                def cell(key: str) -> str:
-                    vals = [r.get(key) for r in rows]
-                    return "–" if any(v is None for v in vals) else f"{100 * statistics.mean(vals):.1f}%"
-                lines.append(f"| {m} | {b} | {which} | " + " | ".join(cell(k) for k, _ in COMPOSITION) + " |")
+                cells = [[r.get(key) for r in rows] for key, _ in COMPOSITION]
+                lines.append(f"| {m} | {b} | {which} | " + " | ".join(
+                    "–" if any(v is None for v in vals) else f"{100 * statistics.mean(vals):.1f}%" for vals in cells) + " |")
     return "\n".join(lines)
 
 

@@ -28,7 +28,16 @@ from .annotate import read_annotations
 from .atomic import check_out_dir, publish, staging_dir
 from .batching import step_layout, token_width
 from .config import TrainConfig, to_dict
-from .data import IGNORE, Encoded, check_template, encode_all, end_of_turn_ids, load_examples, template_options, weighted_batch
+from .data import (
+    IGNORE,
+    Encoded,
+    check_template,
+    encode_all,
+    end_of_turn_ids,
+    load_examples,
+    template_options,
+    weighted_batch,
+)
 from .errors import GiftError
 from .loss import GoldLogprobs, packing_refusal, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, require_annotation_vocab, special_tokens, vocab_fingerprint
@@ -335,7 +344,8 @@ def train(cfg: TrainConfig) -> Path:
     if accelerator.is_main_process:
         accelerator.unwrap_model(scorer).model.save_pretrained(stage)
         meta = {"gift_version": __version__, "config": to_dict(cfg), "steps": total, "global_batch": global_batch,
-                "processes": world, "rows": len(data.rows), "filter_threshold": data.filter_threshold, "padding_free": mode, "packed_steps": packed_steps,
+                "processes": world, "rows": len(data.rows), "filter_threshold": data.filter_threshold,
+                "padding_free": mode, "packed_steps": packed_steps,
                 "grouped_by_length": by_length,
                 "vocab_fingerprint": data.vocab_fingerprint,
                 "special_tokens": special_tokens(tokenizer), "data_sha256": data.data_sha256, "teacher": data.teacher,

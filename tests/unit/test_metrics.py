@@ -87,7 +87,7 @@ def test_seed_problem_interval_covers_the_population_mean():
     from gift.metrics import seed_problem_ci
 
     rng, hits, trials = np.random.default_rng(0), 0, 300
-    for t in range(trials):
+    for _ in range(trials):
         logits = rng.normal(0, 1.5, 200)[None, :] + rng.normal(0, 0.3, 5)[:, None]  # (seeds, problems)
         scores = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits))).astype(float)
         lo, hi = seed_problem_ci(list(scores))
@@ -115,7 +115,7 @@ def simulated_coverage(n_seeds: int, spread: float, trials: int, problems: int =
     b, u, v = rng.normal(0, 1.5, 400_000), rng.normal(0, spread, 400_000), rng.normal(0, spread, 400_000)
     truth = np.mean(1 / (1 + np.exp(-(b + u))) - 1 / (1 + np.exp(-(b + 0.4 + v))))
     hits = 0
-    for t in range(trials):
+    for _ in range(trials):
         difficulty = rng.normal(0, 1.5, problems)[None, :]
         a = difficulty + rng.normal(0, spread, n_seeds)[:, None]
         c = difficulty + 0.4 + rng.normal(0, spread, n_seeds)[:, None]
