@@ -47,8 +47,7 @@ def floors(run: Path, drops: tuple[float, ...] = (2, 5, 10)) -> str:
         for m, s in sel["methods"].items():
             pts = [Point({k: v for k, v in p.items() if k not in ("task", "retention")}, p["task"], p["retention"])
                    for p in s["points"]]
-            default = {**{k: 1.0 for k in ("gamma",) if "gamma" in pts[-1].settings}, "scale": 1.0}
-            chosen[m] = choose(pts, start.retention - drop / 100, default)
+            chosen[m] = choose(pts, start.retention - drop / 100, s["default"])
         cells = [f"{settings_text(c.settings)}: {100 * c.task:.1f} / {100 * c.retention:.1f}" for c in chosen.values()]
         lines.append(f"| {drop:g} points | " + " | ".join(cells) + f" | {recommend(chosen, start)} |")
     return "\n".join(lines)

@@ -37,7 +37,7 @@ from .model import (
     load_model,
     load_tokenizer,
     model_shape,
-    same_vocab,
+    require_annotation_vocab,
     special_token_notes,
     special_tokens,
     vocab_fingerprint,
@@ -243,9 +243,7 @@ def data_figures(cfg: CheckConfig, instruct_tok: Any, opts: TemplateOptions) -> 
     path = Path(cfg.data)
     if path.is_dir():
         rows, conf, meta = read_annotations(path)
-        if not same_vocab(meta["vocab_fingerprint"], instruct_tok):  # gift train would refuse it: say so here
-            raise GiftError(f"--data {path}: annotated with a tokenizer ({meta['vocab_fingerprint']}) that differs "
-                            f"from instruct's; its token ids would mean other text. Re-annotate with instruct")
+        require_annotation_vocab(meta, instruct_tok, f"--data {path}", "instruct's")  # as gift train refuses it
         max_length = meta.get("max_length", cfg.max_length)  # what the annotation was cut by, not the flag's default
         eot = set(meta["eot_token_ids"])
         dropped, truncated, source_rows = sum(meta.get("rows_dropped", {}).values()), meta.get("rows_truncated", 0), \

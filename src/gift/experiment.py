@@ -229,8 +229,8 @@ class Experiment:
         return path
 
     def model(self, method: str, seed: int, knob: float | None = None, scale: float = 1.0) -> str:
-        if METHODS[method] is None or scale == 0:  # λ = 0 merges nothing: the instruct model itself
-            return self.models["instruct" if scale == 0 else method]
+        if METHODS[method] is None:
+            return self.models[method]
         path = self.out / "models" / self.variant(method, seed, knob, scale)
         if not done(path):
             merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed, knob)), out=str(path),
@@ -282,7 +282,7 @@ class Experiment:
                     points.append(Point({**({name: knob} if name else {}), "scale": scale}, *figures(method, knob, scale)))
             default = {**({name: self.default_knob(method)} if name else {}), "scale": 1.0}
             chosen[method] = choose(points, floor, default)
-            out[method] = {"chosen": chosen[method].settings if chosen[method] else None,
+            out[method] = {"chosen": chosen[method].settings if chosen[method] else None, "default": default,
                            "dev": {"task": chosen[method].task, "retention": chosen[method].retention}
                            if chosen[method] else None,
                            "points": [{**p.settings, "task": p.task, "retention": p.retention} for p in points]}
@@ -368,8 +368,8 @@ def changed_setting(before: dict[str, Any], now: dict[str, Any], prefix: str = "
 
 
 def aggregate(per_seed: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, dict]]]:
-    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a 95% interval from the crossed
-    bootstrap over seeds and problems (`seed_problem_ci`)."""
+    """method -> benchmark -> metric -> {value, ci, seeds}: the mean over seeds with a 95% t interval for the crossed
+    seed × problem design (`seed_problem_ci`)."""
     out: dict[str, dict[str, dict[str, dict]]] = {}
     for method, seeds in per_seed.items():
         first = next(iter(seeds.values()))

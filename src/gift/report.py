@@ -178,15 +178,13 @@ def composition_table(per_seed: dict[str, dict[int, dict]]) -> str:
 
 
 def dev_frontier(selection: dict[str, Any]) -> dict[str, list[tuple[float, float, float]]]:
-    """method -> [(λ, dev task, dev retention)] at the method's chosen knob (its default where λ 0 was chosen)."""
+    """method -> [(λ, dev task, dev retention)] at the method's chosen knob (the first candidate's where λ 0 or
+    nothing was chosen)."""
     out = {}
     for m, sel in selection["methods"].items():
-        knob = {k: v for k, v in (sel["chosen"] or {}).items() if k != "scale"}
+        chosen = sel["chosen"] if sel["chosen"] and sel["chosen"]["scale"] > 0 else sel["points"][1]
+        knob = {k: v for k, v in chosen.items() if k not in ("task", "retention", "scale")}
         pts = [p for p in sel["points"] if p["scale"] == 0 or all(p.get(k) == v for k, v in knob.items())]
-        if not knob and len({tuple(sorted((k, v) for k, v in p.items() if k not in ("task", "retention", "scale")))
-                             for p in pts[1:]}) > 1:  # λ 0 chosen: draw the first knob value's line
-            first = {k: v for k, v in pts[1].items() if k not in ("task", "retention", "scale")}
-            pts = [p for p in pts if p["scale"] == 0 or all(p.get(k) == v for k, v in first.items())]
         out[m] = [(p["scale"], p["task"], p["retention"]) for p in sorted(pts, key=lambda p: p["scale"])]
     return out
 

@@ -73,9 +73,8 @@ def teacher_filter(conf: list[list[float]], labelled: list[list[bool]], keep: fl
     rows, so the count is exact)."""
     scores = torch.tensor([float(torch.tensor([q for q, y in zip(c, m) if y]).clamp_min(floor).log().mean())
                            for c, m in zip(conf, labelled)])
-    n = math.ceil(keep * len(scores))
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i].item(), i))[:n]
-    return sorted(order), float(scores[order[-1]]) if order else float("nan")
+    order = torch.sort(scores, descending=True, stable=True).indices[:math.ceil(keep * len(scores))]  # ties: data order
+    return sorted(order.tolist()), float(scores[order[-1]]) if len(order) else float("nan")
 
 
 def signal_stats(w: Tensor, logp: Tensor, q: Tensor) -> Tensor:
