@@ -81,7 +81,7 @@ def train_row(name: str, model: Any, b: int, t: int, rank: int, repeats: int) ->
         opt.zero_grad(set_to_none=True)
 
     def gift_step():  # the path gift train takes: fused weighted NLL with weights known before the forward pass
-        loss, _ = scorer(**inputs, labels=batch["labels"], coef=batch["q"], scale=1 / batch["q"].sum())
+        loss = scorer(**inputs, labels=batch["labels"], coef=batch["q"], scale=1 / batch["q"].sum()).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["__version__", "grade_answer", "pass_at_k", "GiftError", "load_annotations", "GIFTCollator"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .combine import COMBINES
 from .errors import GiftError
 from .weighting import METHODS
 
@@ -81,6 +83,9 @@ class TrainConfig(TemplateArgs, DataArgs, LoadArgs):
     gamma: float = arg(1.0, "GIFT weight exponent: w = max(q, floor)^gamma")
     floor: float = arg(1e-4, "lower bound on teacher confidence")
     rho_ratio: float = arg(0.6, "share of tokens kept by Rho-1")
+    eaft_alpha: float = arg(1.0, "EAFT exponent: w = (H_top-k / ln k)^alpha of the model's own next-token entropy")
+    eaft_topk: int = arg(20, "EAFT: the entropy is over the model's k likeliest next tokens, renormalised")
+    asft_alpha: float = arg(0.1, "ASFT weight on KL(p_ref || p_model), the reference being the model with its adapter off")
     filter_keep: float = arg(1.0, "train on this share of rows only: those the annotation's teacher finds likeliest by "
                                   "their mean log-confidence (the teacher-filter baseline with --method sft; 1 = all)")
     rank: int = arg(64, "LoRA rank r")
@@ -110,8 +115,10 @@ class TrainConfig(TemplateArgs, DataArgs, LoadArgs):
     gradient_checkpointing: bool = arg(True, "recompute activations in the backward pass (less memory, more time)")
 
     def __post_init__(self) -> None:
-        for name in ("gamma", "floor", "lr", "alpha", "epochs"):
-            _require_finite(name, getattr(self, name), positive=name != "gamma")
+        for name in ("gamma", "floor", "lr", "alpha", "epochs", "eaft_alpha", "asft_alpha"):
+            _require_finite(name, getattr(self, name), positive=name not in ("gamma", "eaft_alpha", "asft_alpha"))
+        if self.eaft_topk < 2 or self.asft_alpha < 0:
+            raise GiftError("--eaft-topk must be at least 2 (the entropy of one token is 0) and --asft-alpha ≥ 0")
         if min(self.rank, self.batch_size, self.grad_accum, self.save_steps, self.eval_steps) < 1:
             raise GiftError("--rank, --batch-size, --grad-accum, --save-steps and --eval-steps must be at least 1")
         if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1 or not 0 < self.rho_ratio <= 1 \
@@ -130,6 +137,8 @@ class SelectConfig:
     gamma: list[float] = arg([1.0], "GIFT exponents γ tried for gift and gift-baset")
     rho_ratio: list[float] = arg([0.6], "Rho-1's kept shares tried for rho")
     filter_keep: list[float] = arg([0.5], "shares of rows the teacher filter keeps, tried for filter")
+    eaft_alpha: list[float] = arg([1.0], "EAFT exponents tried for eaft")
+    asft_alpha: list[float] = arg([0.1], "ASFT KL weights tried for asft")
     retention_floor: float | None = arg(None, "least dev retention (mean of the dev-retention benchmarks, in [0, 1]) a "
                                               "candidate may keep (default: the instruct model's − retention_drop)")
     retention_drop: float = arg(2.0, "points below the instruct model's dev retention the default floor allows")
@@ -137,12 +146,12 @@ class SelectConfig:
 
     def __post_init__(self) -> None:
         grids = {"scales": self.scales, "gamma": self.gamma, "rho_ratio": self.rho_ratio,
-                 "filter_keep": self.filter_keep}
+                 "filter_keep": self.filter_keep, "eaft_alpha": self.eaft_alpha, "asft_alpha": self.asft_alpha}
         for name, grid in grids.items():
             if not grid or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in grid):
                 raise GiftError(f"select.{name}: needs a non-empty list of finite numbers, got {grid!r}")
-        if min(self.scales) < 0 or not all(0 < v <= 1 for v in self.rho_ratio + self.filter_keep):
-            raise GiftError("select: scales must be ≥ 0, rho_ratio and filter_keep in (0, 1]")
+        if min(self.scales + self.asft_alpha) < 0 or not all(0 < v <= 1 for v in self.rho_ratio + self.filter_keep):
+            raise GiftError("select: scales and asft_alpha must be ≥ 0, rho_ratio and filter_keep in (0, 1]")
         if 0.0 not in self.scales:
             self.scales = [0.0, *self.scales]
 
@@ -153,10 +162,29 @@ class MergeConfig(LoadArgs):
     adapter: str = arg(None, "adapter directory from gift train", required=True)
     out: str = arg(None, "output model directory", required=True)
     scale: float = arg(1.0, "λ: W' = W + λ·(α/r)·B·A")
-    dtype: str = arg("auto", "dtype of the saved weights: auto keeps the instruct model's")
+    dtype: str = arg("auto", "dtype of the saved weights: auto keeps the instruct model's (computed in float32 and "
+                             "cast once; the share of the change the cast keeps is reported)")
+    combine: str = arg("linear", "linear: W_I + λ·ΔW; ties, dare_ties, dare_linear: the chat vector W_I − W_B (weight 1) "
+                                 "and ΔW (weight λ) as task vectors over base, as mergekit combines them",
+                       choices=COMBINES)
+    density: float = arg(1.0, "--combine: share of each task vector kept (TIES: the largest; DARE: at random)")
+    seed: int = arg(0, "--combine dare_*: seed of the random drop (per tensor, from this seed and its name)")
+    normalize: bool = arg(False, "--combine: divide by the sum of the kept weights (mergekit's ties default), which "
+                                 "rescales the instruct model's own chat vector")
+    base: str | None = arg(None, "--combine: the base model the adapter was trained on (default: from gift_train.json)")
+    parity_rows: int = arg(4, "prompts on which the merged logits are checked against PeftModel(instruct, adapter) "
+                              "(0 = skip: it loads the instruct model once more)")
 
     def __post_init__(self) -> None:
         _require_finite("scale", self.scale)
+        if not 0 < self.density <= 1 or self.parity_rows < 0:
+            raise GiftError("--density must be in (0, 1] and --parity-rows ≥ 0")
+        if self.combine == "linear" and (self.density < 1 or self.normalize):
+            raise GiftError("--density and --normalize apply to --combine ties, dare_ties or dare_linear")
+        if self.normalize:
+            print("gift: warning: --normalize divides the combined task vectors by the sum of their kept weights, "
+                  "which rescales the instruct model's own chat vector (by 1/(1 + λ) where both are kept)",
+                  file=sys.stderr)
 
 
 @dataclass

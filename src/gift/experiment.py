@@ -13,6 +13,7 @@ Methods (the paper's baselines and GIFT):
   gift          LoRA on base weighted by the instruct model's confidences, merged into instruct
   dft, rho      the same transfer with DFT or Rho-1 weighting (rho uses the instruct annotation)
   filter        Shadow-FT trained only on the rows the instruct model finds likeliest (--filter-keep)
+  eaft, asft    the same transfer with LLaMA-Factory's EAFT (entropy-weighted) or ASFT (DFT + KL to base) loss
 
 With a `select:` block every transfer method gets the same selection budget (its knob × the merge scale λ, λ = 0
 being the instruct model itself), chosen on the dev benchmarks only (gift.selection); test is evaluated once per
@@ -69,10 +70,13 @@ METHODS: dict[str, tuple[str, str | None, str] | None] = {
     "dft": ("base", "instruct", "dft"),
     "rho": ("base", "instruct", "rho"),
     "filter": ("base", "instruct", "sft"),
+    "eaft": ("base", "instruct", "eaft"),
+    "asft": ("base", "instruct", "asft"),
 }
 # the one training setting a method's selection searches (besides λ), and its stage-name prefix
-KNOBS = {"gift": "gamma", "gift-baset": "gamma", "rho": "rho_ratio", "filter": "filter_keep"}
-PREFIX = {"gamma": "g", "rho_ratio": "r", "filter_keep": "k"}
+KNOBS = {"gift": "gamma", "gift-baset": "gamma", "rho": "rho_ratio", "filter": "filter_keep", "eaft": "eaft_alpha",
+         "asft": "asft_alpha"}
+PREFIX = {"gamma": "g", "rho_ratio": "r", "filter_keep": "k", "eaft_alpha": "e", "asft_alpha": "a"}
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 PUBLISHED = "gift-published"  # GIFT as published (γ 1, λ 1), reported beside the tuned gift
 ROLES = ("task", "retention", "dev", "dev-retention")
@@ -97,7 +101,8 @@ class RunConfig:
     train: dict[str, Any] = arg({}, "gift train settings shared by every method")
     eval: dict[str, Any] = arg({}, "gift eval settings")
     select: dict[str, Any] = arg({}, "one selection budget for every transfer method, chosen on dev (SelectConfig: "
-                                     "scales, gamma, rho_ratio, filter_keep, retention_floor, retention_drop, seeds)")
+                                     "scales, gamma, rho_ratio, filter_keep, eaft_alpha, asft_alpha, retention_floor, "
+                                     "retention_drop, seeds)")
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]

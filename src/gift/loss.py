@@ -5,10 +5,14 @@ block of logits exists at a time. Two paths:
 - gold_logprobs: log p of each gold token (annotation, evaluation, Rho-1); under autograd each chunk
   is checkpointed, so the backward pass recomputes its logits instead of keeping them;
 - FusedWeightedNLL: the training loss when the token weights are known before the forward pass
-  (sft, gift; dft forms them inside): the gradient is computed chunk by chunk in the forward pass,
-  so logits are neither kept nor recomputed.
+  (sft, gift) or formed from each chunk's own logits (dft, eaft; asft adds a KL term to a reference's
+  distribution): the gradient is computed chunk by chunk in the forward pass, so logits are neither
+  kept nor recomputed.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +20,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .data import IGNORE, Encoded, pack_batch, pad_batch
+from .errors import GiftError
 
 LOGITS_BUDGET = 2**24  # elements of one chunk's logits (64 MB in float32): rows per chunk = budget // vocab
 # config attributes by which transformers changes logits after the output layer (Gemma-2 soft-capping, Cohere
@@ -67,43 +72,76 @@ def gold_logprobs_from_logits(logits: Tensor, targets: Tensor, chunk_size: int |
     return torch.cat(out) if out else logits.new_zeros(0, dtype=torch.float32)
 
 
+class Weighted(NamedTuple):
+    """The weighted loss of a micro-batch and its detached per-token parts: log p_t, the weight w_t (before the
+    step's scale) and ASFT's KL(p_ref ‖ p_model) per token (zeros for every other method)."""
+
+    loss: Tensor
+    logp: Tensor
+    weights: Tensor
+    kl: Tensor
+
+
+Weigh = Callable[[Tensor, Tensor], Tensor]  # (logits (n, V) float32, log p_t (n,)) -> w_t (n,), detached
+
+
+def chunk_loss(logits: Tensor, targets: Tensor, coef: Tensor | None, weigh: Weigh | None, ref_logits: Tensor | None
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One chunk's (Σ w·(−log p), Σ KL, log p, w, KL) from its logits (n, V) float32, differentiable in the logits:
+    the weights are detached, the KL is KL(softmax(ref_logits) ‖ softmax(logits)) per row."""
+    logp_full = logits.log_softmax(dim=-1)
+    lp = logp_full.gather(1, targets[:, None]).squeeze(1)
+    w = weigh(logits.detach(), lp.detach()) if weigh is not None else coef
+    kl = logits.new_zeros(len(targets))
+    if ref_logits is not None:
+        ref = ref_logits.float().log_softmax(dim=-1)
+        kl = (ref.exp() * (ref - logp_full)).sum(dim=-1)
+    return -(w * lp).sum(), kl.sum(), lp, w, kl
+
+
 class FusedWeightedNLL(torch.autograd.Function):
-    """Σ c_t·(−log p_t) through the output layer, chunk by chunk, with the gradient computed in the forward
+    """Σ c_t·(−log p_t) + a·Σ KL_t through the output layer, chunk by chunk, with the gradient computed in the forward
     pass (the coefficients are known then), so no logits are kept or recomputed. c_t = coef_t·scale, or
-    p_t·scale (detached) when `self_weighted` (DFT). Returns (loss, log p_t detached)."""
+    weigh(logits, log p)·scale (DFT, EAFT: detached); the KL term (ASFT, a = kl_alpha·scale) compares with the
+    reference's hidden states through the same output layer. Returns (loss, log p, w, KL), the last three detached."""
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, coef: Tensor | None, scale: Tensor | float,
-                self_weighted: bool, chunk_size: int) -> tuple[Tensor, Tensor]:
+                weigh: Weigh | None, ref_hidden: Tensor | None, kl_alpha: float, chunk_size: int
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         grad_h = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
-        logp = hidden.new_empty(hidden.shape[0], dtype=torch.float32)
+        n = hidden.shape[0]
+        logp, weights, kls = (hidden.new_empty(n, dtype=torch.float32) for _ in range(3))
         loss = hidden.new_zeros((), dtype=torch.float32)
-        for s in range(0, hidden.shape[0], chunk_size):
+        for s in range(0, n, chunk_size):
             h, t = hidden[s:s + chunk_size], targets[s:s + chunk_size]
             logits = F.linear(h, weight).float()  # (n, V)
-            lse = torch.logsumexp(logits, dim=-1)
-            lp = logits.gather(1, t[:, None]).squeeze(1) - lse
-            c = (lp.exp() if self_weighted else coef[s:s + chunk_size]) * scale
-            logp[s:s + chunk_size], loss = lp, loss - (c * lp).sum()
-            g = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-            g[torch.arange(len(t), device=g.device), t] -= 1.0
-            g.mul_(c[:, None])  # d loss / d logits = c·(softmax − onehot)
+            ref = F.linear(ref_hidden[s:s + chunk_size], weight) if ref_hidden is not None else None
+            part, kl, lp, w, kl_t = chunk_loss(logits, t, None if coef is None else coef[s:s + chunk_size], weigh, ref)
+            c, a = w * scale, kl_alpha * scale
+            loss = loss + part * scale + a * kl
+            logp[s:s + chunk_size], weights[s:s + chunk_size], kls[s:s + chunk_size] = lp, w, kl_t
+            g = logits.sub_(logits.logsumexp(dim=-1, keepdim=True)).exp_()  # softmax, in place of the logits
+            g.mul_((c + a)[:, None] if ref is not None else c[:, None])
+            g[torch.arange(len(t), device=g.device), t] -= c  # d/d logits: c·(softmax − onehot) + a·(softmax − p_ref)
+            if ref is not None:
+                g.sub_(ref.float().softmax(dim=-1).mul_(a))
             if grad_h is not None:
                 grad_h[s:s + chunk_size] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
             if grad_w is not None:
                 grad_w.addmm_(g.t(), h.float())
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
-        ctx.mark_non_differentiable(logp)
-        return loss, logp
+        ctx.mark_non_differentiable(logp, weights, kls)
+        return loss, logp, weights, kls
 
     @staticmethod
-    def backward(ctx, grad_loss: Tensor, _grad_logp: Tensor):
+    def backward(ctx, grad_loss: Tensor, *_grad_parts: Tensor):
         grad_h, grad_w = ctx.saved_tensors
         return (grad_h * grad_loss if grad_h is not None else None,
                 (grad_w * grad_loss).to(ctx.weight_dtype) if grad_w is not None else None,
-                None, None, None, None, None)
+                None, None, None, None, None, None, None)
 
 
 class GoldLogprobs(nn.Module):
@@ -122,28 +160,50 @@ class GoldLogprobs(nn.Module):
     def causal_lm(self) -> nn.Module:
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
+    @torch.no_grad()
+    def reference(self, inputs: dict[str, Any], hidden: bool) -> Tensor:
+        """The starting model's decoder output (hidden) or logits: the model with its adapter switched off, in eval
+        mode (ASFT's frozen reference, without a second copy of the model)."""
+        if not hasattr(self.model, "disable_adapter"):
+            raise GiftError("asft's reference is the model with its adapter switched off: train a PEFT adapter "
+                            "(LoRA), not the whole model")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self.model.disable_adapter():
+                lm = self.causal_lm
+                return lm.get_decoder()(**inputs).last_hidden_state if hidden else lm(**inputs).logits
+        finally:
+            self.model.train(was_training)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor, coef: Tensor | None = None,
-                scale: Tensor | float = 1.0, self_weighted: bool = False,
-                position_ids: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
-        """log p of every labelled token; or, given coefficients (or self_weighted), the fused weighted NLL
-        Σ c·(−log p) and the detached log p (see FusedWeightedNLL). A packed batch (data.pack_batch) comes with
-        position_ids and no attention_mask."""
+                scale: Tensor | float = 1.0, weigh: Weigh | None = None, kl_alpha: float = 0.0,
+                position_ids: Tensor | None = None) -> Tensor | Weighted:
+        """log p of every labelled token; or, given coefficients (or `weigh`, the self-weighted methods' weights
+        from the logits), the weighted loss Σ c·(−log p) + kl_alpha·scale·Σ KL(p_ref ‖ p) as `Weighted`. A packed
+        batch (data.pack_batch) comes with position_ids and no attention_mask."""
         targets_mask = labels[:, 1:] != IGNORE  # (B, T-1): position t predicts token t+1
         targets = labels[:, 1:][targets_mask]
         lm = self.causal_lm
         # use_cache=False: with a cache transformers ignores the packing in position_ids (and keeps keys/values)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
                   "use_cache": False}
-        fused = coef is not None or self_weighted
-        if fused and self.fusable:
-            hidden = lm.get_decoder()(**inputs).last_hidden_state
-            weight = lm.get_output_embeddings().weight
-            return FusedWeightedNLL.apply(hidden[:, :-1][targets_mask], weight, targets, coef, scale, self_weighted,
-                                          self.chunk_size or rows_per_chunk(weight.shape[0]))
-        if fused:  # a head that is more than a plain linear layer: the unfused loss
-            logp = self(input_ids, attention_mask, labels, position_ids=position_ids)
-            c = (logp.detach().exp() if self_weighted else coef) * scale
-            return -(c * logp).sum(), logp.detach()
+        if coef is not None or weigh is not None:
+            if self.fusable:
+                hidden = lm.get_decoder()(**inputs).last_hidden_state
+                ref = self.reference(inputs, hidden=True)[:, :-1][targets_mask] if kl_alpha else None
+                weight = lm.get_output_embeddings().weight
+                return Weighted(*FusedWeightedNLL.apply(hidden[:, :-1][targets_mask], weight, targets, coef, scale,
+                                                        weigh, ref, kl_alpha,
+                                                        self.chunk_size or rows_per_chunk(weight.shape[0])))
+            # a head that is more than a plain linear layer: the model's own logits, under autograd
+            if weigh is None and not kl_alpha:
+                logp = self(input_ids, attention_mask, labels, position_ids=position_ids)
+                return Weighted(-(coef * scale * logp).sum(), logp.detach(), coef, torch.zeros_like(coef))
+            logits = lm(**inputs).logits[:, :-1][targets_mask].float()  # (N, V)
+            ref = self.reference(inputs, hidden=False)[:, :-1][targets_mask] if kl_alpha else None
+            part, kl, lp, w, kl_t = chunk_loss(logits, targets, coef, weigh, ref)
+            return Weighted(part * scale + kl_alpha * scale * kl, lp.detach(), w, kl_t.detach())
         if self.plain_head:
             hidden = lm.get_decoder()(**inputs).last_hidden_state
             head = lm.get_output_embeddings()

@@ -1,5 +1,9 @@
-"""gift merge: transfer a LoRA adapter onto the instruct model, W' = W + λ·(α/r)·B·A.
+"""gift merge: transfer a LoRA adapter onto the instruct model, W' = W + λ·(α/r)·B·A, or (--combine) combine the
+chat vector W_I − W_B and the adapter as task vectors over the base model with TIES or DARE (gift.combine).
 
+Every merged tensor is computed in float32 and cast to the saved dtype once; the share of the change that survives
+the cast is measured per family (gift.combine.Survival), and a parity check compares the merged model's logits with
+PeftModel(instruct, adapter) at the same λ. Both go into gift_merge.json and the model card.
 Compatibility is checked before anything is written. A safetensors instruct model is merged in place
 of a copy: each shard file is copied as it is and only the adapted tensors' bytes are overwritten (a
 merged tensor keeps its shape and dtype, hence its byte range), so the model is never instantiated and
@@ -15,6 +19,7 @@ import re
 import shutil
 import struct
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,10 @@ from safetensors.torch import load_file
 
 from . import __version__
 from .atomic import atomic_dir, check_out_dir
+from .combine import Survival, combine, tensor_seed
 from .config import MergeConfig, to_dict
+from .diagnose import Weight
+from .diagnose import tensors as stored_weights
 from .errors import GiftError
 from .model import (
     check_weights_safe,
@@ -32,6 +40,7 @@ from .model import (
     load_model,
     load_tokenizer,
     model_shape,
+    pick_dtype,
     same_vocab,
     shape_mismatch,
     special_token_notes,
@@ -50,19 +59,20 @@ LORA_A = ".lora_A.weight"
 
 
 class Delta:
-    """One adapted module: its low-rank factors and the factor λ·α/r they are scaled by."""
+    """One adapted module: its low-rank factors and their scaling α/r (α/√r for rsLoRA); λ is applied by the merge."""
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor, factor: float):
         self.a, self.b, self.factor = a, b, factor
 
-    def apply(self, w: torch.Tensor, name: str) -> torch.Tensor:
-        if tuple(w.shape) != (self.b.shape[0], self.a.shape[1]):
-            raise GiftError(f"{name}: instruct weight has shape {tuple(w.shape)}, the adapter expects "
+    def value(self, shape: tuple[int, ...], name: str) -> torch.Tensor:
+        """(α/r)·B·A in float32, after checking it fits the weight it is added to."""
+        if tuple(shape) != (self.b.shape[0], self.a.shape[1]):
+            raise GiftError(f"{name}: instruct weight has shape {tuple(shape)}, the adapter expects "
                             f"{(self.b.shape[0], self.a.shape[1])}; the adapter was trained on another model shape")
-        return (w.float() + self.factor * (self.b.float() @ self.a.float())).to(w.dtype)
+        return self.factor * (self.b.float() @ self.a.float())
 
 
-def read_adapter(path: Path, scale: float, trust_pickle: bool) -> tuple[dict[str, Delta], dict[str, Any]]:
+def read_adapter(path: Path, trust_pickle: bool) -> tuple[dict[str, Delta], dict[str, Any]]:
     """{instruct weight name: Delta} and gift_train.json (empty for adapters not made by gift train)."""
     cfg_path, st_path = path / "adapter_config.json", path / "adapter_model.safetensors"
     if not cfg_path.is_file():
@@ -92,7 +102,7 @@ def read_adapter(path: Path, scale: float, trust_pickle: bool) -> tuple[dict[str
         a, b = tensors[key], tensors[key.replace(".lora_A.", ".lora_B.")]
         r = a.shape[0]
         alpha = _pattern(config.get("alpha_pattern") or {}, module, config["lora_alpha"])
-        factor = scale * alpha / (math.sqrt(r) if config.get("use_rslora") else r)
+        factor = alpha / (math.sqrt(r) if config.get("use_rslora") else r)
         deltas[module + ".weight"] = Delta(a, b, factor)
     if not deltas:
         raise GiftError(f"{path}: adapter holds no LoRA weights")
@@ -161,20 +171,61 @@ def safetensors_layout(path: Path) -> tuple[dict[str, Any], int]:
         return json.loads(f.read(n)), 8 + n
 
 
-def merge_shards(shards: list[Path], deltas: dict[str, Delta], out: Path) -> None:
-    """Copy each shard and overwrite the adapted tensors in place; every adapted weight must exist in some
-    shard before anything is written."""
+class Merger:
+    """The float32 value of each merged tensor: W_I + λ·ΔW, or (--combine) the TIES/DARE combination over base; and the
+    rounding account of what the saved dtype keeps of it."""
+
+    def __init__(self, cfg: MergeConfig, deltas: dict[str, Delta], base: dict[str, Weight] | None):
+        self.cfg, self.deltas, self.base, self.survival = cfg, deltas, base, Survival()
+        self.dtypes: Counter[torch.dtype] = Counter()  # of the tensors written
+
+    def names(self, present: set[str]) -> set[str]:
+        """The tensors this merge writes: the adapted ones, or with --combine every one base and instruct share."""
+        missing = sorted(set(self.deltas) - present)
+        if missing:
+            raise GiftError(f"the adapter targets {missing[0].removesuffix('.weight')}, which the instruct model "
+                            f"does not have; was it trained on another architecture?")
+        if self.base is None:
+            return set(self.deltas)
+        only = sorted(present - set(self.base))
+        if only:
+            raise GiftError(f"--combine {self.cfg.combine}: the instruct model's {only[0]} is not in the base model; "
+                            f"task vectors need the same tensors in both")
+        return present
+
+    def __call__(self, name: str, instruct: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The merged tensor cast to `dtype`, its survival recorded."""
+        delta = self.deltas.get(name)
+        if self.base is None:
+            merged = instruct.float() + self.cfg.scale * delta.value(instruct.shape, name)
+        else:
+            weight = self.base[name]
+            if tuple(weight.shape) != tuple(instruct.shape):
+                raise GiftError(f"--combine {self.cfg.combine}: {name} has shape {tuple(instruct.shape)} in the "
+                                f"instruct model and {tuple(weight.shape)} in the base model")
+            base = weight.rows(0, weight.shape[0] if weight.shape else 1).reshape(weight.shape).float()
+            task = delta.value(instruct.shape, name) if delta else torch.zeros_like(base)
+            dare = self.cfg.combine.startswith("dare")
+            g = torch.Generator().manual_seed(tensor_seed(self.cfg.seed, name)) if dare else None
+            merged = combine(base, instruct.float() - base, task, self.cfg.scale, self.cfg.combine, self.cfg.density,
+                             self.cfg.normalize, g)
+        self.survival.add(name, instruct, merged, dtype)
+        self.dtypes[dtype] += 1
+        return merged.to(dtype)
+
+
+def merge_shards(shards: list[Path], merger: Merger, out: Path) -> None:
+    """Copy each shard and overwrite the merged tensors in place (same shape and dtype, so the same byte range);
+    every adapted weight must exist in some shard before anything is written."""
     src = shards[0].parent
     layouts = {shard: safetensors_layout(shard) for shard in shards}
-    missing = sorted(set(deltas) - {name for header, _ in layouts.values() for name in header})
-    if missing:
-        raise GiftError(f"the adapter targets {missing[0].removesuffix('.weight')}, which the instruct model "
-                        f"does not have; was it trained on another architecture?")
+    names = merger.names({name for header, _ in layouts.values() for name in header if name != "__metadata__"})
     for shard, (header, data_start) in layouts.items():
         shutil.copyfile(shard, out / shard.name)
         with safe_open(shard, framework="pt") as f, (out / shard.name).open("r+b") as dst:
-            for name in sorted(header.keys() & deltas.keys()):
-                merged = deltas[name].apply(f.get_tensor(name), name).contiguous()
+            for name in sorted(header.keys() & names):
+                stored = f.get_tensor(name)
+                merged = merger(name, stored, stored.dtype).contiguous()
                 begin, end = header[name]["data_offsets"]
                 raw = merged.view(torch.uint8).numpy().tobytes()  # safetensors is little-endian, as torch on x86/ARM
                 assert len(raw) == end - begin, name
@@ -185,38 +236,95 @@ def merge_shards(shards: list[Path], deltas: dict[str, Delta], out: Path) -> Non
             shutil.copy2(f, out / f.name)
 
 
-def merge_in_memory(cfg: MergeConfig, deltas: dict[str, Delta], out: Path) -> None:
-    """For instruct weights that are not safetensors (GGUF, trusted pickles): load, merge, save."""
-    model = load_model(cfg.instruct, "auto" if cfg.dtype == "auto" else cfg.dtype, cfg.trust_pickle)
+def saved_dtype(cfg: MergeConfig) -> torch.dtype:
+    """--dtype, or with auto the instruct model's own (its config's torch_dtype; float32 where it names none)."""
+    if cfg.dtype != "auto":
+        return pick_dtype(cfg.dtype)
+    config = load_config(cfg.instruct)
+    named = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return named if isinstance(named, torch.dtype) else getattr(torch, str(named), torch.float32) if named else \
+        torch.float32
+
+
+def merge_in_memory(cfg: MergeConfig, merger: Merger, out: Path) -> None:
+    """For instruct weights that are not safetensors (GGUF, trusted pickles) or a --dtype other than theirs: load in
+    float32, merge, cast once, save."""
+    dtype = saved_dtype(cfg)
+    model = load_model(cfg.instruct, "float32", cfg.trust_pickle)
     state = model.state_dict()
-    missing = sorted(set(deltas) - set(state))
-    if missing:
-        raise GiftError(f"the adapter targets {missing[0].removesuffix('.weight')}, which the instruct model "
-                        f"does not have; was it trained on another architecture?")
     with torch.no_grad():
-        for name, delta in deltas.items():
-            state[name].copy_(delta.apply(state[name], name))
+        merged = {name: merger(name, state[name], dtype) for name in merger.names(set(state))}
+        model.to(dtype)
+        for name, value in merged.items():
+            state[name].copy_(value)
     model.save_pretrained(out)
     load_tokenizer(cfg.instruct).save_pretrained(out)
 
 
-def model_card(cfg: MergeConfig, train_meta: dict[str, Any], modules: int) -> str:
-    """README.md of the merged model, as PEFT writes one beside an adapter: how it was made, and the pair check
-    (run here where the base the adapter was trained on is at hand)."""
+PARITY_PROMPTS = ("Question: What is 17 + 25? Answer:", "The capital of France is", "def fibonacci(n):",
+                  "Explain why the sky is blue.")
+PARITY_TOLERANCE = {torch.float32: 1e-4}  # relative; in bf16/fp16 the deviation is rounding, reported and not judged
+
+
+@torch.no_grad()
+def parity(cfg: MergeConfig, merged_dir: Path, dtype: torch.dtype) -> dict[str, Any]:
+    """max |logits_merged − logits_peft| / max |logits_peft| on a few prompts, where logits_peft come from
+    PeftModel(instruct, adapter) with its scale set to λ, both in the saved dtype (one model in memory at a time)."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    tok = load_tokenizer(cfg.instruct)
+    rows = [tok(p, return_tensors="pt").input_ids for p in PARITY_PROMPTS[:cfg.parity_rows]]
+    name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+    peft = PeftModel.from_pretrained(load_model(cfg.instruct, name, cfg.trust_pickle), cfg.adapter)
+    for module in peft.modules():
+        if isinstance(module, LoraLayer):
+            module.set_scale("default", cfg.scale)
+    want = [peft(input_ids=r).logits.float() for r in rows]
+    del peft
+    model = load_model(str(merged_dir), name)
+    got = [model(input_ids=r).logits.float() for r in rows]
+    scale = max(float(w.abs().max()) for w in want)
+    deviation = max(float((g - w).abs().max()) for g, w in zip(got, want)) / max(scale, 1e-12)
+    agree = sum(int((g.argmax(-1) == w.argmax(-1)).sum()) for g, w in zip(got, want)) / sum(r.numel() for r in rows)
+    return {"rows": len(rows), "dtype": name, "deviation": deviation, "top1_agreement": agree,
+            "tolerance": PARITY_TOLERANCE.get(dtype)}
+
+
+def model_card(cfg: MergeConfig, train_meta: dict[str, Any], record: dict[str, Any]) -> str:
+    """README.md of the merged model, as PEFT writes one beside an adapter: how it was made, what rounding kept, the
+    parity check, and the pair check (run here where the base the adapter was trained on is at hand)."""
     train = train_meta.get("config", {})
-    base = train.get("model")
+    base = cfg.base or train.get("model")
+    combined = f"{cfg.combine}, density {cfg.density:g}" + (", normalized" if cfg.normalize else "") + \
+        (f", seed {cfg.seed}" if cfg.combine.startswith("dare") else "")
     rows = [("base (adapter trained on)", base), ("instruct (merged into)", cfg.instruct), ("adapter", cfg.adapter),
             ("method", train.get("method")), ("γ", train.get("gamma") if train.get("method") == "gift" else None),
-            ("λ (merge scale)", cfg.scale), ("LoRA r, α", f"{train.get('rank')}, {train.get('alpha')}" if train else None),
+            ("λ (merge scale)", cfg.scale), ("combination", combined if cfg.combine != "linear" else None),
+            ("LoRA r, α", f"{train.get('rank')}, {train.get('alpha')}" if train else None),
             ("teacher of the annotation", train_meta.get("teacher")),
             ("training data sha256", train_meta.get("data_sha256")),
-            ("steps", train_meta.get("steps")), ("modules merged", modules), ("gift", __version__)]
+            ("steps", train_meta.get("steps")), ("tensors merged", record["tensors"]), ("saved dtype", record["dtype"]),
+            ("gift", __version__)]
     config = Path(cfg.adapter) / "adapter_config.json"
     rslora = config.is_file() and json.loads(config.read_text()).get("use_rslora", False)  # merged with α/√r
+    formula = f"W' = W_instruct + λ·(α/{'√r' if rslora else 'r'})·B·A{' (rsLoRA)' if rslora else ''}"
+    if cfg.combine != "linear":
+        formula = (f"W' = W_base + {cfg.combine}(W_instruct − W_base with weight 1, (α/r)·B·A with weight λ), as "
+                   f"mergekit's {cfg.combine}")
     lines = ["---", f"base_model: {cfg.instruct}", "tags: [gift, lora, merge]", "---", "", "# Merged with gift", "",
-             f"W' = W_instruct + λ·(α/{'√r' if rslora else 'r'})·B·A{' (rsLoRA)' if rslora else ''}, the adapter trained "
-             f"on the base model (GIFT: Ruan et al., ACL 2026).", "",
-             "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows if v is not None), ""]
+             f"{formula}, the adapter trained on the base model (GIFT: Ruan et al., ACL 2026).", "",
+             "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows if v is not None), "",
+             f"## What the saved dtype kept ({record['dtype']})", "",
+             "Share of the merge's change to the instruct model that survives the cast (1 = all of it), and the "
+             "cast's error relative to that change.", "",
+             "| family | surviving share | relative error |", "|---|---|---|",
+             *(f"| {f} | {v['kept']:.4f} | {v['error']:.2e} |" for f, v in record["survival"].items()), ""]
+    check = record.get("parity")
+    if check:
+        lines += ["## Parity with PeftModel(instruct, adapter)", "",
+                  f"On {check['rows']} prompts in {check['dtype']}: max |Δ logit| = {check['deviation']:.2e} of the "
+                  f"logits' scale, top-1 agreement {check['top1_agreement']:.1%}.", ""]
     if base and Path(base).exists():
         from .config import CheckConfig
         from .diagnose import check_pair
@@ -232,20 +340,48 @@ def model_card(cfg: MergeConfig, train_meta: dict[str, Any], modules: int) -> st
     return "\n".join(lines) + "\n"
 
 
+SURVIVAL_WARNING = 0.95  # below this surviving share (or above 1 − it in relative error) the merge warns
+
+
 def merge(cfg: MergeConfig) -> Path:
     out = check_out_dir(cfg.out, cfg.overwrite)
-    deltas, train_meta = read_adapter(Path(cfg.adapter), cfg.scale, cfg.trust_pickle)
+    deltas, train_meta = read_adapter(Path(cfg.adapter), cfg.trust_pickle)
     check_weights_safe(cfg.instruct, cfg.trust_pickle)
     check_compatible(cfg, train_meta)
+    base = None
+    if cfg.combine != "linear":
+        source = cfg.base or train_meta.get("config", {}).get("model")
+        if not source:
+            raise GiftError(f"--combine {cfg.combine} needs the base model the adapter was trained on: pass --base")
+        check_weights_safe(source, cfg.trust_pickle)
+        base = stored_weights(source, cfg.trust_pickle)
+    merger = Merger(cfg, deltas, base)
     shards = weight_files(cfg.instruct)
     with atomic_dir(out, cfg.overwrite) as tmp:
         if shards and cfg.dtype == "auto":
-            merge_shards(shards, deltas, tmp)
+            merge_shards(shards, merger, tmp)
         else:
-            merge_in_memory(cfg, deltas, tmp)
-        (tmp / "gift_merge.json").write_text(json.dumps({
-            "gift_version": __version__, "config": to_dict(cfg), "modules": len(deltas),
-            "adapter_training": train_meta.get("config", {})}, indent=2) + "\n")
-        (tmp / "README.md").write_text(model_card(cfg, train_meta, len(deltas)))
-    print(f"merged {len(deltas)} modules (scale {cfg.scale}) -> {out}")
+            merge_in_memory(cfg, merger, tmp)
+        dtype = merger.dtypes.most_common(1)[0][0]  # of the merged tensors (a checkpoint may mix dtypes)
+        survival = merger.survival.shares()
+        record = {"gift_version": __version__, "config": to_dict(cfg), "modules": len(deltas),
+                  "tensors": merger.dtypes.total(), "dtype": str(dtype).removeprefix("torch."), "survival": survival,
+                  "adapter_training": train_meta.get("config", {})}
+        if cfg.parity_rows and cfg.combine == "linear":
+            record["parity"] = parity(cfg, tmp, dtype)
+            check = record["parity"]
+            if check["tolerance"] is not None and check["deviation"] > check["tolerance"]:
+                raise GiftError(f"parity check failed: the merged model's logits differ from PeftModel(instruct, "
+                                f"adapter) at λ {cfg.scale:g} by {check['deviation']:.2e} of their scale in "
+                                f"{check['dtype']} (tolerance {check['tolerance']:.0e}); nothing was written")
+        (tmp / "gift_merge.json").write_text(json.dumps(record, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(cfg, train_meta, record))
+    lost = {f: v["kept"] for f, v in survival.items() if v["kept"] < SURVIVAL_WARNING}
+    noisy = {f: v["error"] for f, v in survival.items() if v["error"] > 1 - SURVIVAL_WARNING}
+    if lost or noisy:
+        said = [f"keeps only {v:.1%} of the change in {f}" for f, v in lost.items()] + \
+               [f"adds a rounding error of {v:.0%} of the change in {f}" for f, v in noisy.items() if f not in lost]
+        print(f"gift: warning: the cast to {record['dtype']} {'; '.join(said)}; save in float32 (--dtype float32) to "
+              f"keep it", file=sys.stderr)
+    print(f"merged {record['tensors']} tensors (scale {cfg.scale}" + (f", {cfg.combine}" if base else "") + f") -> {out}")
     return out

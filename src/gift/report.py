@@ -66,7 +66,7 @@ def settings_text(settings: dict[str, float] | None) -> str:
         (", " if len(settings) > 1 else "") + f"λ {settings['scale']:g}"
 
 
-SYMBOLS = {"gamma": "γ", "rho_ratio": "ratio", "filter_keep": "keep", "scale": "λ"}
+SYMBOLS = {"gamma": "γ", "rho_ratio": "ratio", "filter_keep": "keep", "eaft_alpha": "α", "asft_alpha": "α", "scale": "λ"}
 
 
 def interval(d: dict[str, float]) -> str:

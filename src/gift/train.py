@@ -39,12 +39,23 @@ from .data import (
     weighted_batch,
 )
 from .errors import GiftError
-from .loss import GoldLogprobs, packing_refusal, weighted_nll
+from .loss import GoldLogprobs, Weighted, packing_refusal, weighted_nll
 from .model import load_model, load_tokenizer, model_shape, require_annotation_vocab, special_tokens, vocab_fingerprint
-from .weighting import NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, teacher_filter, token_weights
+from .weighting import (
+    NEEDS_ANNOTATION,
+    SELF_WEIGHTED,
+    WeightParams,
+    kl_alpha,
+    normaliser,
+    signal_stats,
+    teacher_filter,
+    token_weights,
+    weigher,
+)
 
 CHECKPOINT, LOG, TRAIN_META = "checkpoint", "log.jsonl", "gift_train.json"
-RESUME_KEYS = ("model", "data", "method", "gamma", "floor", "rho_ratio", "filter_keep", "rank", "alpha", "lora_dropout",
+RESUME_KEYS = ("model", "data", "method", "gamma", "floor", "rho_ratio", "filter_keep", "eaft_alpha", "eaft_topk",
+               "asft_alpha", "rank", "alpha", "lora_dropout",
                "target_modules", "lr", "weight_decay", "max_grad_norm", "epochs", "max_steps", "batch_size",
                "grad_accum", "warmup_ratio", "seed")
 LAYOUT_KEYS = ("group_by_length", "padding_free", "gradient_checkpointing")  # how a step is computed, not what
@@ -194,18 +205,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def weight_params(cfg: TrainConfig) -> WeightParams:
+    return WeightParams(cfg.gamma, cfg.floor, cfg.rho_ratio, cfg.eaft_alpha, cfg.eaft_topk, cfg.asft_alpha)
+
+
+def weighted_step(scorer: Any, b: dict[str, torch.Tensor], method: str, wp: WeightParams,
+                  denominator: torch.Tensor | float) -> Weighted:
+    """One micro-batch's loss with the method's weights over the step's denominator (shared with GIFTTrainer)."""
+    inputs, pos = (b["input_ids"], b.get("attention_mask"), b["labels"]), b.get("position_ids")
+    if method == "rho":  # selection by the model's own loss: log-probs first, then weights
+        logp = scorer(*inputs, position_ids=pos)
+        w = token_weights(method, b["q"], b["is_eot"], logp.detach(), wp)
+        return Weighted(weighted_nll(logp, w, denominator), logp.detach(), w, torch.zeros_like(w))
+    # weights known before the forward pass, or (dft, eaft, asft) formed from each chunk's logits inside it
+    static = None if method in SELF_WEIGHTED else token_weights(method, b["q"], b["is_eot"], None, wp)
+    return scorer(*inputs, coef=static, scale=1 / denominator, weigh=weigher(method, wp), kl_alpha=kl_alpha(method, wp),
+                  position_ids=pos)
+
+
 @torch.no_grad()
 def held_out_loss(scorer: Any, data: TrainData, cfg: TrainConfig, pad_id: int, device: Any) -> float:
     """Σ w·CE / Σ w over --eval-data with the method's own weights (Rho-1 selects per batch, as in training)."""
     was_training = scorer.training
     scorer.eval()
-    wp, num, den = WeightParams(cfg.gamma, cfg.floor, cfg.rho_ratio), 0.0, 0.0
+    wp, num, den = weight_params(cfg), 0.0, 0.0
     for s in range(0, len(data.rows), cfg.batch_size):
         b = {k: v.to(device) for k, v in collate(data, list(range(s, min(s + cfg.batch_size, len(data.rows)))),
                                                   pad_id).items()}
-        logp = scorer(b["input_ids"], b["attention_mask"], b["labels"])
-        w = token_weights(cfg.method, b["q"], b["is_eot"], logp, wp)
-        num, den = num + float((w * -logp).sum()), den + float(w.sum())
+        out = weighted_step(scorer, b, cfg.method, wp, 1.0)
+        num, den = num + float((out.weights * -out.logp).sum()), den + float(out.weights.sum())
     scorer.train(was_training)
     return num / max(den, 1e-12)
 
@@ -276,7 +304,7 @@ def train(cfg: TrainConfig) -> Path:
         accelerator.init_trackers("tracker", config=hparams)  # tensorboard: OUT/tracker/
     scorer, optimizer = accelerator.prepare(GoldLogprobs(model), optimizer)
     scorer.train()
-    wp = WeightParams(cfg.gamma, cfg.floor, cfg.rho_ratio)
+    wp = weight_params(cfg)
     log_path = stage / LOG
     if accelerator.is_main_process:
         kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= start] if cfg.resume else []
@@ -296,19 +324,12 @@ def train(cfg: TrainConfig) -> Path:
         local = torch.zeros(()) if idle else sum(normaliser(cfg.method, b["q"], b["is_eot"], wp) for b in micro)
         denominator = accelerator.reduce(local.to(accelerator.device), "sum")
         stats = torch.zeros(5, device=accelerator.device)  # signal_stats summed over the step
+        kl_sum = torch.zeros((), device=accelerator.device)  # ASFT's Σ KL(p_ref ‖ p_model)
         for j, b in enumerate(micro):
             b = {k: v.to(accelerator.device) for k, v in b.items()}
             with accelerator.no_sync(scorer) if j < len(micro) - 1 else nullcontext():
-                inputs = (b["input_ids"], b.get("attention_mask"), b["labels"])
-                if cfg.method == "rho":  # selection by the model's own loss: log-probs first, then weights
-                    logp = scorer(*inputs, position_ids=b.get("position_ids"))
-                    w = token_weights(cfg.method, b["q"], b["is_eot"], logp.detach(), wp)
-                    loss = weighted_nll(logp, w, denominator)
-                else:  # weights known before the forward pass (DFT's own probability is formed inside it)
-                    static = None if cfg.method == "dft" else token_weights(cfg.method, b["q"], b["is_eot"], None, wp)
-                    loss, logp = scorer(*inputs, coef=static, scale=1 / denominator, self_weighted=cfg.method == "dft",
-                                        position_ids=b.get("position_ids"))
-                    w = static if static is not None else logp.exp()
+                mb = weighted_step(scorer, b, cfg.method, wp, denominator)
+                loss, logp, w = mb.loss, mb.logp, mb.weights
                 loss = loss * (0 if idle else world)  # DDP averages gradients over processes
                 if not torch.isfinite(loss):
                     lines = sorted(data.rows[i].line for i in groups[j])
@@ -318,15 +339,18 @@ def train(cfg: TrainConfig) -> Path:
             if idle:
                 continue
             stats += signal_stats(w, logp, b["q"])
+            kl_sum += mb.kl.sum()
         grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        s = accelerator.reduce(stats, "sum").tolist()
-        record = {"step": step + 1, "loss": s[0] / denominator.item(), "lr": scheduler.get_last_lr()[0],
+        s, kl = accelerator.reduce(stats, "sum").tolist(), accelerator.reduce(kl_sum, "sum").item()
+        record = {"step": step + 1, "loss": (s[0] + kl_alpha(cfg.method, wp) * kl) / denominator.item(),
+                  "lr": scheduler.get_last_lr()[0],
                   "grad_norm": float(grad_norm), "mean_weight": s[1] / max(s[2], 1), "tokens": int(s[2]),
                   "low_conf_weight_share": s[3] / s[1] if data.conf is not None and s[1] else None,
                   "low_conf_loss_share": s[4] / s[0] if data.conf is not None and s[0] else None, "packed": packed,
+                  **({"kl": kl / denominator.item()} if cfg.method == "asft" else {}),
                   "step_seconds": round(time.perf_counter() - t_step, 3), "seconds": round(time.time() - t0, 3)}
         if eval_data is not None and ((step + 1) % cfg.eval_steps == 0 or step + 1 == total):
             record["eval_loss"] = held_out_loss(scorer, eval_data, cfg, tokenizer.pad_token_id, accelerator.device)

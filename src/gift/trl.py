@@ -28,9 +28,9 @@ from trl import SFTConfig, SFTTrainer
 from .batching import longest_first
 from .data import Encoded, GIFTCollator
 from .errors import GiftError
-from .loss import GoldLogprobs, packing_refusal, weighted_nll
-from .train import epoch_permutation
-from .weighting import METHODS, NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats, token_weights
+from .loss import GoldLogprobs, packing_refusal
+from .train import epoch_permutation, weighted_step
+from .weighting import METHODS, NEEDS_ANNOTATION, WeightParams, normaliser, signal_stats
 
 __all__ = ["GIFTTrainer", "SFTConfig"]
 
@@ -68,9 +68,11 @@ class GiftOrder(torch.utils.data.Sampler):
 
 
 class GIFTTrainer(SFTTrainer):
-    """SFTTrainer with gift's weighted loss. `method`: gift (default), sft, dft or rho; `gamma`, `floor` and
-    `rho_ratio` as in `gift train`. The dataset comes from `gift.load_annotations` (sft and dft also accept
-    one without confidences); the collator defaults to GIFTCollator with the annotation's end-of-turn ids.
+    """SFTTrainer with gift's weighted loss. `method`: gift (default), sft, dft, rho, eaft or asft; `gamma`,
+    `floor`, `rho_ratio`, `eaft_alpha`, `eaft_topk` and `asft_alpha` as in `gift train` (asft needs a PEFT adapter:
+    its reference is the model with the adapter off). The dataset comes from `gift.load_annotations` (sft, dft,
+    eaft and asft also accept one without confidences); the collator defaults to GIFTCollator with the annotation's
+    end-of-turn ids.
     `group_by_length` (default on; not for rho or packed batches) orders each optimiser step's rows by length before
     they are cut into micro-batches, which is exact because the loss is normalised over the step;
     `args.padding_free=True` packs each micro-batch into one row, after a probe shows the model keeps packed rows
@@ -79,7 +81,8 @@ class GIFTTrainer(SFTTrainer):
     loss_is_scaled_for_ga = True  # compute_loss divides by the whole step's Σ w
 
     def __init__(self, model: Any, args: SFTConfig | None = None, *, method: str = "gift", gamma: float = 1.0,
-                 floor: float = 1e-4, rho_ratio: float = 0.6, group_by_length: bool = True, **kwargs: Any):
+                 floor: float = 1e-4, rho_ratio: float = 0.6, eaft_alpha: float = 1.0, eaft_topk: int = 20,
+                 asft_alpha: float = 0.1, group_by_length: bool = True, **kwargs: Any):
         if method not in METHODS:
             raise GiftError(f"method {method!r}: expected one of {', '.join(METHODS)}")
         args = args or SFTConfig(output_dir="gift_trainer_output")
@@ -104,7 +107,7 @@ class GIFTTrainer(SFTTrainer):
             raise GiftError("padding_free=True with a data_collator that pads; pass GIFTCollator(..., padding_free=True)")
         # a collator that packs packs whatever the config says: the probe must run for it too
         packed = packed or bool(getattr(kwargs.get("data_collator"), "padding_free", False))
-        self.method, self.weights = method, WeightParams(gamma, floor, rho_ratio)
+        self.method, self.weights = method, WeightParams(gamma, floor, rho_ratio, eaft_alpha, eaft_topk, asft_alpha)
         # as gift train: not for rho (its selection is per micro-batch) nor for packed batches (no padding to save)
         self.group_by_length = group_by_length and method != "rho" and not packed
         self._stats = torch.zeros(5)  # signal_stats summed since the last log
@@ -112,6 +115,9 @@ class GIFTTrainer(SFTTrainer):
         if self.accelerator.num_processes > 1:
             raise GiftError("GIFTTrainer runs on one process; on several devices use `accelerate launch gift train`")
         self._scorer = GoldLogprobs(self.accelerator.unwrap_model(self.model))
+        if method == "asft" and not hasattr(self._scorer.model, "disable_adapter"):
+            raise GiftError("method='asft': its reference is the model with its adapter switched off; pass a "
+                            "peft_config (LoRA) rather than training the whole model")
         if packed and train is not None:
             probe = [Encoded(list(r["input_ids"]), list(r["labels"])) for r in train.select(range(min(8, len(train))))]
             refusal = packing_refusal(self._scorer.model, probe)
@@ -136,19 +142,10 @@ class GIFTTrainer(SFTTrainer):
         q, is_eot = inputs["q"], inputs["is_eot"]
         denominator = num_items_in_batch if num_items_in_batch is not None else \
             normaliser(self.method, q, is_eot, self.weights).to(q.device)
-        x = (inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"])
-        pos = inputs.get("position_ids")
-        if self.method == "rho":  # selection by the model's own loss: log-probs first, then weights
-            logp = self._scorer(*x, position_ids=pos)
-            w = token_weights(self.method, q, is_eot, logp.detach(), self.weights)
-            loss = weighted_nll(logp, w, denominator)
-        else:
-            static = None if self.method == "dft" else token_weights(self.method, q, is_eot, None, self.weights)
-            loss, logp = self._scorer(*x, coef=static, scale=1 / denominator, self_weighted=self.method == "dft",
-                                      position_ids=pos)
-            w = static if static is not None else logp.exp()
+        out = weighted_step(self._scorer, inputs, self.method, self.weights, denominator)
+        loss, logp = out.loss, out.logp
         if model.training:
-            self._stats += signal_stats(w, logp, q).detach().cpu()
+            self._stats += signal_stats(out.weights, logp, q).detach().cpu()
         return (loss, {"logp": logp}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:

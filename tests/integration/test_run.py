@@ -201,14 +201,15 @@ def mini_config(out, methods: list[str], test: str = "tiny/data/math_test.jsonl"
             {"name": "dev", "file": "tiny/data/math_dev.jsonl", "kind": "math", "answer_field": "reference", "role": "dev"},
             {"name": "retention-dev", "file": "tiny/data/retention_dev.jsonl", "kind": "exact",
              "answer_field": "reference", "role": "dev-retention"}],
-        "select": {"scales": [0.5, 1.0], "gamma": [1.0, 2.0], "rho_ratio": [0.6], "filter_keep": [0.5]},
+        "select": {"scales": [0.5, 1.0], "gamma": [1.0, 2.0], "rho_ratio": [0.6], "filter_keep": [0.5],
+                   "eaft_alpha": [1.0], "asft_alpha": [0.1, 0.5]},
     }
 
 
 def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys):
     out, _ = mini_pair
     config = mini_config(out, ["base", "instruct", "instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho",
-                               "filter"])
+                               "filter", "eaft", "asft"])
     yaml_path = out.parent / "mini.yaml"  # benchmark files are given relative to the YAML
     yaml_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
@@ -227,7 +228,7 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     for method in results["methods"]:
         assert set(results["methods"][method]) == {"math", "retention"}
     selection = results["selection"]
-    transfer = {"instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho", "filter"}
+    transfer = {"instruct-sft", "shadow-ft", "gift-baset", "gift", "dft", "rho", "filter", "eaft", "asft"}
     assert set(selection["methods"]) == transfer
     gift = selection["methods"]["gift"]
     assert [(p.get("gamma"), p["scale"]) for p in gift["points"]] == [(None, 0.0), (1.0, 0.5), (1.0, 1.0), (2.0, 0.5),
@@ -235,6 +236,8 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     assert gift["chosen"]["scale"] in (0.0, 0.5, 1.0) and selection["floor"] == pytest.approx(
         selection["instruct"]["retention"] - 0.02)
     assert (run_dir / "adapters" / "gift-g2-s0").is_dir() and (run_dir / "adapters" / "filter-k0.5-s0").is_dir()
+    asft = json.loads((run_dir / "adapters" / "asft-a0.5-s0" / "gift_train.json").read_text())["config"]
+    assert asft["method"] == "asft" and asft["asft_alpha"] == 0.5 and (run_dir / "adapters" / "eaft-s0").is_dir()
     filtered = json.loads((run_dir / "adapters" / "filter-k0.5-s0" / "gift_train.json").read_text())
     assert filtered["rows"] == 12 and filtered["filter_threshold"] < 0  # half of the 24 rows, by mean log q
     rec = results["recommendation"]

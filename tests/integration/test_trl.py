@@ -53,7 +53,8 @@ def train_with_trl(root, method: str, tokenizer, dataset=None, steps: int = STEP
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, padding_free", [("gift", False), ("sft", False), ("gift", True)])
+@pytest.mark.parametrize("method, padding_free", [("gift", False), ("sft", False), ("gift", True), ("eaft", False),
+                                                  ("asft", False)])
 def test_gift_trainer_equals_gift_train(annotation, method, padding_free):
     """gift train with its defaults (on this CPU's sdpa attention: padded, grouped by length, checkpointing) against
     GIFTTrainer padded or packed: the same adapter."""

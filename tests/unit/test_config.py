@@ -58,7 +58,8 @@ def test_the_model_card_writes_the_scaling_the_merge_used(tmp_path):
 
     for rslora, formula in ((False, "λ·(α/r)·B·A, the adapter"), (True, "λ·(α/√r)·B·A (rsLoRA), the adapter")):
         (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "use_rslora": rslora}))
-        card = model_card(MergeConfig(instruct="i", adapter=str(tmp_path), out="o"), {}, 4)
+        record = {"tensors": 4, "dtype": "float32", "survival": {"overall": {"kept": 1.0, "error": 0.0}}}
+        card = model_card(MergeConfig(instruct="i", adapter=str(tmp_path), out="o"), {}, record)
         assert formula in card
 
 

@@ -36,7 +36,7 @@ def test_gold_logprobs_follow_the_models_own_head(cls_name, extra):
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
     # the fused weighted loss takes the same path: its log p equal the forward's too
     with torch.no_grad():
-        _, logp = GoldLogprobs(model)(ids, torch.ones_like(ids), labels, coef=torch.ones(len(ref)))
+        logp = GoldLogprobs(model)(ids, torch.ones_like(ids), labels, coef=torch.ones(len(ref))).logp
     torch.testing.assert_close(logp, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -49,7 +49,7 @@ def test_lora_on_the_output_layer_is_used_and_trained():
     labels = ids.clone()
     scorer = GoldLogprobs(model)
     assert not scorer.plain_head
-    loss, logp = scorer(ids, torch.ones_like(ids), labels, coef=torch.ones((labels[:, 1:] != IGNORE).sum()))
+    loss, logp, _, _ = scorer(ids, torch.ones_like(ids), labels, coef=torch.ones((labels[:, 1:] != IGNORE).sum()))
     with torch.no_grad():
         torch.testing.assert_close(logp, reference_logprobs(model, ids, labels), atol=1e-5, rtol=1e-5)
     loss.backward()

@@ -37,19 +37,28 @@ def test_weighted_nll_by_hand():
 
 
 def test_fused_weighted_nll_equals_the_unfused_loss_and_gradients():
-    from gift.loss import FusedWeightedNLL
+    """Static weights (sft, gift), self-weights from the logits (dft, eaft) and ASFT's KL term to reference hidden
+    states: the fused forward-time gradient equals autograd through the full softmax."""
+    from gift.loss import FusedWeightedNLL, chunk_loss
+    from gift.weighting import WeightParams, kl_alpha, weigher
     torch.manual_seed(2)
     h1 = torch.randn(23, 8, requires_grad=True)
     w1 = torch.randn(40, 8, requires_grad=True)
     h2, w2 = h1.detach().clone().requires_grad_(), w1.detach().clone().requires_grad_()
-    targets, coef = torch.randint(0, 40, (23,)), torch.rand(23)
-    for self_weighted in (False, True):
-        loss, logp = FusedWeightedNLL.apply(h1, w1, targets, coef, 0.5, self_weighted, 7)
+    targets, coef, ref_h = torch.randint(0, 40, (23,)), torch.rand(23), torch.randn(23, 8)
+    p = WeightParams(eaft_alpha=0.7, eaft_topk=5, asft_alpha=0.3)
+    for method in ("gift", "dft", "eaft", "asft"):
+        weigh, a = weigher(method, p), kl_alpha(method, p)
+        static = None if weigh else coef
+        ref = ref_h if a else None
+        loss, logp, w, kl = FusedWeightedNLL.apply(h1, w1, targets, static, 0.5, weigh, ref, a, 7)
         (loss * 3).backward()
-        ref_logp = reference(h2, w2, targets)
-        c = (ref_logp.detach().exp() if self_weighted else coef) * 0.5
-        (-(c * ref_logp).sum() * 3).backward()
-        torch.testing.assert_close(logp, ref_logp.detach())
+        part, kl_sum, lp, w2_, kl2 = chunk_loss(h2 @ w2.T, targets, static, weigh, ref @ w2.detach().T if a else None)
+        ((part + a * kl_sum) * 0.5 * 3).backward()
+        torch.testing.assert_close(logp, reference(h2, w2, targets).detach())
+        torch.testing.assert_close(w, w2_.detach())
+        torch.testing.assert_close(kl, kl2.detach())
+        assert (kl.abs().sum() > 0) == bool(a), method
         torch.testing.assert_close(h1.grad, h2.grad)
         torch.testing.assert_close(w1.grad, w2.grad)
         h1.grad = w1.grad = h2.grad = w2.grad = None
