@@ -1,12 +1,18 @@
 """Build the paper-regime task on the bundled pair and measure its gates before any comparison.
 
     python scripts/build_paper_task.py [--variants near-style near-style-wrong-30 ...] [--ship VARIANT]
+    python scripts/build_paper_task.py --sweep [--variants ...]     # every variant on the shipped dev/test split
 
-Each variant (gift.tiny.regime.VARIANTS) is written to runs/paper-task/<variant>/data and measured by one gift run
-(instruct, Instruct-SFT, Shadow-FT, GIFT; seed 0; greedy on test; the demo's training recipe): the four gates
-come from baseline figures and the teacher's view of the data, never from GIFT's accuracy. Every variant's
-figures go to runs/paper-task/variants.json; --ship copies one variant's data into src/gift/assets/tiny/tasks/paper
-with a manifest holding every variant's gate figures.
+Each variant (gift.tiny.regime.VARIANTS) is written to ROOT/<variant>/data and measured by one gift run per variant
+(instruct, Instruct-SFT, Shadow-FT, GIFT; greedy; the demo's training recipe): the four gates come from baseline
+figures and the teacher's view of the data, never from GIFT's accuracy. Every variant's figures go to
+ROOT/variants.json; --ship copies one variant's data into src/gift/assets/tiny/tasks/paper with a manifest holding
+every variant's gate figures.
+
+--sweep is the protocol the fair comparison's variants use: every variant draws only its training rows and takes
+the shipped task's dev and test files (one split for all, so a lever is not confounded with its split), the gates
+are read on dev, as means over seeds 0-2, and must hold by MARGIN (a point); ROOT defaults to runs/paper-variants.
+The old protocol (each variant its own split, gates on test, seed 0, no margin) is what the shipped manifest holds.
 """
 from __future__ import annotations
 
@@ -21,21 +27,22 @@ import yaml
 from gift.config import ASSETS, DEMOS
 from gift.experiment import run
 from gift.tiny import world
-from gift.tiny.regime import GATES, VARIANTS, gate_config, gate_figures, passed, write_task
+from gift.tiny.regime import GATES, MARGIN, VARIANTS, gate_config, gate_figures, passed, write_task
 
 PAIR = ASSETS / "tiny"
 SHIPPED = PAIR / "tasks" / "paper"
 
 
-def measure(name: str, root: Path) -> dict:
+def measure(name: str, root: Path, sweep: bool) -> dict:
     people = [world.Person(**p) for p in json.loads((PAIR / "world.json").read_text())]
     data = root / name / "data"
-    write_task(name, people, data)
+    write_task(name, people, data, shared=SHIPPED if sweep else None)
     recipe = yaml.safe_load(DEMOS["math"].read_text())["train"]
     config = root / name / "gates.yaml"
-    config.write_text(yaml.safe_dump(gate_config(PAIR, data, root / name / "run", recipe)))
-    figures = gate_figures(run(config))
-    print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if k != "passed")
+    split, seeds, margin = ("dev", [0, 1, 2], MARGIN) if sweep else ("test", [0], 0.0)
+    config.write_text(yaml.safe_dump(gate_config(PAIR, data, root / name / "run", recipe, split, seeds)))
+    figures = gate_figures(run(config), margin)
+    print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if isinstance(v, float))
           + f"; passed {sum(figures['passed'].values())}/{len(GATES)}", flush=True)
     return figures
 
@@ -65,16 +72,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
                     help="variants to measure (each is measured again; none: only --ship and the table)")
-    ap.add_argument("--root", default="runs/paper-task")
+    ap.add_argument("--root", help="where variants and variants.json go (default: runs/paper-task, with --sweep "
+                                   "runs/paper-variants)")
+    ap.add_argument("--sweep", action="store_true", help="the shipped dev/test split for every variant, gates on dev, "
+                                                         "seeds 0-2, a margin")
     ap.add_argument("--ship", choices=list(VARIANTS), help="copy this variant's data into the package")
     args = ap.parse_args()
-    root = Path(args.root)
+    if args.sweep and args.ship:
+        raise SystemExit("--ship takes a variant of the old protocol (its own split); --sweep variants share the "
+                         "shipped split already")
+    root = Path(args.root or ("runs/paper-variants" if args.sweep else "runs/paper-task"))
     summary_path = root / "variants.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    for entry in summary.values():  # every verdict from the figures by today's GATES
-        entry["gates"]["passed"] = passed(entry["gates"])
+    for entry in summary.values():  # every verdict from the figures by today's GATES (and the margin they used)
+        entry["gates"]["passed"] = passed(entry["gates"], entry["gates"].get("margin", 0.0))
     for name in args.variants:
-        gates = measure(name, root)
+        gates = measure(name, root, args.sweep)
         summary[name] = {"variant": json.loads((root / name / "data" / "variant.json").read_text()), "gates": gates}
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(table(summary))

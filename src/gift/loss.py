@@ -116,17 +116,24 @@ class FusedWeightedNLL(torch.autograd.Function):
         loss = hidden.new_zeros((), dtype=torch.float32)
         for s in range(0, n, chunk_size):
             h, t = hidden[s:s + chunk_size], targets[s:s + chunk_size]
+            # chunk_loss's sums, written out so that the chunk's logits are the one (n, V) block (the hot path)
             logits = F.linear(h, weight).float()  # (n, V)
-            ref = F.linear(ref_hidden[s:s + chunk_size], weight) if ref_hidden is not None else None
-            part, kl, lp, w, kl_t = chunk_loss(logits, t, None if coef is None else coef[s:s + chunk_size], weigh, ref)
+            lse = logits.logsumexp(dim=-1)
+            lp = logits.gather(1, t[:, None]).squeeze(1) - lse
+            w = weigh(logits, lp) if weigh is not None else coef[s:s + chunk_size]
             c, a = w * scale, kl_alpha * scale
-            loss = loss + part * scale + a * kl
+            loss = loss - (c * lp).sum()
+            g = logits.sub_(lse[:, None])  # log-softmax, in place of the logits
+            kl_t = torch.zeros_like(lp)
+            if ref_hidden is not None:
+                ref = F.linear(ref_hidden[s:s + chunk_size], weight).float().log_softmax(dim=-1)  # (n, V)
+                kl_t = (ref.exp() * (ref - g)).sum(dim=-1)
+                loss = loss + a * kl_t.sum()
             logp[s:s + chunk_size], weights[s:s + chunk_size], kls[s:s + chunk_size] = lp, w, kl_t
-            g = logits.sub_(logits.logsumexp(dim=-1, keepdim=True)).exp_()  # softmax, in place of the logits
-            g.mul_((c + a)[:, None] if ref is not None else c[:, None])
+            g.exp_().mul_((c + a)[:, None] if ref_hidden is not None else c[:, None])  # softmax, scaled
             g[torch.arange(len(t), device=g.device), t] -= c  # d/d logits: c·(softmax − onehot) + a·(softmax − p_ref)
-            if ref is not None:
-                g.sub_(ref.float().softmax(dim=-1).mul_(a))
+            if ref_hidden is not None:
+                g.sub_(ref.exp_().mul_(a))
             if grad_h is not None:
                 grad_h[s:s + chunk_size] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
             if grad_w is not None:

@@ -46,7 +46,7 @@ def test_shipped_task_gate(gate):
     """Each gate on the build's figures (seed 0, measured before any comparison)."""
     g = shipped_figures()
     holds, target = GATES[gate]
-    check_gate(gate, holds(g), g["passed"][gate], target,
+    check_gate(gate, holds(g, 0.0), g["passed"][gate], target,
                f"instruct {g['instruct']:.1%}, Instruct-SFT {g['instruct-sft']:.1%}, Shadow-FT {g['shadow-ft']:.1%}, "
                f"low-q loss share Shadow-FT {g['shadow-ft_low_q_loss']:.2%}, GIFT {g['gift_low_q_loss']:.2%}")
 

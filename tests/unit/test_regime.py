@@ -69,3 +69,25 @@ def test_a_misread_solution_adds_the_number_given_away_and_computes_on_correctly
         assert r["reference"] == str(a + b - c)
     for split in ("dev", "test"):
         assert not any(json.loads(line)["misread"] for line in (tmp_path / f"{split}.jsonl").read_text().splitlines())
+
+
+def test_a_shared_split_keeps_the_variants_own_training_rows_and_takes_dev_and_test(people, tmp_path):
+    """--sweep: every variant is measured on one dev/test split; only its training data is its own."""
+    own, shared, other = tmp_path / "own", tmp_path / "shared", tmp_path / "other"
+    write_task("plain-wrong-50", people, own)
+    write_task("plain-wrong-70", people, shared)
+    write_task("plain-wrong-50", people, other, shared=shared)
+    assert (other / "train.jsonl").read_bytes() == (own / "train.jsonl").read_bytes()
+    for split in ("dev", "test"):
+        assert (other / f"{split}.jsonl").read_bytes() == (shared / f"{split}.jsonl").read_bytes()
+        assert (own / f"{split}.jsonl").read_bytes() != (shared / f"{split}.jsonl").read_bytes()
+    assert json.loads((other / "variant.json").read_text())["shared_split"] == str(shared)
+
+
+def test_a_gate_met_by_less_than_the_margin_fails_with_it():
+    from gift.tiny.regime import MARGIN, passed
+
+    g = {"instruct": 0.62, "instruct-sft": 0.62 - 0.055, "shadow-ft": 0.55, "shadow-ft_low_q_loss": 0.8,
+         "gift_low_q_loss": 0.3}
+    assert passed(g)["the data harms it"] and not passed(g, MARGIN)["the data harms it"]
+    assert passed(g, MARGIN)["instruct competent"] and passed(g, MARGIN)["plain transfer about neutral"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,18 @@ from . import world
 SPLITS = {"train": 2000, "dev": 200, "test": 300}
 EPS = 1e-9  # accuracies are counts over 300 problems: a figure on a bound meets it, whatever the float rounding
 # gate -> (holds, target); figures as measured by `measure` (fractions; shares of the training loss)
+MARGIN = 0.01  # the variant sweep's gates must hold by a point on the mean of its seeds (a bound met by less is noise)
+# gate -> (holds(figures, margin), target); figures as measured by a gate run (fractions; shares of the training loss)
 GATES = {
-    "instruct competent": (lambda g: 0.30 - EPS <= g["instruct"] <= 0.70 + EPS,
-                           "instruct 30-70% greedy on test (paper 41.3)"),
-    "the data harms it": (lambda g: g["instruct-sft"] <= g["instruct"] - 0.05 + EPS,
+    "instruct competent": (lambda g, m: 0.30 + m - EPS <= g["instruct"] <= 0.70 - m + EPS,
+                           "instruct 30-70% greedy (paper 41.3)"),
+    "the data harms it": (lambda g, m: g["instruct-sft"] <= g["instruct"] - 0.05 - m + EPS,
                           "Instruct-SFT ≤ instruct − 5 points (paper 41.3 → 21.2)"),
-    "plain transfer about neutral": (lambda g: g["instruct"] - 0.10 - EPS <= g["shadow-ft"] <= g["instruct"] + 0.05 + EPS,
+    "plain transfer about neutral": (lambda g, m: g["instruct"] - 0.10 + m - EPS <= g["shadow-ft"]
+                                     <= g["instruct"] + 0.05 - m + EPS,
                                      "Shadow-FT within instruct − 10 … + 5 points (paper 38.0 vs 41.3)"),
-    "the teacher sees the paper's data": (lambda g: 0.65 <= g["shadow-ft_low_q_loss"] <= 0.90
-                                          and 0.15 <= g["gift_low_q_loss"] <= 0.45,
+    "the teacher sees the paper's data": (lambda g, m: 0.65 + m <= g["shadow-ft_low_q_loss"] <= 0.90 - m
+                                          and 0.15 + m <= g["gift_low_q_loss"] <= 0.45 - m,
                                           "low-q loss share: Shadow-FT 65-90%, GIFT (γ 1) 15-45% (paper 79.7%, 29.6%)"),
 }
 
@@ -138,35 +142,45 @@ def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool)
             "reference": reference, "slipped": slip != 0, "misread": misread}
 
 
-def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0) -> dict[str, int]:
-    """train/dev/test JSONL of variant `name` under `out`; returns the rows per split."""
+def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, shared: Path | None = None
+               ) -> dict[str, int]:
+    """train/dev/test JSONL of variant `name` under `out`; returns the rows per split. With `shared` (a task
+    directory), dev and test are that task's files, so that every variant is measured on one split and only its
+    training data differs; train is drawn first either way, so it is the same rows as without `shared`."""
     v, rng = VARIANTS[name], random.Random(f"{name}-{seed}")
     out.mkdir(parents=True, exist_ok=True)
     for split, n in SPLITS.items():
+        if shared is not None and split != "train":
+            shutil.copyfile(shared / f"{split}.jsonl", out / f"{split}.jsonl")
+            continue
         rows = [example(rng, people, v, split == "train") for _ in range(n)]
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **asdict(v)}, indent=2) + "\n")
+    split_of = {"shared_split": str(shared)} if shared is not None else {}
+    (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **asdict(v), **split_of}, indent=2) + "\n")
     return dict(SPLITS)
 
 
-def gate_config(pair: Path, task: Path, out: Path, recipe: dict[str, Any]) -> dict[str, Any]:
+def gate_config(pair: Path, task: Path, out: Path, recipe: dict[str, Any], split: str = "test",
+                seeds: list[int] | None = None) -> dict[str, Any]:
     """The gift run that measures the gates: instruct, Instruct-SFT, Shadow-FT and GIFT (for its signal share
-    only), seed 0, greedy on the task's test split, the demo's training recipe."""
+    only), greedy on one split of the task (the variant sweep: dev, seeds 0-2), the demo's training recipe."""
     return {"base": str(pair / "base"), "instruct": str(pair / "instruct"), "train_data": str(task / "train.jsonl"),
-            "out": str(out), "methods": ["instruct", "instruct-sft", "shadow-ft", "gift"], "seeds": [0],
+            "out": str(out), "methods": ["instruct", "instruct-sft", "shadow-ft", "gift"], "seeds": seeds or [0],
             "annotate": {"max_length": 256}, "train": recipe,
             "eval": {"samples": 1, "max_new_tokens": 64, "batch_size": 100},
-            "benchmarks": [{"name": "task", "file": str(task / "test.jsonl"), "kind": "math",
+            "benchmarks": [{"name": "task", "file": str(task / f"{split}.jsonl"), "kind": "math",
                             "answer_field": "reference", "instruction": "", "role": "task"}]}
 
 
-def gate_figures(summary: dict[str, Any]) -> dict[str, Any]:
-    """The figures GATES reads, from a gate run's summary."""
-    acc = {m: r["task"]["accuracy"]["value"] for m, r in summary["methods"].items()}
-    g = {**acc, "shadow-ft_low_q_loss": summary["signal"]["shadow-ft"]["loss_share"],
-         "gift_low_q_loss": summary["signal"]["gift"]["loss_share"]}
-    return {**g, "passed": passed(g)}
+def gate_figures(summary: dict[str, Any], margin: float = 0.0) -> dict[str, Any]:
+    """The figures GATES reads, from a gate run's summary: means over its seeds, each seed's accuracies beside."""
+    res = summary["methods"]
+    g = {m: r["task"]["accuracy"]["value"] for m, r in res.items()}
+    g |= {"shadow-ft_low_q_loss": summary["signal"]["shadow-ft"]["loss_share"],
+          "gift_low_q_loss": summary["signal"]["gift"]["loss_share"]}
+    per_seed = {m: r["task"]["accuracy"]["seeds"] for m, r in res.items()}
+    return {**g, "per_seed": per_seed, "margin": margin, "passed": passed(g, margin)}
 
 
-def passed(figures: dict[str, Any]) -> dict[str, bool]:
-    return {gate: bool(holds(figures)) for gate, (holds, _) in GATES.items()}
+def passed(figures: dict[str, Any], margin: float = 0.0) -> dict[str, bool]:
+    return {gate: bool(holds(figures, margin)) for gate, (holds, _) in GATES.items()}
