@@ -21,7 +21,7 @@ def test_failed_merge_leaves_nothing(make_pair, arith_jsonl, tmp_path, monkeypat
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C while shards were being written
 
-    monkeypatch.setattr(merge_module.Delta, "apply", crash)
+    monkeypatch.setattr(merge_module.Delta, "value", crash)
     assert main(["merge", "--instruct", str(instruct), "--adapter", str(adapter), "--out", str(out)]) == 130
     assert not out.exists() and siblings(out) == []
 
@@ -36,7 +36,7 @@ def test_failed_overwrite_keeps_the_previous_result(make_pair, arith_jsonl, tmp_
     def disk_full(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(merge_module.Delta, "apply", disk_full)
+    monkeypatch.setattr(merge_module.Delta, "value", disk_full)
     with pytest.raises(OSError, match="disk full"):
         main(argv + ["--scale", "0.5"])
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and siblings(out) == []
