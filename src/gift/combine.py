@@ -60,8 +60,8 @@ def combine(base: Tensor, chat: Tensor, task: Tensor, scale: float, method: str,
         mixed, divisor = (deltas * mask).sum(dim=0), (weights * mask).sum(dim=0)
         divisor[divisor == 0] = 1
     else:
-        mixed, divisor = deltas.sum(dim=0), weights.sum(dim=0).expand_as(base).clone()
-        divisor[divisor.abs() < 1e-8] = 1
+        mixed, divisor = deltas.sum(dim=0), 1.0 + scale
+        divisor = 1.0 if abs(divisor) < 1e-8 else divisor
     return base + (mixed / divisor if normalize else mixed)
 
 

@@ -167,13 +167,17 @@ class GoldLogprobs(nn.Module):
     def causal_lm(self) -> nn.Module:
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
+    def require_reference(self) -> None:
+        """ASFT's reference is the model with its adapter switched off: refuse a model that has none."""
+        if not hasattr(self.model, "disable_adapter"):
+            raise GiftError("asft's reference is the model with its adapter switched off: train a PEFT adapter "
+                            "(LoRA), not the whole model")
+
     @torch.no_grad()
     def reference(self, inputs: dict[str, Any], hidden: bool) -> Tensor:
         """The starting model's decoder output (hidden) or logits: the model with its adapter switched off, in eval
         mode (ASFT's frozen reference, without a second copy of the model)."""
-        if not hasattr(self.model, "disable_adapter"):
-            raise GiftError("asft's reference is the model with its adapter switched off: train a PEFT adapter "
-                            "(LoRA), not the whole model")
+        self.require_reference()
         was_training = self.model.training
         self.model.eval()
         try:

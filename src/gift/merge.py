@@ -242,8 +242,13 @@ def saved_dtype(cfg: MergeConfig) -> torch.dtype:
         return pick_dtype(cfg.dtype)
     config = load_config(cfg.instruct)
     named = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    return named if isinstance(named, torch.dtype) else getattr(torch, str(named), torch.float32) if named else \
-        torch.float32
+    if isinstance(named, str):
+        named = getattr(torch, named, None)
+    return named if isinstance(named, torch.dtype) else torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def merge_in_memory(cfg: MergeConfig, merger: Merger, out: Path) -> None:
@@ -253,6 +258,8 @@ def merge_in_memory(cfg: MergeConfig, merger: Merger, out: Path) -> None:
     model = load_model(cfg.instruct, "float32", cfg.trust_pickle)
     state = model.state_dict()
     with torch.no_grad():
+        # every merged value first, from the instruct weights as loaded: a tied lm_head is the embedding tensor again,
+        # and writing one before computing the other would merge the shared tensor twice
         merged = {name: merger(name, state[name], dtype) for name in merger.names(set(state))}
         model.to(dtype)
         for name, value in merged.items():
@@ -275,7 +282,7 @@ def parity(cfg: MergeConfig, merged_dir: Path, dtype: torch.dtype) -> dict[str, 
 
     tok = load_tokenizer(cfg.instruct)
     rows = [tok(p, return_tensors="pt").input_ids for p in PARITY_PROMPTS[:cfg.parity_rows]]
-    name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+    name = dtype_name(dtype)
     peft = PeftModel.from_pretrained(load_model(cfg.instruct, name, cfg.trust_pickle), cfg.adapter)
     for module in peft.modules():
         if isinstance(module, LoraLayer):
@@ -365,7 +372,7 @@ def merge(cfg: MergeConfig) -> Path:
         dtype = merger.dtypes.most_common(1)[0][0]  # of the merged tensors (a checkpoint may mix dtypes)
         survival = merger.survival.shares()
         record = {"gift_version": __version__, "config": to_dict(cfg), "modules": len(deltas),
-                  "tensors": merger.dtypes.total(), "dtype": str(dtype).removeprefix("torch."), "survival": survival,
+                  "tensors": merger.dtypes.total(), "dtype": dtype_name(dtype), "survival": survival,
                   "adapter_training": train_meta.get("config", {})}
         if cfg.parity_rows and cfg.combine == "linear":
             record["parity"] = parity(cfg, tmp, dtype)

@@ -115,9 +115,8 @@ class GIFTTrainer(SFTTrainer):
         if self.accelerator.num_processes > 1:
             raise GiftError("GIFTTrainer runs on one process; on several devices use `accelerate launch gift train`")
         self._scorer = GoldLogprobs(self.accelerator.unwrap_model(self.model))
-        if method == "asft" and not hasattr(self._scorer.model, "disable_adapter"):
-            raise GiftError("method='asft': its reference is the model with its adapter switched off; pass a "
-                            "peft_config (LoRA) rather than training the whole model")
+        if method == "asft":  # refused here rather than at the first step
+            self._scorer.require_reference()
         if packed and train is not None:
             probe = [Encoded(list(r["input_ids"]), list(r["labels"])) for r in train.select(range(min(8, len(train))))]
             refusal = packing_refusal(self._scorer.model, probe)
