@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -72,12 +73,22 @@ def test_a_misread_solution_adds_the_number_given_away_and_computes_on_correctly
 
 
 def test_a_shared_split_keeps_the_variants_own_training_rows_and_takes_dev_and_test(people, tmp_path):
-    """--sweep: every variant is measured on one dev/test split; only its training data is its own."""
+    """--sweep: every variant is measured on one dev/test split; only its training data is its own, drawn as
+    without the shared split less any question of that split (the shipped task's own draw has 3 test and 2 dev
+    questions in train)."""
     own, shared, other = tmp_path / "own", tmp_path / "shared", tmp_path / "other"
     write_task("plain-wrong-50", people, own)
     write_task("plain-wrong-70", people, shared)
     write_task("plain-wrong-50", people, other, shared=shared)
-    assert (other / "train.jsonl").read_bytes() == (own / "train.jsonl").read_bytes()
+
+    def rows(path: Path) -> list[dict]:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    held = {r["question"] for split in ("dev", "test") for r in rows(shared / f"{split}.jsonl")}
+    mine, theirs = rows(own / "train.jsonl"), rows(other / "train.jsonl")
+    assert len(theirs) == len(mine) and not any(r["question"] in held for r in theirs)
+    kept = [r for r in mine if r["question"] not in held]
+    assert len(kept) < len(mine) and theirs[:len(kept)] == kept  # the same stream, the overlap drawn again
     for split in ("dev", "test"):
         assert (other / f"{split}.jsonl").read_bytes() == (shared / f"{split}.jsonl").read_bytes()
         assert (own / f"{split}.jsonl").read_bytes() != (shared / f"{split}.jsonl").read_bytes()

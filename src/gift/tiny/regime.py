@@ -146,14 +146,21 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
                ) -> dict[str, int]:
     """train/dev/test JSONL of variant `name` under `out`; returns the rows per split. With `shared` (a task
     directory), dev and test are that task's files, so that every variant is measured on one split and only its
-    training data differs; train is drawn first either way, so it is the same rows as without `shared`."""
+    training data differs; train is drawn first either way, from the same stream as without `shared`, less the
+    rows whose question is one of the shared dev/test questions (drawn on until the split is full)."""
     v, rng = VARIANTS[name], random.Random(f"{name}-{seed}")
     out.mkdir(parents=True, exist_ok=True)
+    held = {json.loads(line)["question"] for split in ("dev", "test") if shared is not None
+            for line in (shared / f"{split}.jsonl").read_text().splitlines()}
     for split, n in SPLITS.items():
         if shared is not None and split != "train":
             shutil.copyfile(shared / f"{split}.jsonl", out / f"{split}.jsonl")
             continue
-        rows = [example(rng, people, v, split == "train") for _ in range(n)]
+        rows: list[dict[str, Any]] = []
+        while len(rows) < n:
+            row = example(rng, people, v, split == "train")
+            if split != "train" or row["question"] not in held:
+                rows.append(row)
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     split_of = {"shared_split": str(shared)} if shared is not None else {}
     (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **asdict(v), **split_of}, indent=2) + "\n")
