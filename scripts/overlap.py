@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from gift.data import read_jsonl
 from gift.metrics import paired_difference
 
 
 def questions(path: str) -> list[str]:
-    return [json.loads(line)["question"] for line in Path(path).read_text().splitlines()]
+    return [row["question"] for _, row in read_jsonl(path)]
 
 
 def main() -> int:

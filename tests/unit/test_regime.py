@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gift.data import read_jsonl
 from gift.tiny import world
 from gift.tiny.regime import VARIANTS, example, write_task
 
@@ -82,7 +83,7 @@ def test_a_shared_split_keeps_the_variants_own_training_rows_and_takes_dev_and_t
     write_task("plain-wrong-50", people, other, shared=shared)
 
     def rows(path: Path) -> list[dict]:
-        return [json.loads(line) for line in path.read_text().splitlines()]
+        return [row for _, row in read_jsonl(path)]
 
     held = {r["question"] for split in ("dev", "test") for r in rows(shared / f"{split}.jsonl")}
     mine, theirs = rows(own / "train.jsonl"), rows(other / "train.jsonl")

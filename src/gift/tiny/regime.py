@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data import read_jsonl
 from . import world
 
 SPLITS = {"train": 2000, "dev": 200, "test": 300}
@@ -150,8 +151,8 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
     rows whose question is one of the shared dev/test questions (drawn on until the split is full)."""
     v, rng = VARIANTS[name], random.Random(f"{name}-{seed}")
     out.mkdir(parents=True, exist_ok=True)
-    held = {json.loads(line)["question"] for split in ("dev", "test") if shared is not None
-            for line in (shared / f"{split}.jsonl").read_text().splitlines()}
+    held = {row["question"] for split in ("dev", "test") if shared is not None
+            for _, row in read_jsonl(shared / f"{split}.jsonl")}
     for split, n in SPLITS.items():
         if shared is not None and split != "train":
             shutil.copyfile(shared / f"{split}.jsonl", out / f"{split}.jsonl")
