@@ -68,6 +68,17 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def compare_commands(summary: dict, root: Path) -> str:
+    """The fair comparison for each variant meeting three or more gates on dev: the shipped config's protocol on
+    the variant's training rows (dev and test are the shipped files already), 5 seeds."""
+    lines = ["# the comparisons of the variants meeting 3+ gates on dev (RESULTS.md: the variants to compare)"]
+    for name, entry in summary.items():
+        if sum(entry["gates"]["passed"].values()) >= 3:
+            lines.append(f"gift run configs/tiny_paper.yaml --train-data {root / name / 'data' / 'train.jsonl'} "
+                         f"--seeds 0 1 2 3 4 --out runs/paper-{name}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
@@ -91,6 +102,8 @@ def main() -> int:
         summary[name] = {"variant": json.loads((root / name / "data" / "variant.json").read_text()), "gates": gates}
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(table(summary))
+    if args.sweep:
+        print(compare_commands(summary, root))
     if args.ship:
         shutil.rmtree(SHIPPED, ignore_errors=True)
         shutil.copytree(root / args.ship / "data", SHIPPED)

@@ -1,5 +1,6 @@
 """RESULTS.md's decisive table from finished `gift run` directories: each method at its dev-chosen point, its test
-figures and its paired differences against the instruct model and against the recommended one.
+figures and its paired differences against the instruct model and against the recommended one; then, one row per
+run, GIFT against the best baseline that dev chose under the same floor (the across-variants table).
 
     python scripts/results_table.py runs/paper-8steps runs/paper-252steps
 """
@@ -9,6 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from gift.metrics import paired_difference
 from gift.report import settings_text
 from gift.selection import Point, choose, recommend
 
@@ -53,6 +57,44 @@ def floors(run: Path, drops: tuple[float, ...] = (2, 5, 10)) -> str:
     return "\n".join(lines)
 
 
+GIFT = ("gift", "gift-baset", "gift-published")  # the method's rows; every other transfer method is a baseline
+
+
+def best_baseline(sel: dict) -> str:
+    """The baseline dev would ship under the run's floor, as `recommend` picks among all methods ("instruct": keep
+    the instruct model); chosen from the run's dev figures alone."""
+    start = Point({"scale": 0.0}, sel["instruct"]["task"], sel["instruct"]["retention"])
+    chosen = {m: Point(s["chosen"], s["dev"]["task"], s["dev"]["retention"]) if s["chosen"] else None
+              for m, s in sel["methods"].items() if m not in GIFT}
+    return recommend(chosen, start)
+
+
+def versus_baseline(runs: list[Path]) -> str:
+    """Markdown, a row per run: GIFT tuned, GIFT-BaseT and GIFT as published against the best dev-chosen baseline,
+    test task greedy and Avg@16 and the retention benchmark, paired 95% intervals in points."""
+    lines = ["| run | best baseline on dev (its point) | GIFT tuned (its point): task greedy / Avg@16 / retention "
+             "vs that baseline | GIFT-BaseT | GIFT as published |", "|---|---|---|---|---|"]
+    for run in runs:
+        res = json.loads((run / "results.json").read_text())
+        per_seed, base = res["per_seed"], best_baseline(res["selection"])
+        cells = [f"`{run.name}`", f"{base} ({settings_text(res['points'].get(base)) if base != 'instruct' else '–'})"]
+        for method in GIFT:
+            if method not in per_seed:
+                cells.append("–")
+                continue
+            parts = []
+            for bench, metric in (("task", "accuracy"), ("task", "avg@16"), ("retention", "accuracy")):
+                sides = [[np.asarray(s[bench]["metrics"][metric]["scores"], float) for s in per_seed[m].values()]
+                         for m in (method, base)]
+                parts.append(pct(paired_difference(*sides)))
+            point = settings_text(res["points"][method]) if method != "gift-published" else "γ 1, λ 1"
+            cells.append(f"({point}) " + " / ".join(parts))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print("\n\n".join(table(Path(p)) + "\n\nDev choices under looser floors (dev task / dev retention %):\n\n"
-                      + floors(Path(p)) for p in sys.argv[1:]))
+    runs = [Path(p) for p in sys.argv[1:]]
+    print("\n\n".join(table(p) + "\n\nDev choices under looser floors (dev task / dev retention %):\n\n"
+                      + floors(p) for p in runs))
+    print("\n\nGIFT against the best baseline dev chose under the same floor:\n\n" + versus_baseline(runs))

@@ -74,6 +74,8 @@ def _add_run_arguments(p: argparse.ArgumentParser, with_config: bool) -> None:
     p.add_argument("--out", help="experiment directory (finished stages in it are reused)")
     p.add_argument("--methods", nargs="+", help="methods to run (default: the config's)")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the config's)")
+    p.add_argument("--train-data", help="training rows (default: the config's; relative to where gift runs): "
+                   "the same comparison on another data set or variant, without a copy of the config")
 
 
 def _run(args: argparse.Namespace, config: str) -> None:
@@ -81,6 +83,8 @@ def _run(args: argparse.Namespace, config: str) -> None:
     from .report import verdict
 
     overrides = {k: getattr(args, k) for k in ("out", "methods", "seeds") if getattr(args, k, None)}
+    if getattr(args, "train_data", None):
+        overrides["train_data"] = str(Path(args.train_data).resolve())
     summary = run(config, overrides)
     out = Path(summary["out"])
     print(verdict(summary))

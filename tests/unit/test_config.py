@@ -72,3 +72,30 @@ def test_every_command_names_a_guide_that_exists():
     assert set(GUIDES) == set(COMMANDS) | {"run", "demo"}
     for text in GUIDES.values():
         assert (docs / text.split("docs/")[1].split(" ")[0]).is_file(), text
+
+
+def test_run_train_data_override_is_relative_to_where_gift_runs(tmp_path, monkeypatch):
+    """`gift run CONFIG --train-data PATH` runs the config's comparison on other rows: PATH is the user's (relative to
+    the working directory, not to the config's folder), and nothing else of the config changes."""
+    import gift.experiment
+    from gift.cli import main
+    from gift.experiment import load_run_config
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "rows.jsonl").write_text("{}\n")
+    (tmp_path / "rows.jsonl").write_text("{}\n")
+    (folder / "run.yaml").write_text("base: b\ninstruct: i\ntrain_data: rows.jsonl\nseeds: [0, 1, 2]\n"
+                                     "benchmarks: [{name: t, file: rows.jsonl, kind: math}]\n")
+    seen = {}
+
+    def fake_run(config, overrides):
+        seen.update(overrides)
+        raise GiftError("stop")
+
+    monkeypatch.setattr(gift.experiment, "run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(folder / "run.yaml"), "--train-data", "rows.jsonl", "--seeds", "0", "1"]) == 2
+    cfg = load_run_config(folder / "run.yaml", seen)
+    assert cfg.train_data == str(tmp_path / "rows.jsonl") and cfg.seeds == [0, 1]
+    assert load_run_config(folder / "run.yaml").train_data == str(folder / "rows.jsonl")
