@@ -103,3 +103,18 @@ def test_a_gate_met_by_less_than_the_margin_fails_with_it():
          "gift_low_q_loss": 0.3}
     assert passed(g)["the data harms it"] and not passed(g, MARGIN)["the data harms it"]
     assert passed(g, MARGIN)["instruct competent"] and passed(g, MARGIN)["plain transfer about neutral"]
+
+
+def test_the_sweep_prints_the_comparison_of_each_variant_meeting_three_gates():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("build_paper_task", Path(__file__).parents[2] / "scripts" /
+                                                  "build_paper_task.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    summary = {name: {"gates": {"passed": dict(zip("abcd", met))}} for name, met in
+               (("four", [1, 1, 1, 1]), ("three", [1, 0, 1, 1]), ("two", [1, 0, 0, 1]))}
+    lines = script.compare_commands(summary, Path("runs/v")).splitlines()[1:]
+    assert lines == [f"gift run configs/tiny_paper.yaml --train-data runs/v/{n}/data/train.jsonl --seeds 0 1 2 3 4 "
+                     f"--out runs/paper-{n}" for n in ("four", "three")]
