@@ -40,10 +40,15 @@ def table(run: Path) -> str:
     return "\n".join(lines)
 
 
+def instruct_point(sel: dict) -> Point:
+    """Keeping the instruct model (λ 0) as a candidate, with its dev figures from a run's `selection`."""
+    return Point({"scale": 0.0}, sel["instruct"]["task"], sel["instruct"]["retention"])
+
+
 def floors(run: Path, drops: tuple[float, ...] = (2, 5, 10)) -> str:
     """What dev alone would choose under looser floors (from the run's dev candidates; test is not read again)."""
     sel = json.loads((run / "results.json").read_text())["selection"]
-    start = Point({"scale": 0.0}, sel["instruct"]["task"], sel["instruct"]["retention"])
+    start = instruct_point(sel)
     lines = ["| floor: instruct's dev retention − | " + " | ".join(sel["methods"]) + " | recommended |",
              "|---|" + "---|" * (len(sel["methods"]) + 1)]
     for drop in drops:
@@ -63,7 +68,7 @@ GIFT = ("gift", "gift-baset", "gift-published")  # the method's rows; every othe
 def best_baseline(sel: dict) -> str:
     """The baseline dev would ship under the run's floor, as `recommend` picks among all methods ("instruct": keep
     the instruct model); chosen from the run's dev figures alone."""
-    start = Point({"scale": 0.0}, sel["instruct"]["task"], sel["instruct"]["retention"])
+    start = instruct_point(sel)
     chosen = {m: Point(s["chosen"], s["dev"]["task"], s["dev"]["retention"]) if s["chosen"] else None
               for m, s in sel["methods"].items() if m not in GIFT}
     return recommend(chosen, start)

@@ -1,9 +1,11 @@
 """Fixtures: tiny random-weight base/instruct pairs built from code (no network), and small JSONL files."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -14,6 +16,14 @@ from gift.tiny import build_tokenizer, model_config, perturbed, random_model, sa
 # module's `skipif` on the file it reads), never fails.
 SHARED_DATA = Path(os.environ.get("GIFT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 VOCAB = SHARED_DATA / "vocab"  # the real tokenizers (llama.cpp's vocabulary files)
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of the checkout (scripts/, bench/) imported as a module, for tests of its functions."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_file(name: str) -> Path:

@@ -2,12 +2,13 @@
 (No timing is asserted anywhere in the test suite.)"""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 BENCH = Path(__file__).parents[2] / "bench"
 
@@ -15,9 +16,7 @@ BENCH = Path(__file__).parents[2] / "bench"
 @pytest.mark.slow
 def test_bench_suite_runs_quick(monkeypatch, tmp_path):
     sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH / "run.py")
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
     import common
     monkeypatch.setattr(common, "RESULTS", tmp_path)

@@ -2,7 +2,6 @@
 gift.metrics.paired_difference on the kept problems, and the count of overlapping problems is right."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,14 +11,13 @@ import pytest
 import yaml
 
 from gift.metrics import paired_difference
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "overlap.py"
 
 
 def test_overlap_drops_exactly_the_problems_seen_in_training(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("overlap", SCRIPT)
-    overlap = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(overlap)
+    overlap = load_script(SCRIPT)
     rng = np.random.default_rng(0)
     test = [f"q{i}" for i in range(40)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in ["q3", "q17", "x", "q39"]))

@@ -12,6 +12,7 @@ import pytest
 from gift.data import read_jsonl
 from gift.tiny import world
 from gift.tiny.regime import VARIANTS, example, write_task
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +107,7 @@ def test_a_gate_met_by_less_than_the_margin_fails_with_it():
 
 
 def test_the_sweep_prints_the_comparison_of_each_variant_meeting_three_gates():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("build_paper_task", Path(__file__).parents[2] / "scripts" /
-                                                  "build_paper_task.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(Path(__file__).parents[2] / "scripts" / "build_paper_task.py")
     summary = {name: {"gates": {"passed": dict(zip("abcd", met))}} for name, met in
                (("four", [1, 1, 1, 1]), ("three", [1, 0, 1, 1]), ("two", [1, 0, 0, 1]))}
     lines = script.compare_commands(summary, Path("runs/v")).splitlines()[1:]

@@ -2,22 +2,15 @@
 (keeping the instruct model when none beats it on dev), and GIFT's differences against it are paired."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 
 from gift.metrics import paired_difference
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "results_table.py"
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def selection(dev: dict[str, tuple[float, float, float]]) -> dict:
@@ -28,7 +21,7 @@ def selection(dev: dict[str, tuple[float, float, float]]) -> dict:
 
 
 def test_the_best_baseline_ignores_gift_rows_and_keeps_instruct_when_nothing_beats_it():
-    rt = load()
+    rt = load_script(SCRIPT)
     sel = selection({"gift": (0.9, 0.9, 0.5), "shadow-ft": (0.7, 0.89, 0.25), "filter": (0.65, 0.9, 0.25),
                      "instruct-sft": (0.6, 0.9, 0.0)})
     assert rt.best_baseline(sel) == "shadow-ft"
@@ -37,7 +30,7 @@ def test_the_best_baseline_ignores_gift_rows_and_keeps_instruct_when_nothing_bea
 
 
 def test_gift_against_the_best_baseline_is_the_paired_difference(tmp_path):
-    rt = load()
+    rt = load_script(SCRIPT)
     rng = np.random.default_rng(0)
 
     def scores(n: int) -> dict:
