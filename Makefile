@@ -8,8 +8,10 @@ VENV := .venv/bin
 
 setup: .venv/.ready
 
+# one pytest worker a core (at most 4), each file on one worker (module fixtures built once), one thread a worker:
+# the suite is many small models, so processes, not threads, fill the cores
 test: setup
-	$(VENV)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(VENV)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 demo: setup
 	$(VENV)/gift demo

