@@ -142,7 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gift: interrupted; nothing was published (a training run can continue with --resume)", file=sys.stderr)
         return 130
+    finally:
+        leave_process_group()
     return 0
+
+
+def leave_process_group() -> None:
+    """Under torchrun, destroy the process group before exit. If the interpreter tears it down instead, a gloo worker
+    thread can abort the finished process with SIGABRT ("terminate called without an active exception";
+    pytorch/pytorch#190489)."""
+    dist = sys.modules.get("torch.distributed")  # only a command that trained has imported it
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

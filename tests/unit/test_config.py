@@ -99,3 +99,20 @@ def test_run_train_data_override_is_relative_to_where_gift_runs(tmp_path, monkey
     cfg = load_run_config(folder / "run.yaml", seen)
     assert cfg.train_data == str(tmp_path / "rows.jsonl") and cfg.seeds == [0, 1]
     assert load_run_config(folder / "run.yaml").train_data == str(folder / "rows.jsonl")
+
+
+def test_the_cli_leaves_the_process_group_before_exit(tmp_path):
+    """Under torchrun a gloo group left to interpreter teardown can abort a finished process (SIGABRT after the
+    adapter is published); every command, failed ones included, destroys it first."""
+    import torch.distributed as dist
+
+    from gift.cli import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert main(["train", "--model", str(tmp_path / "none"), "--data", str(tmp_path / "none.jsonl"),
+                     "--out", str(tmp_path / "out")]) == 2
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
