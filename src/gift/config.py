@@ -320,6 +320,11 @@ class EvalConfig(LoadArgs):
     limit: int | None = arg(None, "first N problems of each benchmark")
     seed: int = arg(0, "seed for sampling and confidence intervals")
     backend: str = arg("hf", "generation backend", choices=("hf", "vllm"))
+    gpu_memory_utilization: float = arg(0.9, "--backend vllm: share of each GPU's memory the engine may take")
+    max_model_len: int | None = arg(None, "--backend vllm: longest prompt + completion the engine holds (default: the "
+                                          "model's context; a smaller one leaves more memory for the KV cache)")
+    tensor_parallel_size: int = arg(1, "--backend vllm: GPUs one engine splits the model over (for data parallel "
+                                       "evaluation run `gift run --shard i/n` once per GPU)")
     question_field: str | None = arg(None, "question field of a JSONL benchmark")
     answer_field: str | None = arg(None, "answer field of a JSONL benchmark")
     kind: str = arg("math", "grading of JSONL benchmarks without a :kind suffix", choices=KINDS)
@@ -340,6 +345,11 @@ class EvalConfig(LoadArgs):
         _require_finite("temperature", self.temperature)
         if self.samples > 1 and self.temperature <= 0:
             raise GiftError("--samples > 1 needs --temperature > 0 (greedy samples would all be the same)")
+        if self.backend == "vllm" and self.choice_mode == "loglik":
+            raise GiftError("--choice-mode loglik scores options with the HF model; use --backend hf, or --choice-mode "
+                            "generate with vLLM")
+        if not 0 < self.gpu_memory_utilization <= 1 or self.tensor_parallel_size < 1:
+            raise GiftError("--gpu-memory-utilization must be in (0, 1] and --tensor-parallel-size at least 1")
 
     def sampled(self, bench: str) -> bool:
         """Whether --sample-bench lets this benchmark have the --samples."""

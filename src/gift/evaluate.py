@@ -25,13 +25,13 @@ from .benchmarks import INSTRUCTION_KINDS, LETTERS, Benchmark, Problem, exact_eq
 from .config import EvalConfig, ScoreConfig, to_dict
 from .data import IGNORE, Encoded, TemplateOptions, pad_batch, read_jsonl, render
 from .errors import GiftError
-from .generate import generate_hf, generate_vllm
+from .generate import generate_hf
 from .grading import extract_answer, extract_choice, grade_answer, grade_math, normalise, options_of, reference_answer
 from .instructions import METRICS, NEEDS_TAGGER, aggregate, follow
 from .loss import GoldLogprobs
 from .metrics import metric, scaling_metrics
-from .model import load_model, load_tokenizer
 from .plots import scaling_plot
+from .serve import Candidate, Served, server
 
 
 def verdict(problem: Problem, completion: str) -> tuple[str | None, bool, bool]:
@@ -120,16 +120,17 @@ def context_cap(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: 
     return context - longest
 
 
-def generate(bench: Benchmark, prompts: list[str], model: Any, tokenizer: Any, cfg: EvalConfig
+def generate(bench: Benchmark, prompts: list[str], served: Served, cfg: EvalConfig
              ) -> tuple[list[str], list[list[str]] | None, dict[str, Any], dict[str, list | None]]:
     """Greedy completions (or log-likelihood choices), cfg.samples sampled ones for answer-checked benchmarks
     that generate, the decoding settings used, and which completions were cut at the token cap."""
-    max_new = cfg.max_new_tokens if cfg.backend == "vllm" else context_cap(model, tokenizer, prompts,
-                                                                            cfg.max_new_tokens, bench.name)
+    model, tokenizer = served.model, served.tokenizer
+    max_new = cfg.max_new_tokens if served.engine else context_cap(model, tokenizer, prompts, cfg.max_new_tokens,
+                                                                   bench.name)
 
     def gen(n: int, temperature: float, desc: str) -> tuple[list[list[str]], list[list[bool]]]:
-        if cfg.backend == "vllm":
-            return generate_vllm(cfg.model, prompts, n, temperature, cfg.top_p, max_new, cfg.seed)
+        if served.engine:
+            return served.engine.generate(prompts, n, temperature, cfg.top_p, max_new, cfg.seed, served.lora)
         return generate_hf(model, tokenizer, prompts, n, temperature, cfg.top_p, max_new, cfg.batch_size,
                            cfg.seed, desc)
 
@@ -210,37 +211,37 @@ def warn_unanswered(name: str, completions: list[str], answers: list[str | None]
               file=sys.stderr)
 
 
-def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: bool = False) -> Path:
-    """Evaluate cfg.model on cfg.bench (or on `benches`, already loaded, each with its own grading kind);
-    `quiet` leaves the table to results.json (experiments print their own summary). Each benchmark's
-    completions are kept in OUT.partial until the whole evaluation is published, so an interrupted run resumes."""
+def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: bool = False,
+             served: Served | None = None) -> Path:
+    """Evaluate cfg.model on cfg.bench (or on `benches`, already loaded, each with its own grading kind), or a
+    candidate `served` by a loaded model or engine (gift run: cfg.model is then its label); `quiet` leaves the table
+    to results.json (experiments print their own summary). Each benchmark's completions are kept in OUT.partial until
+    the whole evaluation is published, so an interrupted run resumes."""
     if cfg.compare:
         return compare(cfg.compare, cfg.out, cfg.overwrite)
     t0 = time.time()
     out = check_out_dir(cfg.out, cfg.overwrite)
     benches = benches or [from_spec(b, cfg.limit, cfg.question_field, cfg.answer_field, cfg.kind,
                                     cfg.math_instruction, cfg.choice_instruction) for b in cfg.bench]
-    tokenizer = load_tokenizer(cfg.model)
-    model = None
-    if cfg.backend == "hf":
-        model = load_model(cfg.model, cfg.dtype, cfg.trust_pickle)
-        if torch.cuda.is_available():
-            model.cuda()
+    if served is None:
+        with server(cfg.model, cfg, None, out).serve(Candidate()) as plain:
+            return evaluate(cfg, benches, quiet, plain)
+    tokenizer = served.tokenizer
     cache = staging_dir(out)
     graded: dict[str, tuple[Benchmark, dict, dict]] = {}
     records: list[dict] = []
     for bench in benches:
         prompts = render_prompts(tokenizer, bench.problems, cfg.system_prompt)
+        # what the completions depend on (not --batch-size: each row's samples have their own seed)
         key = hashlib.sha256(json.dumps([cfg.model, prompts, cfg.samples, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                                         cfg.seed, cfg.choice_mode, cfg.backend, cfg.dtype, cfg.batch_size,
-                                         cfg.sampled(bench.name)]
+                                         cfg.seed, cfg.choice_mode, cfg.backend, cfg.dtype, cfg.sampled(bench.name)]
                                         ).encode()).hexdigest()
         cached = cache / f"{bench.name}.json"
         done = json.loads(cached.read_text()) if cached.is_file() else None
         if done and done["key"] == key:
             print(f"gift: {bench.name}: completions taken from {cached} (an interrupted run)", file=sys.stderr)
         else:
-            greedy, sampled, decoding, capped = generate(bench, prompts, model, tokenizer, cfg)
+            greedy, sampled, decoding, capped = generate(bench, prompts, served, cfg)
             done = {"key": key, "greedy": greedy, "sampled": sampled, "decoding": decoding, "capped": capped}
             write_text_atomic(cached, json.dumps(done))
         result, recs = grade(bench, prompts, done["greedy"], done["sampled"], cfg.seed, warn=not quiet,

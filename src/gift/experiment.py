@@ -18,6 +18,9 @@ Methods (the paper's baselines and GIFT):
 With a `select:` block every transfer method gets the same selection budget (its knob × the merge scale λ, λ = 0
 being the instruct model itself), chosen on the dev benchmarks only (gift.selection); test is evaluated once per
 method, at its chosen point, beside GIFT as published (γ 1, λ 1); differences come with paired intervals.
+
+Candidates are served, not written (gift.serve): one loaded instruct model (or one vLLM engine) evaluates every
+adapter at every λ, and only the recommended model is merged to disk (`merge_all` merges every candidate instead).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import hashlib
 import json
 import statistics
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,11 +56,12 @@ from .data import load_examples
 from .diagnose import check_pair
 from .errors import GiftError
 from .evaluate import evaluate
-from .merge import merge
+from .merge import SURVIVAL_WARNING, merge
 from .metrics import paired_difference, seed_problem_ci
 from .model import content_sha256, load_config, model_shape, shape_mismatch
 from .report import composite, headline, write_report
 from .selection import Point, choose, recommend
+from .serve import Candidate, HFServer, Served, VLLMServer, release_gpu, server, unservable
 from .train import LAYOUT_KEYS, LOG, train
 
 # method -> (model trained, teacher of the annotation or None, weighting)
@@ -103,6 +108,8 @@ class RunConfig:
     select: dict[str, Any] = arg({}, "one selection budget for every transfer method, chosen on dev (SelectConfig: "
                                      "scales, gamma, rho_ratio, filter_keep, eaft_alpha, asft_alpha, retention_floor, "
                                      "retention_drop, seeds)")
+    merge_all: bool = arg(False, "write every evaluated candidate as a merged model (gift ≤ 0.x's behaviour) instead "
+                                 "of serving adapters on the loaded instruct model and merging only the shipped one")
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -153,6 +160,12 @@ def load_benchmarks(cfg: RunConfig, roles: set[str]) -> list[Benchmark]:
             if role(spec) in roles]
 
 
+# `eval:` settings that change how completions are computed, not what they are: an evaluation made under other
+# values is reused (each row's samples have their own seed, so the batch does not change them)
+RESULT_NEUTRAL = {"model", "bench", "out", "overwrite", "batch_size", "gpu_memory_utilization", "max_model_len",
+                  "tensor_parallel_size"}
+
+
 def content(cfg: RunConfig, benches: list[Benchmark]) -> dict[str, Any]:
     """What the stages were computed from, by content, so that a file rewritten or a model replaced at the same
     path is told apart from the one the cache holds (paths alone would reuse stale stages)."""
@@ -169,6 +182,25 @@ class Experiment:
     def __init__(self, cfg: RunConfig):
         self.cfg, self.out = cfg, Path(cfg.out)
         self.models = {"base": cfg.base, "instruct": cfg.instruct}
+        self._server: HFServer | VLLMServer | None = None
+
+    @property
+    def settings(self) -> EvalConfig:
+        """The `eval:` block (checked by check())."""
+        return build(EvalConfig, {"model": self.cfg.instruct, "bench": ["-"], "out": "-", **self.cfg.eval})
+
+    def server(self) -> HFServer | VLLMServer:
+        """The run's one loaded instruct model (HF) or engine (vLLM), started at its first evaluation."""
+        if self._server is None:
+            self._server = server(self.cfg.instruct, self.settings, self.cfg.train.get("rank", TRAIN_DEFAULTS["rank"]),
+                                  self.out / "served")
+        return self._server
+
+    def close_server(self) -> None:
+        """Release the loaded model or engine, before training (the GPU is the trainer's) or another model's engine."""
+        if self._server is not None:
+            self._server = None
+            release_gpu()
 
     def check(self) -> None:
         """Everything that can be wrong before compute is spent: the pair, the data, the benchmarks, OUT."""
@@ -185,7 +217,7 @@ class Experiment:
             except GiftError as e:
                 raise GiftError(f"the run config's `{block}:` block: {e}") from None
         load_examples(self.cfg.train_data, self.cfg.annotate.get("prompt_field"), self.cfg.annotate.get("response_field"))
-        benches = load_benchmarks(self.cfg, {"task", "retention", "dev"})
+        benches = load_benchmarks(self.cfg, set(ROLES))
         settings = {**self.cfg.__dict__, "content": content(self.cfg, benches)}
         saved = self.out / "run_config.yaml"
         if saved.exists():
@@ -227,6 +259,7 @@ class Experiment:
         trained, teacher, weighting = METHODS[method]
         path = self.out / "adapters" / self.variant(method, seed, knob, 1.0)
         if not done(path):
+            self.close_server()
             partial = path.with_name(path.name + ".partial") / "checkpoint"
             settings = {**self.cfg.train, **({KNOBS[method]: knob} if knob is not None else {})}
             train(TrainConfig(model=self.models[trained], data=str(self.annotation(teacher)), out=str(path),
@@ -234,6 +267,7 @@ class Experiment:
         return path
 
     def model(self, method: str, seed: int, knob: float | None = None, scale: float = 1.0) -> str:
+        """A merged model directory (written once), or the untouched base / instruct model."""
         if METHODS[method] is None:
             return self.models[method]
         path = self.out / "models" / self.variant(method, seed, knob, scale)
@@ -241,6 +275,25 @@ class Experiment:
             merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed, knob)), out=str(path),
                               scale=scale))
         return str(path)
+
+    def source(self, method: str, seed: int, knob: float | None, scale: float
+               ) -> tuple[str, AbstractContextManager[Served | None]]:
+        """What evaluates a candidate: the run's server with the adapter applied at λ (label, served context), or a
+        model directory evaluate() loads itself (path, None): the base model, a merged copy under merge_all, or a
+        merged copy where the backend cannot serve the adapter exactly (said in one line)."""
+        if method == "instruct":
+            return self.cfg.instruct, self.server().serve(Candidate())
+        if METHODS[method] is None:
+            self.close_server()  # one model (one engine) at a time
+            return self.models[method], nullcontext()
+        adapter = self.adapter(method, seed, knob)
+        why = "merge_all" if self.cfg.merge_all else unservable(adapter, self.settings.backend)
+        if why:
+            if not self.cfg.merge_all:
+                print(f"== {self.variant(method, seed, knob, scale)}: {why}; evaluated from a merged copy")
+            self.close_server()
+            return self.model(method, seed, knob, scale), nullcontext()
+        return "", self.server().serve(Candidate(str(adapter), scale))
 
     def evaluation(self, method: str, seed: int, benches: list[Benchmark], knob: float | None = None,
                    scale: float = 1.0, tag: str = "", greedy: bool = False) -> dict:
@@ -253,12 +306,28 @@ class Experiment:
         wanted = to_dict(EvalConfig(model="-", bench=["-"], out=str(path), **settings))
         found = json.loads((path / "results.json").read_text()) if done(path) else None
         stale = found is not None and any(found["settings"].get(k) != v for k, v in wanted.items()
-                                          if k not in ("model", "bench", "overwrite"))
-        if found is None or stale:  # an evaluation under other settings is redone from the same merged model
-            evaluate(EvalConfig(model=self.model(method, seed, knob, scale), bench=[b.name for b in benches],
-                                out=str(path), overwrite=stale, **settings), benches, quiet=True)
+                                          if k not in RESULT_NEUTRAL)
+        if found is None or stale:  # an evaluation under other settings is redone from the same candidate
+            model, context = self.source(method, seed, knob, scale)
+            with context as served:
+                evaluate(EvalConfig(model=served.label if served else model, bench=[b.name for b in benches],
+                                    out=str(path), overwrite=stale, **settings), benches, quiet=True, served=served)
             found = json.loads((path / "results.json").read_text())
         return found["benchmarks"]
+
+    def ship(self, recommendation: dict[str, Any], seed: int) -> dict[str, Any] | None:
+        """The recommended model merged to OUT/models (with its parity check and model card): the one model a run
+        writes. None when the recommendation is the instruct model itself."""
+        method = recommendation["method"]
+        if method == "instruct" or METHODS[method] is None:
+            return None
+        knob = recommendation.get(KNOBS[method]) if method in KNOBS else None
+        self.close_server()
+        path = Path(self.model(method, seed, knob, recommendation["scale"]))
+        record = json.loads((path / "gift_merge.json").read_text())
+        kept = min((v["kept"] for v in record["survival"].values()), default=1.0)
+        return {"path": str(path), "seed": seed, "dtype": record["dtype"], "kept": kept,
+                "parity": record.get("parity"), "differs": kept < SURVIVAL_WARNING}
 
     def select(self) -> dict[str, Any]:
         """Every transfer method's knob × λ on the dev benchmarks (greedy, the mean over the selection seeds), the
@@ -274,6 +343,10 @@ class Experiment:
             return (statistics.mean(composite(r, names["dev"]) for r in res),
                     statistics.mean(composite(r, names["dev-retention"]) for r in res))
 
+        for method in [m for m in cfg.methods if METHODS[m]]:  # every adapter first: the GPU is then the server's
+            for knob in getattr(sc, KNOBS[method]) if method in KNOBS else [None]:
+                for seed in seeds:
+                    self.adapter(method, seed, knob)
         start = Point({"scale": 0.0}, *figures("instruct", None, 1.0))
         floor = sc.retention_floor if sc.retention_floor is not None else start.retention - sc.retention_drop / 100
         chosen: dict[str, Point | None] = {}
@@ -303,8 +376,32 @@ class Experiment:
         pair_check = self.pair_check()
         benches = load_benchmarks(self.cfg, {"task", "retention"})
         selection = self.select() if self.cfg.select else None  # dev only: test is read after this, once
+        points, jobs = self.test_points(selection)
+        for name, method, seed, knob, scale in jobs:  # every adapter first, as in select()
+            if METHODS[method] and scale > 0:
+                self.adapter(method, seed, knob)
         per_seed: dict[str, dict[int, dict]] = {}
+        for name, method, seed, knob, scale in jobs:
+            print(f"== {'gift as published, γ 1 at λ 1' if name == PUBLISHED else method} (seed {seed})")
+            per_seed.setdefault(name, {})[seed] = self.evaluation(method, seed, benches, knob, scale)
+        recommended = selection["recommendation"]["method"] if selection else None
+        shipped = self.ship(selection["recommendation"], selection["seeds"][0]) if selection else None
+        self.close_server()
+        summary = {"check": pair_check["findings"], "methods": aggregate(per_seed), "points": points,
+                   "shipped": shipped,
+                   "paired": paired(per_seed, recommended), "selection": selection,
+                   "recommendation": selection["recommendation"] if selection else None,
+                   "signal": self.signal_shares(points), "roles": {b["name"]: role(b) for b in self.cfg.benchmarks},
+                   "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
+        self.report(summary, per_seed)
+        return summary
+
+    def test_points(self, selection: dict[str, Any] | None
+                    ) -> tuple[dict[str, dict[str, float]], list[tuple[str, str, int, float | None, float]]]:
+        """Each method's point on test (its dev-chosen one, or λ 1 without selection) and the evaluations that read
+        test: (name, method, seed, knob, λ), GIFT as published beside the tuned one."""
         points: dict[str, dict[str, float]] = {}
+        jobs: list[tuple[str, str, int, float | None, float]] = []
         for method in self.cfg.methods:
             chosen = selection["methods"][method]["chosen"] if selection and METHODS[method] else None
             if selection and METHODS[method] and chosen is None:
@@ -313,22 +410,12 @@ class Experiment:
             knob = chosen.get(KNOBS[method]) if chosen and method in KNOBS else None
             scale = chosen["scale"] if chosen else 1.0
             points[method] = {**(chosen or {}), "scale": scale}
-            for seed in self.cfg.seeds if METHODS[method] and scale > 0 else self.cfg.seeds[:1]:
-                print(f"== {method} (seed {seed})")
-                per_seed.setdefault(method, {})[seed] = self.evaluation(method, seed, benches, knob, scale)
-        if selection and "gift" in per_seed:
+            jobs += [(method, method, seed, knob, scale)
+                     for seed in (self.cfg.seeds if METHODS[method] and scale > 0 else self.cfg.seeds[:1])]
+        if selection and "gift" in points:
             points[PUBLISHED] = {"gamma": 1.0, "scale": 1.0}
-            for seed in self.cfg.seeds:
-                print(f"== gift as published, γ 1 at λ 1 (seed {seed})")
-                per_seed.setdefault(PUBLISHED, {})[seed] = self.evaluation("gift", seed, benches, 1.0, 1.0)
-        recommended = selection["recommendation"]["method"] if selection else None
-        summary = {"check": pair_check["findings"], "methods": aggregate(per_seed), "points": points,
-                   "paired": paired(per_seed, recommended), "selection": selection,
-                   "recommendation": selection["recommendation"] if selection else None,
-                   "signal": self.signal_shares(points), "roles": {b["name"]: role(b) for b in self.cfg.benchmarks},
-                   "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
-        self.report(summary, per_seed)
-        return summary
+            jobs += [(PUBLISHED, "gift", seed, 1.0, 1.0) for seed in self.cfg.seeds]
+        return points, jobs
 
     def signal_shares(self, points: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         """Per method (its chosen knob), the share of weight and of weighted loss on tokens the instruct model gives
@@ -354,7 +441,7 @@ class Experiment:
 
 # more of these reuse every finished stage; new `eval:` settings redo only the evaluations (Experiment.evaluation),
 # new train.LAYOUT_KEYS change how a step is computed, not what; anything else changes what stages mean
-GROWABLE = {"methods", "seeds", "select", "eval"} | {f"train.{k}" for k in LAYOUT_KEYS}
+GROWABLE = {"methods", "seeds", "select", "eval", "merge_all"} | {f"train.{k}" for k in LAYOUT_KEYS}
 
 
 def changed_setting(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> str | None:

@@ -1,11 +1,13 @@
-"""Text generation for evaluation: batched Hugging Face generate (left padding, KV cache), or vLLM.
+"""Text generation for evaluation: batched Hugging Face generate (left padding, KV cache), or one vLLM engine.
 
 Decoding is exactly what the command line says: greedy is the plain argmax and sampling uses only the
 temperature and top-p given; nothing is taken from the model's generation_config.json (a repetition
 penalty or top-k there would otherwise change the answers, and merged models carry the instruct model's
 file while base has its own). Prompts are sorted by length so each batch pads little. Sampling draws
 each sequence's tokens from a generator of its own, seeded by (seed, prompt, sample number), so a
-problem's samples do not depend on which prompts share its batch, on --batch-size or on --limit.
+problem's samples do not depend on which prompts share its batch, on --batch-size or on --limit. vLLM gets the same
+contract: prompts as the token ids the HF path feeds (no second BOS), the HF path's stop set, and one request per
+(problem, sample) with its own seed from the same (seed, prompt, sample) hash.
 """
 from __future__ import annotations
 
@@ -43,7 +45,10 @@ def generate_hf(model: Any, tokenizer: Any, prompts: list[str], n: int, temperat
     device = next(model.parameters()).device
     stops = stop_token_ids(tokenizer, model)
     jobs = sorted(((i, s) for i in range(len(prompts)) for s in range(n)), key=lambda j: len(prompts[j[0]]))
-    saved, model.generation_config = model.generation_config, decoding_config(tokenizer, stops)
+    # generate() fills every unset decoding knob from the generating model's own generation_config; a PeftModel
+    # (an adapter served at run time) generates through the model it wraps, so that is the config to replace
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved, inner.generation_config = inner.generation_config, decoding_config(tokenizer, stops)
     try:
         out: list[list[str]] = [[""] * n for _ in prompts]
         capped = [[False] * n for _ in prompts]
@@ -62,7 +67,7 @@ def generate_hf(model: Any, tokenizer: Any, prompts: list[str], n: int, temperat
                 out[i][s], capped[i][s] = text.strip(), not ended
         return out, capped
     finally:
-        model.generation_config = saved
+        inner.generation_config = saved
 
 
 def decoding_config(tokenizer: Any, stops: list[int]) -> Any:
@@ -96,18 +101,54 @@ class SeededSampler(LogitsProcessor):
         return scores.float() - torch.log(-torch.log(u.clamp_min(1e-20)))
 
 
-def generate_vllm(model_path: str, prompts: list[str], n: int, temperature: float, top_p: float,
-                  max_new_tokens: int, seed: int) -> tuple[list[list[str]], list[list[bool]]]:
-    try:
-        from vllm import LLM, SamplingParams
-    except ImportError:
-        raise GiftError("--backend vllm needs the vllm package (pip install vllm) and a GPU; "
-                        "use --backend hf otherwise") from None
-    if not torch.cuda.is_available():
-        raise GiftError("--backend vllm needs a GPU and none is visible; use --backend hf")
-    llm = LLM(model=model_path, seed=seed)
-    params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                            max_tokens=max_new_tokens, seed=seed)
-    done = llm.generate(prompts, params)
-    return [[c.text.strip() for c in r.outputs] for r in done], [[c.finish_reason == "length" for c in r.outputs]
-                                                                  for r in done]
+# vLLM serves LoRA only up to the rank its engine was started with, from this list (vllm/config/lora.py)
+VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_rank(rank: int) -> int:
+    """The smallest max_lora_rank vLLM accepts that serves adapters of this rank."""
+    fit = [r for r in VLLM_RANKS if r >= rank]
+    if not fit:
+        raise GiftError(f"vLLM serves LoRA ranks up to {VLLM_RANKS[-1]}; these adapters have rank {rank}")
+    return fit[0]
+
+
+class VLLMEngine:
+    """One vLLM engine for a whole evaluation or `gift run` (an engine start costs 30-90 s and a GPU's memory), with
+    LoRA enabled when candidates are adapters served at run time (max_lora_rank ≥ theirs)."""
+
+    def __init__(self, model_path: str, tokenizer: Any, stops: list[int], dtype: str, seed: int,
+                 gpu_memory_utilization: float, max_model_len: int | None, tensor_parallel_size: int,
+                 lora_rank: int | None = None):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise GiftError("--backend vllm needs the vllm package (pip install vllm) and a GPU; "
+                            "use --backend hf otherwise") from None
+        if not torch.cuda.is_available():
+            raise GiftError("--backend vllm needs a GPU and none is visible; use --backend hf")
+        self.tokenizer, self.stops = tokenizer, stops
+        lora = {"enable_lora": True, "max_lora_rank": vllm_rank(lora_rank), "max_loras": 1} if lora_rank else {}
+        # generation_config="vllm": the model's generation_config.json (a repetition penalty, top-k) must not become
+        # the default of every request, as on the HF path
+        self.llm = LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, generation_config="vllm",
+                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                       tensor_parallel_size=tensor_parallel_size, **lora)
+
+    def generate(self, prompts: list[str], n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int,
+                 lora: Any = None) -> tuple[list[list[str]], list[list[bool]]]:
+        """n completions per prompt in one generate call, as generate_hf returns them; `lora` a LoRARequest or None."""
+        from vllm import SamplingParams
+
+        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]  # as the HF path: the template's BOS only
+        jobs = [(i, s) for i in range(len(prompts)) for s in range(n)]
+        params = [SamplingParams(n=1, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
+                                 max_tokens=max_new_tokens, stop_token_ids=self.stops, skip_special_tokens=True,
+                                 seed=row_seed(seed, prompts[i], s) if temperature > 0 else None) for i, s in jobs]
+        done = self.llm.generate([{"prompt_token_ids": ids[i]} for i, _ in jobs], params, lora_request=lora,
+                                 use_tqdm=True)
+        out: list[list[str]] = [[""] * n for _ in prompts]
+        capped = [[False] * n for _ in prompts]
+        for (i, s), r in zip(jobs, done):
+            out[i][s], capped[i][s] = r.outputs[0].text.strip(), r.outputs[0].finish_reason == "length"
+        return out, capped
