@@ -76,15 +76,37 @@ def _add_run_arguments(p: argparse.ArgumentParser, with_config: bool) -> None:
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the config's)")
     p.add_argument("--train-data", help="training rows (default: the config's; relative to where gift runs): "
                    "the same comparison on another data set or variant, without a copy of the config")
+    p.add_argument("--merge-all", action="store_true", default=None,
+                   help="write every evaluated candidate as a merged model instead of serving adapters at run time")
+    p.add_argument("--plan", action="store_true", help="print the stages, tokens, bytes written and time the run "
+                   "would take, and exit (no compute)")
+    p.add_argument("--preset", choices=["h100", "cpu"], default="h100", help="--plan: throughputs of one H100 or of a "
+                   "2-core CPU (default h100)")
+    p.add_argument("--throughput", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="--plan: override a preset's figure (train_flops, forward_flops, vllm_flops, hf_flops, "
+                        "load_bytes_s, write_bytes_s, engine_start_s, param_bytes)")
 
 
 def _run(args: argparse.Namespace, config: str) -> None:
-    from .experiment import run
+    from .experiment import Experiment, load_run_config, run
+    from .plan import PRESETS
     from .report import verdict
 
-    overrides = {k: getattr(args, k) for k in ("out", "methods", "seeds") if getattr(args, k, None)}
+    overrides = {k: getattr(args, k) for k in ("out", "methods", "seeds", "merge_all") if getattr(args, k, None)}
     if getattr(args, "train_data", None):
         overrides["train_data"] = str(Path(args.train_data).resolve())
+    if args.plan:
+        rates = {}
+        for item in args.throughput:
+            key, _, value = item.partition("=")
+            if key not in PRESETS[args.preset]:
+                raise GiftError(f"--throughput {item}: unknown figure; choose from {', '.join(PRESETS[args.preset])}")
+            try:
+                rates[key] = float(value)
+            except ValueError:
+                raise GiftError(f"--throughput {item}: {value!r} is not a number") from None
+        print(Experiment(load_run_config(config, overrides)).plan(args.preset, rates)[1])
+        return
     summary = run(config, overrides)
     out = Path(summary["out"])
     print(verdict(summary))

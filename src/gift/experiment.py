@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import statistics
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from .annotate import annotate
@@ -52,13 +54,14 @@ from .config import (
     resolve_paths,
     to_dict,
 )
-from .data import load_examples
+from .data import load_examples, read_jsonl
 from .diagnose import check_pair
 from .errors import GiftError
 from .evaluate import evaluate
 from .merge import SURVIVAL_WARNING, merge
 from .metrics import paired_difference, seed_problem_ci
-from .model import content_sha256, load_config, model_shape, shape_mismatch
+from .model import content_sha256, load_config, load_tokenizer, model_shape, shape_mismatch, weight_files
+from .plan import PRESETS, Cost, Workload, cost, describe, human_bytes, lora_parameters, parameters
 from .report import composite, headline, write_report
 from .selection import Point, choose, recommend
 from .serve import Candidate, HFServer, Served, VLLMServer, release_gpu, server, unservable
@@ -176,6 +179,14 @@ def content(cfg: RunConfig, benches: list[Benchmark]) -> dict[str, Any]:
 
 def done(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the disk that holds `path` (or its nearest existing parent)."""
+    for folder in [path, *path.resolve().parents]:
+        if folder.exists():
+            return shutil.disk_usage(folder).free
+    return None
 
 
 class Experiment:
@@ -373,6 +384,7 @@ class Experiment:
     def run(self) -> dict[str, Any]:
         t0 = time.time()
         self.check()
+        self.require_disk()
         pair_check = self.pair_check()
         benches = load_benchmarks(self.cfg, {"task", "retention"})
         selection = self.select() if self.cfg.select else None  # dev only: test is read after this, once
@@ -395,6 +407,67 @@ class Experiment:
                    "seeds": self.cfg.seeds, "out": str(self.out), "seconds": round(time.time() - t0, 1)}
         self.report(summary, per_seed)
         return summary
+
+    def workload(self) -> Workload:
+        """The run's stages counted from its config (test evaluations and later trainings at most: they depend on
+        what dev chooses), with the tokens each processes and what OUT already holds."""
+        cfg, sc = self.cfg, self.cfg.selection() if self.cfg.select else None
+        trained = [m for m in cfg.methods if METHODS[m]]
+        teachers = {METHODS[m][1] for m in trained}
+        tok = load_tokenizer(cfg.instruct)
+        rows = [row for _, row in read_jsonl(cfg.train_data)]
+        data_tokens = sum(len(tok(json.dumps(r, ensure_ascii=False), add_special_tokens=False)["input_ids"])
+                          for r in rows)  # the row's text and its field names: a slight overcount
+        train = {**TRAIN_DEFAULTS, **cfg.train}
+        per_training = data_tokens * train["epochs"] if not train["max_steps"] else min(
+            data_tokens, train["max_steps"] * train["batch_size"] * train["grad_accum"] * data_tokens // len(rows))
+        settings = self.settings
+        count = {r: sum(len(b.problems) for b in load_benchmarks(cfg, {r})) for r in ROLES}
+        dev_tokens = (count["dev"] + count["dev-retention"]) * settings.max_new_tokens
+        test_tokens = (count["task"] * (1 + (settings.samples - 1 if settings.samples > 1 else 0)) + count["retention"]
+                       ) * settings.max_new_tokens
+        seeds = (sc.seeds or cfg.seeds) if sc else cfg.seeds
+        later = len(set(cfg.seeds) - set(seeds))  # test seeds selection did not train
+        knobs = {m: (len(getattr(sc, KNOBS[m])) if sc and m in KNOBS else 1) for m in trained}
+        trainings = sum(knobs[m] * len(seeds) + later for m in trained) + (later if sc and "gift" in trained else 0)
+        dev = 1 + sum(knobs[m] * len([x for x in sc.scales if x > 0]) * len(seeds) for m in trained) if sc else 0
+        test = 1 + len(cfg.seeds) * (len(trained) + (1 if sc and "gift" in trained else 0)) + ("base" in cfg.methods)
+        merges = (dev + test - 2) if cfg.merge_all else (1 if sc else 0)
+        vllm = settings.backend == "vllm"
+        starts = (dev + test if cfg.merge_all else 1 + bool(later)) if vllm else 0
+        loads = len(teachers) + trainings + 2 * merges + ((dev + test) if cfg.merge_all else 1 + bool(later))
+        finished = {"annotations": sum(done(self.out / "annotations" / t) for t in teachers),
+                    "trainings": sum(done(p) for p in (self.out / "adapters").glob("*") if not p.name.endswith(".partial")),
+                    "dev_evaluations": sum(done(p) for p in (self.out / "evals").glob("*-dev")),
+                    "test_evaluations": sum(done(p) for p in (self.out / "evals").glob("*") if not p.name.endswith("-dev")),
+                    "merges": sum(done(p) for p in (self.out / "models").glob("*"))}
+        return Workload(len(teachers), data_tokens, trainings, int(per_training), dev, dev_tokens, test, test_tokens,
+                        merges, settings.backend, starts, loads, finished)
+
+    def plan(self, preset: str = "h100", rates: dict[str, float] | None = None) -> tuple[Cost, str]:
+        """The run's cost from its config and the instruct model's shape, and the plan as text."""
+        config = load_config(self.cfg.instruct)
+        shape = model_shape(config)
+        text = config.get_text_config()
+        params = parameters(shape, bool(getattr(text, "tie_word_embeddings", False)))
+        rates = {**PRESETS[preset], **(rates or {})}
+        files = weight_files(self.cfg.instruct)
+        model_bytes = sum(f.stat().st_size for f in files) if files else params * int(rates["param_bytes"])
+        rank = self.cfg.train.get("rank", TRAIN_DEFAULTS["rank"])
+        c = cost(self.workload(), params, lora_parameters(shape, rank), model_bytes, rates)
+        size = next(f"{params / d:.{p}f}{u}" for d, u, p in ((1e9, "B", 2), (1e6, "M", 1), (1, "", 0)) if params >= d)
+        head = (f"gift run {self.out}: {size}-parameter pair ({human_bytes(model_bytes)} a model), "
+                f"LoRA rank {rank}, {'every candidate merged (merge_all)' if self.cfg.merge_all else 'candidates served, only the shipped model merged'}")
+        return c, head + "\n" + describe(c, preset, free_bytes(self.out))
+
+    def require_disk(self) -> None:
+        """Refuse, in one line and before any compute, a run whose writes would not fit the free disk."""
+        c, _ = self.plan("cpu" if not torch.cuda.is_available() else "h100")
+        need, free = sum(c.bytes.values()), free_bytes(self.out)
+        if free is not None and need > free:
+            raise GiftError(f"this run would write about {human_bytes(need)} under {self.out} and {human_bytes(free)} "
+                            f"are free (gift run CONFIG --plan lists it); free space or choose another --out"
+)
 
     def test_points(self, selection: dict[str, Any] | None
                     ) -> tuple[dict[str, dict[str, float]], list[tuple[str, str, int, float | None, float]]]:

@@ -13,6 +13,9 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gift.cli import main
+from gift.experiment import Experiment, load_run_config
+from gift.model import load_config, model_shape
+from gift.plan import lora_parameters
 from gift.tiny import model_config, random_model, world
 from gift.tiny.build import GATES, TinyConfig, build, forever, init_chat_tokens, pretrain, weight_delta, world_tokenizer
 from tests.conftest import check_gate, write_jsonl
@@ -257,6 +260,18 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     merged = sorted(p.name for p in (run_dir / "models").glob("*")) if (run_dir / "models").is_dir() else []
     shipped = results["shipped"]
     assert merged == ([] if rec["method"] == "instruct" else [Path(shipped["path"]).name])
+    # --plan counted this run's stages before it ran: the same counts (trainings and test evaluations at most), and
+    # LoRA bytes from the model's shape as written
+    work = Experiment(load_run_config(yaml_path, {"out": str(run_dir)})).workload()
+    adapters = [p for p in (run_dir / "adapters").glob("*") if not p.name.endswith(".partial")]
+    evals = [p.name for p in (run_dir / "evals").glob("*")]
+    assert work.trainings == len(adapters) and work.merges == len(merged) <= 1
+    assert work.dev_evaluations == sum(e.endswith("-dev") for e in evals)
+    assert work.test_evaluations >= sum(not e.endswith("-dev") for e in evals)
+    assert work.done["trainings"] == work.trainings and work.done["dev_evaluations"] == work.dev_evaluations
+    shape = model_shape(load_config(str(out / "instruct")))
+    size = (adapters[0] / "adapter_model.safetensors").stat().st_size
+    assert lora_parameters(shape, 4) * 4 == pytest.approx(size, rel=0.02)  # float32 on CPU, header aside
 
     stamp = (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 0  # everything cached: nothing recomputed
@@ -376,3 +391,23 @@ def test_a_dev_benchmark_without_accuracy_is_scored_by_its_headline_metric(tmp_p
         "ifeval": {"metrics": {"prompt_level_strict_acc": {"value": followed[0.0 if method == "instruct" else scale]}}},
         "kept": {"metrics": {"prompt_level_strict_acc": {"value": 0.5}}}})
     assert experiment.select()["methods"]["shadow-ft"]["chosen"] == {"scale": 1.5}
+
+
+def test_plan_prints_the_cost_and_a_run_over_the_free_disk_is_refused(mini_pair, tmp_path, capsys, monkeypatch):
+    out, _ = mini_pair
+    yaml_path = out.parent / "plan.yaml"
+    yaml_path.write_text(yaml.safe_dump(mini_config(out, ["instruct", "shadow-ft", "gift"])))
+    assert main(["run", str(yaml_path), "--out", str(tmp_path / "run"), "--plan", "--preset", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    # selection: shadow-ft 2 λ, gift 2 γ × 2 λ, + instruct; trainings: shadow-ft 1, gift 2 (γ 1, 2)
+    assert "1 annotations, 3 trainings, 7 dev evaluations" in printed and "1 merges" in printed
+    assert "Time on cpu" in printed and not (tmp_path / "run").exists()  # nothing computed, nothing written
+    assert main(["run", str(yaml_path), "--out", str(tmp_path / "run"), "--plan", "--merge-all"]) == 0
+    assert "9 merges" in capsys.readouterr().out  # 6 dev candidates + shadow-ft, gift and gift as published on test
+    assert main(["run", str(yaml_path), "--plan", "--throughput", "warp=9"]) == 2
+    assert "unknown figure" in capsys.readouterr().err
+    monkeypatch.setattr("gift.experiment.free_bytes", lambda path: 1000)
+    assert main(["run", str(yaml_path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "this run would write about" in err and "1.0 KB are free" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "adapters").exists()
