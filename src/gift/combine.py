@@ -79,9 +79,10 @@ class Survival:
 
     sums: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, name: str, instruct: Tensor, merged: Tensor, dtype: torch.dtype) -> None:
+    def add(self, name: str, instruct: Tensor, merged: Tensor, saved: Tensor) -> None:
+        """`merged` the float32 value intended, `saved` the tensor as written (its dtype is the saved one)."""
         intended = merged - instruct.float()
-        realised = merged.to(dtype).float() - instruct.to(dtype).float()
+        realised = saved.float() - instruct.to(saved.dtype).float()
         s = self.sums.setdefault(family(name), [0.0, 0.0, 0.0])
         s[0] += float((realised * intended).sum())
         s[1] += float((intended * intended).sum())

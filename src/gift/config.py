@@ -152,6 +152,15 @@ class SelectConfig:
                 raise GiftError(f"select.{name}: needs a non-empty list of finite numbers, got {grid!r}")
         if min(self.scales + self.asft_alpha) < 0 or not all(0 < v <= 1 for v in self.rho_ratio + self.filter_keep):
             raise GiftError("select: scales and asft_alpha must be ≥ 0, rho_ratio and filter_keep in (0, 1]")
+        if max(self.scales) <= 0:
+            raise GiftError("select.scales: needs a merge scale λ above 0 (λ 0, the instruct model, is always a "
+                            "candidate; with no other there is nothing to select)")
+        if self.retention_floor is not None and not 0 <= self.retention_floor <= 1:
+            raise GiftError(f"select.retention_floor: a share of dev retention in [0, 1], got {self.retention_floor} "
+                            f"(for 88% write 0.88)")
+        if not 0 <= self.retention_drop <= 100:
+            raise GiftError(f"select.retention_drop: points below the instruct model's dev retention, in [0, 100], "
+                            f"got {self.retention_drop}")
         if 0.0 not in self.scales:
             self.scales = [0.0, *self.scales]
 

@@ -482,7 +482,7 @@ class Experiment:
                 continue
             knob = chosen.get(KNOBS[method]) if chosen and method in KNOBS else None
             scale = chosen["scale"] if chosen else 1.0
-            points[method] = {**(chosen or {}), "scale": scale}
+            points[method] = {**(chosen or {}), "scale": scale} if METHODS[method] else {}
             jobs += [(method, method, seed, knob, scale)
                      for seed in (self.cfg.seeds if METHODS[method] and scale > 0 else self.cfg.seeds[:1])]
         if selection and "gift" in points:
@@ -496,8 +496,8 @@ class Experiment:
         out = {}
         for method, settings in points.items():
             base = "gift" if method == PUBLISHED else method
-            if not METHODS.get(base) or METHODS[base][1] != "instruct":
-                continue
+            if not METHODS.get(base) or METHODS[base][1] != "instruct" or settings.get("scale") == 0:
+                continue  # no annotation by instruct, or a method that ships no adapter (λ 0 keeps instruct)
             knob = settings.get(KNOBS[base]) if base in KNOBS else None
             logs = [self.out / "adapters" / self.variant(base, s, knob, 1.0) / LOG for s in self.cfg.seeds]
             rows = [json.loads(line) for p in logs if p.exists() for line in p.read_text().splitlines()]

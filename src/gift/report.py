@@ -60,6 +60,8 @@ def settings_text(settings: dict[str, float] | None) -> str:
     """'γ 0.5, λ 0.25' for a chosen point; λ 0 is the instruct model itself."""
     if settings is None:
         return "none keeps the floor"
+    if "scale" not in settings:  # an untrained reference point (base, instruct): no adapter, no λ
+        return "untouched"
     if settings["scale"] == 0:
         return "λ 0 (keep instruct)"
     return ", ".join(f"{SYMBOLS.get(k, k)} {v:g}" for k, v in settings.items() if k != "scale") + \

@@ -326,12 +326,13 @@ def small_run(tmp_path, make_pair, arith_jsonl, **extra):
     from gift.experiment import Experiment, load_run_config
 
     base, instruct = make_pair("llama", True)
-    data, bench = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    data, bench, kept = tmp_path / "train.jsonl", tmp_path / "dev.jsonl", tmp_path / "kept.jsonl"
     shutil.copy(arith_jsonl, data)
     write_jsonl(bench, [{"question": "What is 1 + 1?", "answer": "2"}])
+    write_jsonl(kept, [{"question": "What is 2 + 2?", "answer": "4"}])
     config = {"base": str(base), "instruct": str(instruct), "train_data": str(data), "out": str(tmp_path / "run"),
               "benchmarks": [{"name": "dev", "file": str(bench), "kind": "math", "role": "dev"},
-                             {"name": "kept", "file": str(bench), "kind": "math", "role": "dev-retention"}], **extra}
+                             {"name": "kept", "file": str(kept), "kind": "math", "role": "dev-retention"}], **extra}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     return lambda: Experiment(load_run_config(tmp_path / "run.yaml"))
 
@@ -359,6 +360,22 @@ def test_a_rewritten_input_at_the_same_path_is_refused(tmp_path, make_pair, arit
     weights.write_bytes(bytes(raw))
     with pytest.raises(GiftError, match=r"was run with content\.instruct="):
         experiment().check()
+    weights.write_bytes(bytes(raw[:-1] + bytes([raw[-1] ^ 1])))
+    experiment().check()
+    write_jsonl(tmp_path / "kept.jsonl", [{"question": "What is 2 + 3?", "answer": "5"}])  # a dev-retention file
+    with pytest.raises(GiftError, match=r"was run with content\.benchmarks\.kept="):
+        experiment().check()
+
+
+@pytest.mark.parametrize("select, message", [
+    ({"scales": [0]}, "needs a merge scale λ above 0"),
+    ({"retention_floor": 88}, "for 88% write 0.88"),
+    ({"retention_drop": -1}, "in \\[0, 100\\]")])
+def test_select_blocks_that_cannot_select_are_refused(tmp_path, make_pair, arith_jsonl, select, message):
+    from gift.errors import GiftError
+
+    with pytest.raises(GiftError, match=message):
+        small_run(tmp_path, make_pair, arith_jsonl, methods=["instruct", "gift"], select=select)()
 
 
 def test_run_config_blocks_are_read_not_dropped(tmp_path, make_pair, arith_jsonl):
