@@ -335,16 +335,18 @@ def parity(cfg: MergeConfig, merged_dir: Path, dtype: torch.dtype) -> dict[str, 
             "top1_agreement": agree, "tolerance": PARITY_TOLERANCE if dtype == torch.float32 else None}
 
 
-def parity_failure(check: dict[str, Any], kept: float) -> str | None:
+def parity_failure(check: dict[str, Any], survival: dict[str, float]) -> str | None:
     """Why the merged model is not the adapter merged, or None. float32: within PARITY_TOLERANCE. bf16/fp16: where
-    the cast kept the change (surviving share ≥ SURVIVAL_WARNING), the merged model must sit at most half as far
+    the cast kept the change cleanly (surviving share ≥ SURVIVAL_WARNING, rounding error ≤ 1 − it: otherwise the
+    merge warns that rounding decides the model), the merged model must sit at most half as far
     from PeftModel(instruct, adapter) as the unmerged instruct model does (a merge that saved the instruct weights
     is as far as they are)."""
     if check["tolerance"] is not None:
         if check["deviation"] > check["tolerance"]:
             return f"by {check['deviation']:.2e} of their scale in float32 (tolerance {check['tolerance']:.0e})"
         return None
-    if kept >= SURVIVAL_WARNING and check["deviation"] > 0.5 * check["unmerged_deviation"]:
+    clean = survival["kept"] >= SURVIVAL_WARNING and survival["error"] <= 1 - SURVIVAL_WARNING
+    if clean and check["deviation"] > 0.5 * check["unmerged_deviation"]:
         return (f"by {check['deviation']:.2e} of their scale in {check['dtype']}, where the unmerged instruct model "
                 f"differs by {check['unmerged_deviation']:.2e} (the merged model must be at most half as far)")
     return None
@@ -427,7 +429,7 @@ def merge(cfg: MergeConfig) -> Path:
                   "adapter_training": train_meta.get("config", {})}
         if cfg.parity_rows and cfg.combine == "linear":
             record["parity"] = parity(cfg, tmp, dtype)
-            failure = parity_failure(record["parity"], survival.get("overall", {}).get("kept", 1.0))
+            failure = parity_failure(record["parity"], survival.get("overall", {"kept": 1.0, "error": 0.0}))
             if failure:
                 raise GiftError(f"parity check failed: the merged model's logits differ from PeftModel(instruct, "
                                 f"adapter) at λ {cfg.scale:g} {failure}; nothing was written")

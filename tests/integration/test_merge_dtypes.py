@@ -45,8 +45,8 @@ def test_the_parity_check_fails_an_unmerged_half_precision_model(make_pair, tmp_
     cfg = MergeConfig(instruct=str(instruct), adapter=str(adapter), out=str(tmp_path / "m"))
     check = parity(cfg, unmerged, torch.bfloat16)
     assert check["deviation"] == pytest.approx(check["unmerged_deviation"], rel=0.2)
-    assert "the unmerged instruct model differs by" in parity_failure(check, kept=1.0)
-    assert parity_failure({**check, "deviation": check["unmerged_deviation"] / 10}, kept=1.0) is None
+    assert "the unmerged instruct model differs by" in parity_failure(check, {"kept": 1.0, "error": 0.0})
+    assert parity_failure({**check, "deviation": check["unmerged_deviation"] / 10}, {"kept": 1.0, "error": 0.0}) is None
 
 
 def test_combine_merges_a_tied_pair_in_the_float32_path(make_pair, tmp_path):

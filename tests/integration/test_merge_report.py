@@ -60,9 +60,10 @@ def test_gift_merge_combine_equals_mergekit_on_a_pair(make_pair, arith_jsonl, tm
 def test_survival_is_one_in_float32_and_measures_what_bfloat16_drops():
     instruct = torch.full((64, 64), 1.0)
     s = Survival()
-    s.add("a.q_proj.weight", instruct, instruct + 1e-3, torch.float32)  # 1e-3 is far above float32's ulp at 1
-    s.add("a.v_proj.weight", instruct, instruct + 1e-3, torch.bfloat16)  # bf16's ulp at 1 is 2^-7: rounds to 1
-    s.add("a.o_proj.weight", instruct, instruct + 2**-7, torch.bfloat16)  # exactly one ulp: kept
+    for name, change, dtype in (("a.q_proj.weight", 1e-3, torch.float32),  # far above float32's ulp at 1
+                                ("a.v_proj.weight", 1e-3, torch.bfloat16),  # bf16's ulp at 1 is 2^-7: rounds to 1
+                                ("a.o_proj.weight", 2**-7, torch.bfloat16)):  # exactly one ulp: kept
+        s.add(name, instruct, instruct + change, (instruct + change).to(dtype))  # as the file holds it
     shares = s.shares()
     assert shares["q_proj"]["kept"] == pytest.approx(1.0, abs=1e-6) and shares["v_proj"]["kept"] == 0.0
     assert shares["v_proj"]["error"] == pytest.approx(1.0) and shares["o_proj"]["kept"] == pytest.approx(1.0)
@@ -89,7 +90,8 @@ def test_merge_reports_rounding_and_parity(make_pair, arith_jsonl, tmp_path, cap
             (stored / f.name).write_bytes(f.read_bytes())
     bf16 = merge(MergeConfig(instruct=str(stored), adapter=str(adapter), out=str(tmp_path / "m16"), scale=1e-3))
     record = json.loads((bf16 / "gift_merge.json").read_text())
-    assert record["dtype"] == "bfloat16" and record["survival"]["overall"]["kept"] < 0.5
+    overall = record["survival"]["overall"]  # rounding decides this model: noise 4x the change, about as often up
+    assert record["dtype"] == "bfloat16" and (overall["kept"] < 0.5 or overall["error"] > 1)  # as down
     assert "keeps only" in capsys.readouterr().err
     # a float32 instruct model saved in bf16: off the bf16 grid, the change survives on average but as rounding
     # noise, which the relative error shows
@@ -105,14 +107,14 @@ def test_a_merge_that_breaks_parity_is_refused_and_nothing_written(make_pair, ar
     tensors = load_file(adapter / "adapter_model.safetensors")
     name = next(k for k in tensors if "lora_A" in k)
     from gift import merge as merge_module
-    real = merge_module.Merger.__call__
+    real = merge_module.Merger.value
 
-    def off_by_a_bit(self, n, instruct, dtype):  # a merge bug: one tensor gets 10% more than λΔW
-        out = real(self, n, instruct, dtype)
+    def off_by_a_bit(self, n, instruct):  # a merge bug: one tensor gets 10% more than λΔW
+        out = real(self, n, instruct)
         return out + 0.1 * (out - instruct) if n.endswith(name.split(".lora_A")[0].removeprefix(
             "base_model.model.") + ".weight") else out
 
-    monkeypatch.setattr(merge_module.Merger, "__call__", off_by_a_bit)
+    monkeypatch.setattr(merge_module.Merger, "value", off_by_a_bit)
     with pytest.raises(GiftError, match="parity check failed"):
         merge(MergeConfig(instruct=str(instruct_dir), adapter=str(adapter), out=str(tmp_path / "bad")))
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.tmp-*"))

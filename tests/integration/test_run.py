@@ -265,13 +265,14 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     work = Experiment(load_run_config(yaml_path, {"out": str(run_dir)})).workload()
     adapters = [p for p in (run_dir / "adapters").glob("*") if not p.name.endswith(".partial")]
     evals = [p.name for p in (run_dir / "evals").glob("*")]
-    assert work.trainings == len(adapters) and work.merges == len(merged) <= 1
+    assert work.trainings == len(adapters) and len(merged) <= work.merges == 1  # the shipped model, if any
     assert work.dev_evaluations == sum(e.endswith("-dev") for e in evals)
     assert work.test_evaluations >= sum(not e.endswith("-dev") for e in evals)
     assert work.done["trainings"] == work.trainings and work.done["dev_evaluations"] == work.dev_evaluations
     shape = model_shape(load_config(str(out / "instruct")))
-    size = (adapters[0] / "adapter_model.safetensors").stat().st_size
-    assert lora_parameters(shape, 4) * 4 == pytest.approx(size, rel=0.02)  # float32 on CPU, header aside
+    from safetensors.torch import load_file
+    stored = load_file(adapters[0] / "adapter_model.safetensors")
+    assert lora_parameters(shape, 4) == sum(t.numel() for t in stored.values())
 
     stamp = (run_dir / "adapters" / "gift-s0" / "adapter_model.safetensors").stat().st_mtime_ns
     assert main(["run", str(yaml_path), "--out", str(run_dir)]) == 0  # everything cached: nothing recomputed
