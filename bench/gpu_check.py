@@ -18,31 +18,18 @@ from gift.benchmarks import from_spec  # noqa: E402
 from gift.config import ASSETS, EvalConfig, MergeConfig  # noqa: E402
 from gift.evaluate import evaluate  # noqa: E402
 from gift.merge import merge  # noqa: E402
-from gift.model import load_model  # noqa: E402
 from gift.serve import Candidate, HFServer, VLLMServer  # noqa: E402
+from gift.tiny import random_adapter  # noqa: E402
 
 TINY = ASSETS / "tiny"
 DEV = {"name": "dev", "file": str(TINY / "tasks" / "paper" / "dev.jsonl"), "kind": "math", "answer_field": "reference",
        "instruction": ""}
 
 
-def adapter(root: Path) -> Path:
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    model = get_peft_model(load_model(str(TINY / "base"), "float32"),
-                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.2)
-    model.save_pretrained(root / "adapter")
-    return root / "adapter"
-
-
 def equivalence(root: Path, dtype: str, backend: str) -> list[dict]:
     rows, bench = [], from_spec(DEV, 200)
-    made = adapter(root)
+    common = {"max_new_tokens": 48, "dtype": dtype, "backend": backend, "gpu_memory_utilization": 0.4}
+    made = random_adapter(TINY / "base", root / "adapter", rank=8, alpha=16)
     settings = EvalConfig(model="-", bench=["-"], out="-", backend=backend, dtype=dtype, gpu_memory_utilization=0.4)
     server = HFServer(str(TINY / "instruct"), dtype) if backend == "hf" else VLLMServer(str(TINY / "instruct"), settings,
                                                                                         8, root / "served")
@@ -51,12 +38,12 @@ def equivalence(root: Path, dtype: str, backend: str) -> list[dict]:
                                    scale=scale, dtype="float32"))
         t = time.perf_counter()
         with server.serve(Candidate(str(made), scale)) as served:
-            evaluate(EvalConfig(model=served.label, bench=["dev"], out=str(root / f"s{scale}{backend}{dtype}"),
-                                max_new_tokens=48, dtype=dtype, backend=backend, gpu_memory_utilization=0.4), [bench], quiet=True, served=served)
+            evaluate(EvalConfig(model=served.label, bench=["dev"], out=str(root / f"s{scale}{backend}{dtype}"), **common),
+                     [bench], quiet=True, served=served)
         served_s = time.perf_counter() - t
         t = time.perf_counter()
-        evaluate(EvalConfig(model=str(merged), bench=["dev"], out=str(root / f"g{scale}{backend}{dtype}"),
-                            max_new_tokens=48, dtype=dtype, backend=backend, gpu_memory_utilization=0.4), [bench], quiet=True)
+        evaluate(EvalConfig(model=str(merged), bench=["dev"], out=str(root / f"g{scale}{backend}{dtype}"), **common),
+                 [bench], quiet=True)
         merged_s = time.perf_counter() - t
         sides = [[json.loads(x) for x in (root / f"{k}{scale}{backend}{dtype}" / "samples.jsonl").read_text().splitlines()]
                  for k in ("s", "g")]

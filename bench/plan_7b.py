@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from gift.experiment import Experiment, load_run_config
 from gift.tiny.layouts import build_pair
 
@@ -36,8 +38,6 @@ def main() -> None:
         for name, rows in (("math_dev", math), ("mmlu_stem_dev", mmlu)):
             (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         cfg_path = ROOT / "configs" / "qwen2.5-7b-math.yaml"
-        import yaml
-
         raw = yaml.safe_load(cfg_path.read_text())
         for b in raw["benchmarks"]:
             if "file" in b:

@@ -58,7 +58,7 @@ from .data import load_examples, read_jsonl
 from .diagnose import check_pair
 from .errors import GiftError
 from .evaluate import evaluate
-from .merge import SURVIVAL_WARNING, merge
+from .merge import merge
 from .metrics import paired_difference, seed_problem_ci
 from .model import content_sha256, load_config, load_tokenizer, model_shape, shape_mismatch, weight_files
 from .plan import PRESETS, Cost, Workload, cost, describe, human_bytes, lora_parameters, parameters
@@ -336,9 +336,8 @@ class Experiment:
         self.close_server()
         path = Path(self.model(method, seed, knob, recommendation["scale"]))
         record = json.loads((path / "gift_merge.json").read_text())
-        kept = min((v["kept"] for v in record["survival"].values()), default=1.0)
-        return {"path": str(path), "seed": seed, "dtype": record["dtype"], "kept": kept,
-                "parity": record.get("parity"), "differs": kept < SURVIVAL_WARNING}
+        return {"path": str(path), "seed": seed, "dtype": record["dtype"], "parity": record.get("parity"),
+                "rounding_warning": record["rounding_warning"], "differs": record["rounding_warning"] is not None}
 
     def select(self) -> dict[str, Any]:
         """Every transfer method's knob × λ on the dev benchmarks (greedy, the mean over the selection seeds), the
@@ -389,7 +388,7 @@ class Experiment:
         benches = load_benchmarks(self.cfg, {"task", "retention"})
         selection = self.select() if self.cfg.select else None  # dev only: test is read after this, once
         points, jobs = self.test_points(selection)
-        for name, method, seed, knob, scale in jobs:  # every adapter first, as in select()
+        for _, method, seed, knob, scale in jobs:  # every adapter first, as in select()
             if METHODS[method] and scale > 0:
                 self.adapter(method, seed, knob)
         per_seed: dict[str, dict[int, dict]] = {}
@@ -415,9 +414,8 @@ class Experiment:
         trained = [m for m in cfg.methods if METHODS[m]]
         teachers = {METHODS[m][1] for m in trained}
         tok = load_tokenizer(cfg.instruct)
-        rows = [row for _, row in read_jsonl(cfg.train_data)]
-        data_tokens = sum(len(tok(json.dumps(r, ensure_ascii=False), add_special_tokens=False)["input_ids"])
-                          for r in rows)  # the row's text and its field names: a slight overcount
+        rows = [json.dumps(row, ensure_ascii=False) for _, row in read_jsonl(cfg.train_data)]
+        data_tokens = sum(map(len, tok(rows, add_special_tokens=False)["input_ids"]))  # field names too: an overcount
         train = {**TRAIN_DEFAULTS, **cfg.train}
         per_training = data_tokens * train["epochs"] if not train["max_steps"] else min(
             data_tokens, train["max_steps"] * train["batch_size"] * train["grad_accum"] * data_tokens // len(rows))
@@ -444,30 +442,34 @@ class Experiment:
         return Workload(len(teachers), data_tokens, trainings, int(per_training), dev, dev_tokens, test, test_tokens,
                         merges, settings.backend, starts, loads, finished)
 
-    def plan(self, preset: str = "h100", rates: dict[str, float] | None = None) -> tuple[Cost, str]:
-        """The run's cost from its config and the instruct model's shape, and the plan as text."""
+    def cost(self, preset: str = "h100", rates: dict[str, float] | None = None) -> tuple[Cost, int, int]:
+        """The run's cost from its config and the instruct model's shape, with the model's parameters and bytes."""
         config = load_config(self.cfg.instruct)
         shape = model_shape(config)
-        text = config.get_text_config()
-        params = parameters(shape, bool(getattr(text, "tie_word_embeddings", False)))
+        params = parameters(shape, bool(getattr(config.get_text_config(), "tie_word_embeddings", False)))
         rates = {**PRESETS[preset], **(rates or {})}
         files = weight_files(self.cfg.instruct)
         model_bytes = sum(f.stat().st_size for f in files) if files else params * int(rates["param_bytes"])
         rank = self.cfg.train.get("rank", TRAIN_DEFAULTS["rank"])
-        c = cost(self.workload(), params, lora_parameters(shape, rank), model_bytes, rates)
+        return cost(self.workload(), params, lora_parameters(shape, rank), model_bytes, rates), params, model_bytes
+
+    def plan(self, preset: str = "h100", rates: dict[str, float] | None = None) -> tuple[Cost, str]:
+        """The run's cost and the plan as text (`gift run --plan`)."""
+        c, params, model_bytes = self.cost(preset, rates)
         size = next(f"{params / d:.{p}f}{u}" for d, u, p in ((1e9, "B", 2), (1e6, "M", 1), (1, "", 0)) if params >= d)
-        head = (f"gift run {self.out}: {size}-parameter pair ({human_bytes(model_bytes)} a model), "
-                f"LoRA rank {rank}, {'every candidate merged (merge_all)' if self.cfg.merge_all else 'candidates served, only the shipped model merged'}")
+        how = "every candidate merged (merge_all)" if self.cfg.merge_all else \
+            "candidates served, only the shipped model merged"
+        head = (f"gift run {self.out}: {size}-parameter pair ({human_bytes(model_bytes)} a model), LoRA rank "
+                f"{self.cfg.train.get('rank', TRAIN_DEFAULTS['rank'])}, {how}")
         return c, head + "\n" + describe(c, preset, free_bytes(self.out))
 
     def require_disk(self) -> None:
         """Refuse, in one line and before any compute, a run whose writes would not fit the free disk."""
-        c, _ = self.plan("cpu" if not torch.cuda.is_available() else "h100")
+        c, _, _ = self.cost("h100" if torch.cuda.is_available() else "cpu")
         need, free = sum(c.bytes.values()), free_bytes(self.out)
         if free is not None and need > free:
             raise GiftError(f"this run would write about {human_bytes(need)} under {self.out} and {human_bytes(free)} "
-                            f"are free (gift run CONFIG --plan lists it); free space or choose another --out"
-)
+                            f"are free (gift run CONFIG --plan lists it); free space or choose another --out")
 
     def test_points(self, selection: dict[str, Any] | None
                     ) -> tuple[dict[str, dict[str, float]], list[tuple[str, str, int, float | None, float]]]:

@@ -402,6 +402,17 @@ def model_card(cfg: MergeConfig, train_meta: dict[str, Any], record: dict[str, A
 
 
 
+def rounding_warning(survival: dict[str, dict[str, float]], dtype: str) -> str | None:
+    """What the cast lost, where any family keeps less than SURVIVAL_WARNING of its change or gains a rounding error
+    above 1 − it (then the saved model and PeftModel(instruct, adapter) can differ beyond rounding), else None."""
+    lost = {f: v["kept"] for f, v in survival.items() if v["kept"] < SURVIVAL_WARNING}
+    noisy = {f: v["error"] for f, v in survival.items() if v["error"] > 1 - SURVIVAL_WARNING}
+    if not lost and not noisy:
+        return None
+    said = [f"keeps only {v:.1%} of the change in {f}" for f, v in lost.items()] + \
+           [f"adds a rounding error of {v:.0%} of the change in {f}" for f, v in noisy.items() if f not in lost]
+    return f"the cast to {dtype} {'; '.join(said)}; save in float32 (--dtype float32) to keep it"
+
 
 def merge(cfg: MergeConfig) -> Path:
     out = check_out_dir(cfg.out, cfg.overwrite)
@@ -426,6 +437,7 @@ def merge(cfg: MergeConfig) -> Path:
         survival = merger.survival.shares()
         record = {"gift_version": __version__, "config": to_dict(cfg), "modules": len(deltas),
                   "tensors": merger.dtypes.total(), "dtype": dtype_name(dtype), "survival": survival,
+                  "rounding_warning": rounding_warning(survival, dtype_name(dtype)),
                   "adapter_training": train_meta.get("config", {})}
         if cfg.parity_rows and cfg.combine == "linear":
             record["parity"] = parity(cfg, tmp, dtype)
@@ -435,12 +447,7 @@ def merge(cfg: MergeConfig) -> Path:
                                 f"adapter) at λ {cfg.scale:g} {failure}; nothing was written")
         (tmp / "gift_merge.json").write_text(json.dumps(record, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(cfg, train_meta, record))
-    lost = {f: v["kept"] for f, v in survival.items() if v["kept"] < SURVIVAL_WARNING}
-    noisy = {f: v["error"] for f, v in survival.items() if v["error"] > 1 - SURVIVAL_WARNING}
-    if lost or noisy:
-        said = [f"keeps only {v:.1%} of the change in {f}" for f, v in lost.items()] + \
-               [f"adds a rounding error of {v:.0%} of the change in {f}" for f, v in noisy.items() if f not in lost]
-        print(f"gift: warning: the cast to {record['dtype']} {'; '.join(said)}; save in float32 (--dtype float32) to "
-              f"keep it", file=sys.stderr)
+    if record["rounding_warning"]:
+        print(f"gift: warning: {record['rounding_warning']}", file=sys.stderr)
     print(f"merged {record['tensors']} tensors (scale {cfg.scale}" + (f", {cfg.combine}" if base else "") + f") -> {out}")
     return out

@@ -119,6 +119,11 @@ def verdict(summary: dict[str, Any]) -> str:
                          f"test it {'beats' if beats else 'does not beat'} the instruct model on the task "
                          f"({', '.join(interval(g) for g in gain)} points, paired 95%"
                          + ("" if beats else "; the interval reaches 0 or below") + ").")
+    shipped = summary.get("shipped")
+    if shipped:
+        lines.append(f"Shipped: {shipped['path']} ({shipped['dtype']}, seed {shipped['seed']})"
+                     + (f"; its test figures are the served candidate's, and {shipped['rounding_warning']}"
+                        if shipped["differs"] else "") + ".")
     return "\n".join(lines)
 
 

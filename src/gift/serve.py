@@ -20,9 +20,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from .errors import GiftError
 from .generate import VLLMEngine, stop_token_ids
+from .merge import unsupported_feature
 from .model import load_model, load_tokenizer, source_kwargs
 
 
@@ -59,16 +61,21 @@ def adapter_config(adapter: str | Path) -> dict[str, Any]:
 
 def unservable(adapter: str | Path, backend: str) -> str | None:
     """Why vLLM cannot apply this adapter exactly as PEFT does (then the candidate is merged instead), or None.
-    The HF backend serves whatever PEFT loads: PEFT's forward is the reference the merge is checked against."""
+    The HF backend serves what gift merge merges: PEFT's forward is the reference the merge is checked against. An
+    adapter gift merge refuses (gift.merge.unsupported_feature) is left to the merge, which refuses it in one line."""
     if backend != "vllm":
         return None
     config = adapter_config(adapter)
-    checks = [(config.get("use_dora"), "DoRA"), (config.get("modules_to_save"), "modules_to_save"),
-              (config.get("bias", "none") != "none" or config.get("lora_bias"), "trained biases"),
-              (config.get("trainable_token_indices"), "trainable tokens"),
-              # vLLM reads one lora_alpha/r for every module (vllm/lora/peft_helper.py has no pattern fields)
-              (config.get("alpha_pattern") or config.get("rank_pattern"), "per-module alpha_pattern / rank_pattern")]
-    return next((f"vLLM does not serve {name} exactly" for flagged, name in checks if flagged), None)
+    weights, names = Path(adapter) / "adapter_model.safetensors", []
+    if weights.is_file():
+        with safe_open(weights, framework="pt") as f:
+            names = list(f.keys())
+    feature = unsupported_feature(config, dict.fromkeys(names))  # it reads the tensors' names only
+    if feature:
+        return f"vLLM does not serve {feature} exactly"
+    if config.get("alpha_pattern") or config.get("rank_pattern"):  # vllm/lora/peft_helper.py has no pattern fields
+        return "vLLM does not serve per-module alpha_pattern / rank_pattern exactly (it reads one lora_alpha/r)"
+    return None
 
 
 def release_gpu() -> None:

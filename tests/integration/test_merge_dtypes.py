@@ -12,7 +12,7 @@ from gift.config import MergeConfig
 from gift.errors import GiftError
 from gift.merge import merge, parity, parity_failure, read_adapter
 from gift.model import load_model
-from tests.integration.test_serve import random_adapter
+from gift.tiny import random_adapter
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

@@ -78,6 +78,7 @@ def test_merge_reports_rounding_and_parity(make_pair, arith_jsonl, tmp_path, cap
     record = json.loads((fp32 / "gift_merge.json").read_text())
     assert record["survival"]["overall"]["kept"] == pytest.approx(1.0, abs=1e-5)
     assert record["parity"]["deviation"] < 1e-4 and record["parity"]["top1_agreement"] == 1.0
+    assert record["rounding_warning"] is None
     card = (fp32 / "README.md").read_text()
     assert "surviving share" in card and "Parity with PeftModel" in card
     # an instruct model stored in bf16 and a λ small enough that its rounding drops most of the change: the report
@@ -92,7 +93,7 @@ def test_merge_reports_rounding_and_parity(make_pair, arith_jsonl, tmp_path, cap
     record = json.loads((bf16 / "gift_merge.json").read_text())
     overall = record["survival"]["overall"]  # rounding decides this model: noise 4x the change, about as often up
     assert record["dtype"] == "bfloat16" and (overall["kept"] < 0.5 or overall["error"] > 1)  # as down
-    assert "keeps only" in capsys.readouterr().err
+    assert "keeps only" in capsys.readouterr().err and "keeps only" in record["rounding_warning"]
     # a float32 instruct model saved in bf16: off the bf16 grid, the change survives on average but as rounding
     # noise, which the relative error shows
     cast = merge(MergeConfig(instruct=str(instruct_dir), adapter=str(adapter), out=str(tmp_path / "m16b"),

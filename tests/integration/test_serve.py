@@ -18,27 +18,12 @@ from gift.evaluate import evaluate, render_prompts
 from gift.merge import merge
 from gift.model import load_model, load_tokenizer
 from gift.serve import Candidate, HFServer, VLLMServer, unservable
+from gift.tiny import random_adapter
 from tests.conftest import shared_file
 
 TINY = ASSETS / "tiny"
 DEV = {"name": "dev", "file": str(TINY / "tasks" / "paper" / "dev.jsonl"), "kind": "math", "answer_field": "reference",
        "instruction": ""}
-
-
-def random_adapter(model_dir: Path, out: Path, rslora: bool = False, seed: int = 0) -> Path:
-    """A LoRA adapter on every linear projection of the model in model_dir, with B perturbed (it starts at zero,
-    which would make any merge look right)."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    model = get_peft_model(load_model(str(model_dir), "float32"),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", use_rslora=rslora))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.2)
-    model.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

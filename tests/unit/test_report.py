@@ -45,6 +45,13 @@ def test_verdict_names_each_point_its_paired_interval_and_what_to_ship():
     gift = verdict(summary("gift")).splitlines()[-1]
     assert "gift at γ 0.5, λ 1; on test it does not beat the instruct model" in gift and "reaches 0" in gift
     assert "keep the instruct model" in verdict(summary("instruct")).splitlines()[-1]
+    warned = {"path": "run/models/shadow-ft-s0-x0.25", "dtype": "bfloat16", "seed": 0, "differs": True,
+              "rounding_warning": "the cast to bfloat16 keeps only 80.0% of the change in q_proj; save in float32"}
+    shipped = verdict({**summary("shadow-ft"), "shipped": warned}).splitlines()[-1]
+    assert shipped.startswith("Shipped: run/models/shadow-ft-s0-x0.25 (bfloat16, seed 0); its test figures are the "
+                              "served candidate's") and "keeps only 80.0%" in shipped
+    clean = verdict({**summary("shadow-ft"), "shipped": {**warned, "differs": False, "rounding_warning": None}})
+    assert clean.splitlines()[-1] == "Shipped: run/models/shadow-ft-s0-x0.25 (bfloat16, seed 0)."
 
 
 def test_selection_table_and_dev_frontier_follow_the_chosen_knob():

@@ -75,3 +75,22 @@ def perturbed(model: Any, scale: float, seed: int) -> Any:
         for p in twin.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * scale)
     return twin
+
+
+def random_adapter(model_dir: str | Path, out: str | Path, rank: int = 4, alpha: float = 8, rslora: bool = False,
+                   seed: int = 0) -> Path:
+    """A LoRA adapter on every linear projection of the model in model_dir with B drawn at random (PEFT starts B at
+    zero, which would make any merged or served model look right), saved as a PEFT directory."""
+    from peft import LoraConfig, get_peft_model
+
+    from ..model import load_model
+
+    torch.manual_seed(seed)
+    model = get_peft_model(load_model(str(model_dir), "float32"),
+                           LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", use_rslora=rslora))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    model.save_pretrained(out)
+    return Path(out)
