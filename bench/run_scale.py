@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,10 @@ def measure(config: str, seeds: list[int], out: str) -> dict[str, Any]:
     summary = experiment.run(config, {"seeds": seeds, "out": out})
     seconds = time.perf_counter() - t0
     root = Path(out)
-    return {"gift": gift.__file__, "config": config, "seeds": seeds, "run_s": round(seconds, 1),
+    import torch
+
+    return {"gift": gift.__file__, "config": config, "seeds": seeds, "cores": len(os.sched_getaffinity(0)),
+            "torch_threads": torch.get_num_threads(), "run_s": round(seconds, 1),
             "select_s": round(timed.get("select_s", float("nan")), 1), "bytes_written": tree_bytes(root),
             "model_bytes": tree_bytes(root / "models"),
             "merged_models": len([p for p in (root / "models").glob("*") if p.is_dir()]) if (root / "models").is_dir()

@@ -67,7 +67,30 @@ BUILTIN: dict[str, tuple[str, Any, Any, str]] = {
     "svamp": ("svamp_test.jsonl", lambda r: f"{r['Body'].rstrip('.')}. {r['Question']}", lambda r: _num(r["Answer"]),
               "math"),
     "mmlu_stem": ("mmlu_stem_test.jsonl", _choices, lambda r: LETTERS[r["answer"]], "choice"),
+    "olympiadbench": ("olympiadbench_test.jsonl", lambda r: r["question"], lambda r: _olympiad_answer(r["final_answer"]),
+                      "math"),
+    "aime25": ("aime25_test.jsonl", lambda r: r["question"], lambda r: _num(r["answer"]), "math"),
 }
+# name -> members, reported with their unweighted mean as the paper reports it (its five math sets)
+GROUPS: dict[str, tuple[str, ...]] = {"paper_math": ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}
+
+
+def _olympiad_answer(final: list[str]) -> str:
+    """OlympiadBench's `final_answer` list as one reference, its $ delimiters dropped as the Qwen2.5-Math evaluation
+    drops them ("$69$,$84$" -> "69,84"); a row with several answers is graded in any order (grading.math_equal)."""
+    if not final:
+        raise IndexError("final_answer is empty")
+    return ",".join(a.replace("$", "").strip() for a in final)
+
+
+def expand_groups(specs: list[Any]) -> list[Any]:
+    """--bench entries with every group name replaced by its members, in order, each once."""
+    out: list[Any] = []
+    for spec in specs:
+        for member in GROUPS.get(spec, (spec,)) if isinstance(spec, str) else (spec,):
+            if member not in out:
+                out.append(member)
+    return out
 
 
 def data_dirs() -> list[Path]:
@@ -109,7 +132,8 @@ def load_benchmark(spec: str, limit: int | None = None, question_field: str | No
     else:
         path = Path(spec)
         if not path.is_file():
-            raise GiftError(f"--bench {spec}: neither a built-in benchmark ({', '.join([*BUILTIN, *INSTRUCTION_FILES])}) "
+            raise GiftError(f"--bench {spec}: neither a built-in benchmark ({', '.join([*BUILTIN, *INSTRUCTION_FILES])}), "
+                            f"a group ({', '.join(GROUPS)}) "
                             f"nor an existing JSONL file")
         rows, name = read_jsonl(path), path.stem
         if "instruction_id_list" in rows[0][1]:

@@ -314,8 +314,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 @dataclass
 class EvalConfig(LoadArgs):
     model: str | None = arg(None, "model directory, .gguf file or hub id")
-    bench: list[str] = arg([], "benchmarks: gsm8k, math500, minerva_math, aime24, amc23, svamp, mmlu_stem, ifeval, "
-                               "ifbench, or JSONL files (FILE:exact gives one file its own --kind; in a --config YAML an "
+    bench: list[str] = arg([], "benchmarks: gsm8k, math500, minerva_math, olympiadbench, aime24, aime25, amc23, svamp, "
+                               "mmlu_stem, ifeval, ifbench, the group paper_math (the paper's five, their unweighted "
+                               "mean), or JSONL files (FILE:exact gives one file its own --kind; in a --config YAML an "
                                "entry may be a mapping {name, file, kind, instruction, question_field, answer_field})")
     out: str | None = arg(None, "output directory for results.json, samples.jsonl and scaling.png")
     samples: int = arg(1, "samples per problem at --temperature, besides the greedy answer (k for Avg/maj/pass@k); "

@@ -21,7 +21,8 @@ import torch
 
 from . import __version__
 from .atomic import atomic_dir, check_out_dir, staging_dir, write_text_atomic
-from .benchmarks import INSTRUCTION_KINDS, LETTERS, Benchmark, Problem, exact_equal, from_spec, load_benchmark
+from .benchmarks import (GROUPS, INSTRUCTION_KINDS, LETTERS, Benchmark, Problem, exact_equal, expand_groups, from_spec,
+                         load_benchmark)
 from .config import EvalConfig, ScoreConfig, to_dict
 from .data import IGNORE, Encoded, TemplateOptions, pad_batch, read_jsonl, render
 from .errors import GiftError
@@ -29,7 +30,7 @@ from .generate import generate_hf
 from .grading import extract_answer, extract_choice, grade_answer, grade_math, normalise, options_of, reference_answer
 from .instructions import METRICS, NEEDS_TAGGER, aggregate, follow
 from .loss import GoldLogprobs
-from .metrics import metric, scaling_metrics
+from .metrics import group_metric, metric, scaling_metrics
 from .plots import scaling_plot
 from .serve import Candidate, Served, server
 
@@ -222,7 +223,7 @@ def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: boo
     t0 = time.time()
     out = check_out_dir(cfg.out, cfg.overwrite)
     benches = benches or [from_spec(b, cfg.limit, cfg.question_field, cfg.answer_field, cfg.kind,
-                                    cfg.math_instruction, cfg.choice_instruction) for b in cfg.bench]
+                                    cfg.math_instruction, cfg.choice_instruction) for b in expand_groups(cfg.bench)]
     if served is None:
         with server(cfg.model, cfg, None, out).serve(Candidate()) as plain:
             return evaluate(cfg, benches, quiet, plain)
@@ -253,6 +254,10 @@ def evaluate(cfg: EvalConfig, benches: list[Benchmark] | None = None, quiet: boo
     shutil.rmtree(cache, ignore_errors=True)
     if not quiet:
         print(table({str(cfg.model): report["benchmarks"]}))
+        for name, row in report["groups"].items():
+            print(f"{name} (unweighted mean of {', '.join(row['members'])}): "
+                  + ", ".join(f"{m} {row[f'{m},none']:.3f} [{row[f'{m}_ci95,none'][0]:.3f}, "
+                              f"{row[f'{m}_ci95,none'][1]:.3f}]" for m in row["metrics"]))
         print(f"results: {out / 'results.json'} (samples: {out / 'samples.jsonl'}, plot: {out / 'scaling.png'})")
     return out
 
@@ -288,7 +293,7 @@ def lm_eval_report(graded: dict[str, tuple[Benchmark, dict, dict]], cfg: Any, se
                          "system_prompt": getattr(cfg, "system_prompt", None), "chat_template": "the tokenizer's",
                          "num_fewshot": 0, "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
                                                            for m in res["metrics"]], **decoding}
-    return {"results": results, "groups": {}, "configs": configs,
+    return {"results": results, "groups": group_rows(graded, cfg.seed), "configs": configs,
             "versions": {n: 1.0 for n in graded}, "n-shot": {n: 0 for n in graded},
             "higher_is_better": {n: {m: True for m in r["metrics"]} for n, (_, r, _) in graded.items()},
             "n-samples": {n: {"original": b.total, "effective": len(b.problems)} for n, (b, _, _) in graded.items()},
@@ -297,6 +302,22 @@ def lm_eval_report(graded: dict[str, tuple[Benchmark, dict, dict]], cfg: Any, se
             "date": time.time(), "gift_version": __version__, "transformers_version": transformers.__version__,
             "torch_version": torch.__version__, "total_evaluation_time_seconds": str(round(seconds, 1)),
             "settings": to_dict(cfg), "benchmarks": {n: r for n, (_, r, _) in graded.items()}}
+
+
+def group_rows(graded: dict[str, tuple[Benchmark, dict, dict]], seed: int) -> dict[str, dict[str, Any]]:
+    """lm-eval's `groups`: every group whose members were all evaluated, each metric they share as the unweighted
+    mean of theirs with a stratified bootstrap interval (metrics.group_metric)."""
+    out = {}
+    for name, members in GROUPS.items():
+        if not set(members) <= set(graded):
+            continue
+        shared = [m for m in graded[members[0]][1]["metrics"] if all(m in graded[b][1]["metrics"] for b in members)]
+        row: dict[str, Any] = {"alias": name, "members": list(members), "metrics": shared}
+        for m in shared:
+            g = group_metric([graded[b][1]["metrics"][m]["scores"] for b in members], seed)
+            row[f"{m},none"], row[f"{m}_ci95,none"] = g["value"], g["ci"]
+        out[name] = row
+    return out
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

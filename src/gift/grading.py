@@ -113,7 +113,34 @@ def math_equal(prediction: str, reference: str) -> bool:
         return False
     if p.lower() == r.lower():  # only the case differs: x and X are different variables (math-verify folds case)
         return False
-    return _sympy_equal(reference, prediction)
+    return _sympy_equal(reference, prediction) or _same_answers(prediction, reference)
+
+
+def top_level_parts(answer: str) -> list[str]:
+    """An answer cut at its commas outside brackets: "(1,2), (3,4)" -> ["(1,2)", "(3,4)"]; "\\{1,2\\}" stays whole."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(answer):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == "," and depth == 0:
+            parts.append(answer[start:i].strip())
+            start = i + 1
+    return [*parts, answer[start:].strip()]
+
+
+def _same_answers(prediction: str, reference: str) -> bool:
+    """Several answers (OlympiadBench's multi-answer rows: "(6,3),(9,3)", "69, 84") are the same in any order: each
+    reference part matched by its own prediction part. math-verify compares bare lists as sets, but not a list of
+    tuples, and gives up on long ones; a pair of numbers "(5,100)" is one part and stays ordered."""
+    ps, rs = top_level_parts(prediction), top_level_parts(reference)
+    if len(ps) != len(rs) or len(rs) < 2:
+        return False
+    left = list(ps)
+    for r in rs:
+        match = next((i for i, q in enumerate(left) if math_equal(q, r)), None)
+        if match is None:
+            return False
+        left.pop(match)
+    return True
 
 
 def _letter_patterns(letters: str) -> tuple[list[re.Pattern], re.Pattern, re.Pattern]:

@@ -56,6 +56,20 @@ def metric(values: np.ndarray, seed: int = 0) -> dict[str, float | list[float]]:
     return {"value": float(np.mean(values)), "ci": [lo, hi], "scores": [round(float(v), 6) for v in values]}
 
 
+def group_metric(members: list[np.ndarray], seed: int = 0, level: float = 0.95) -> dict[str, float | list[float]]:
+    """The unweighted mean of several benchmarks' means (as the GIFT paper averages its five math sets: AIME24's 30
+    problems weigh as much as MATH-500's 500), with a stratified percentile bootstrap: each benchmark's problems
+    resampled on their own, the resampled means averaged."""
+    rng = np.random.default_rng(seed)
+    means = np.zeros(CI_RESAMPLES)
+    for values in members:
+        values = np.asarray(values, dtype=float)
+        means += values[rng.integers(0, len(values), size=(CI_RESAMPLES, len(values)))].mean(axis=1)
+    means /= len(members)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"value": float(np.mean([np.mean(v) for v in members])), "ci": [float(lo), float(hi)]}
+
+
 def crossed_interval(x: np.ndarray, level: float = 0.95) -> dict[str, float]:
     """Mean of a (seeds, problems) matrix of scores with a t interval for the crossed design: every seed is scored
     on the same problems, so the mean carries a seed part, a problem part and their interaction,

@@ -10,7 +10,7 @@ from gift.cli import main
 from gift.config import EvalConfig
 from gift.errors import GiftError
 from gift.evaluate import evaluate
-from tests.conftest import SHARED_DATA, write_jsonl
+from tests.conftest import SHARED_DATA, shared_file, write_jsonl
 
 
 def run_eval(model, out, *benches, **kw):
@@ -185,3 +185,20 @@ def test_benchmark_entries_carry_their_own_kind_and_instruction(tmp_path):
     suffixed = from_spec(f"{path}:math")
     assert suffixed.problems[0].kind == "math" and suffixed.problems[0].question.endswith(STEP_BY_STEP)
     assert from_spec(str(path), kind="exact").problems[0].kind == "exact"
+
+
+def test_paper_math_group_is_the_unweighted_mean_of_its_five_members(make_pair, tmp_path):
+    from gift.benchmarks import GROUPS
+    for member in GROUPS["paper_math"]:
+        shared_file({"math500": "math500_test.jsonl", "minerva_math": "minerva_math_test.jsonl",
+                     "olympiadbench": "olympiadbench_test.jsonl", "aime24": "aime24_test.jsonl",
+                     "amc23": "amc23_test.jsonl"}[member])
+    _, instruct = make_pair("llama", True, max_positions=4096)
+    out = run_eval(instruct, tmp_path / "ev", "paper_math", "math500", limit=3, samples=2)
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["benchmarks"]) == list(GROUPS["paper_math"])  # expanded in order, math500 once
+    group = results["groups"]["paper_math"]
+    for m in ("accuracy", "avg@2", "pass@2"):
+        means = [results["benchmarks"][b]["metrics"][m]["value"] for b in GROUPS["paper_math"]]
+        assert group[f"{m},none"] == pytest.approx(sum(means) / 5)
+        assert group[f"{m}_ci95,none"][0] <= group[f"{m},none"] <= group[f"{m}_ci95,none"][1]

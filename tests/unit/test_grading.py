@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from gift.grading import extract_answer, extract_choice, grade_answer, last_boxed, math_equal, reference_answer
-from tests.conftest import SHARED_DATA
+from gift.grading import (extract_answer, extract_choice, grade_answer, last_boxed, math_equal, normalise,
+                          reference_answer)
+from tests.conftest import SHARED_DATA, shared_file
 
 # (prediction, reference, expected): checked both ways round.
 EQUIVALENCE = [
@@ -106,6 +107,36 @@ def test_reference_solutions_grade_correct_against_their_own_answers():
         by_file.setdefault(name, []).append(1)
     assert len(failures) / len(rows) <= 0.01
     assert {n for n, _ in failures} <= set(by_file)
+
+
+def test_olympiadbench_and_aime25_self_grade_in_any_order():
+    """Every OlympiadBench reference grades correct against itself as the built-in reads it; a multi-answer row's
+    answers in reverse order too, and with one answer wrong it fails. AIME 2025's integers likewise."""
+    from gift.benchmarks import load_benchmark
+    from gift.grading import top_level_parts
+
+    shared_file("olympiadbench_test.jsonl")
+    shared_file("aime25_test.jsonl")
+    bench = load_benchmark("olympiadbench")
+    assert len(bench.problems) == 675
+    several = [p for p in bench.problems if len(top_level_parts(p.reference)) > 1]
+    assert len(several) >= 90  # the 94 rows with is_multiple_answer, less those whose answers are one tuple
+    assert all(grade_answer(f"So \\boxed{{{p.reference}}}", p.reference) for p in bench.problems)
+    for p in several:
+        parts = top_level_parts(p.reference)
+        assert grade_answer(f"\\boxed{{{', '.join(reversed(parts))}}}", p.reference), p.reference
+        assert not grade_answer(f"\\boxed{{{', '.join([*parts[:-1], '17'])}}}", p.reference), p.reference
+    aime = load_benchmark("aime25")
+    assert len(aime.problems) == 30 and all(grade_answer(f"\\boxed{{{p.reference}}}", p.reference) for p in aime.problems)
+    assert sum(grade_answer(f"\\boxed{{{int(normalise(p.reference)) + 1}}}", p.reference) for p in aime.problems) == 0
+
+
+@pytest.mark.parametrize("prediction, reference, expected", [
+    ("(9,3), (6,3)", "(6,3),(9,3)", True), ("(3,6), (9,3)", "(6,3),(9,3)", False), ("84, 69", "69,84", True),
+    ("69", "69,84", False), ("69, 84, 1", "69,84", False), ("(5,100)", "(100,5)", False),
+])
+def test_several_answers_in_any_order_but_each_tuple_ordered(prediction, reference, expected):
+    assert math_equal(prediction, reference) is expected
 
 
 def test_mmlu_letters_self_grade():
