@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .atomic import atomic_dir, check_out_dir
+from .atomic import atomic_dir, check_out_dir, write_text_atomic
 from .config import AnnotateConfig, to_dict
 from .data import (
     IGNORE,
@@ -39,6 +39,7 @@ from .model import (
     template_fingerprint,
     vocab_fingerprint,
 )
+from .official import EOT_CONFIDENCE, confidence_to_scores, official_row, read_scores, scores_to_confidence
 
 ANNOTATIONS, META = "annotations.parquet", "meta.json"
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
@@ -70,23 +71,32 @@ def annotate(cfg: AnnotateConfig) -> Path:
     opts = template_options(cfg.system_prompt, cfg.suffix, cfg.chat_template)
     tokenizer = load_tokenizer(cfg.teacher)
     check_template(tokenizer, opts, cfg.teacher)
+    if cfg.export_official:  # refused before any model work: the format holds one user turn and its response
+        for ex in examples:
+            official_row(ex.prompt, ex.response, [], f"{cfg.data}:{ex.line}")
     rows, report = encode_all(tokenizer, examples, opts, cfg.max_length, cfg.truncate)
-    model = load_model(cfg.teacher, cfg.dtype, cfg.trust_pickle)
-    if torch.cuda.is_available():
-        model.cuda()
-    conf = confidences(model, rows, tokenizer.pad_token_id, cfg.batch_size)
+    eot_ids = end_of_turn_ids(tokenizer, opts)
+    if cfg.official:  # q made by the paper's script: the teacher's tokenizer only aligns them
+        conf = scores_to_confidence(rows, read_scores(cfg.data), eot_ids, str(cfg.data))
+    else:
+        model = load_model(cfg.teacher, cfg.dtype, cfg.trust_pickle)
+        if torch.cuda.is_available():
+            model.cuda()
+        conf = confidences(model, rows, tokenizer.pad_token_id, cfg.batch_size)
     table = pa.table({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows],
                       "confidence": conf, "line": [r.line for r in rows]}, schema=SCHEMA)
     labelled = [q for r, c in zip(rows, conf) for q, y in zip(c, r.labels) if y != IGNORE]
     meta = {
         "gift_version": __version__,
         "teacher": cfg.teacher,
+        "scores": f"imported from the paper's format ({cfg.data}); end-of-turn q set to {EOT_CONFIDENCE}"
+                  if cfg.official else "computed by gift annotate",
         "source": str(cfg.data),
         "source_sha256": hashlib.sha256(Path(cfg.data).read_bytes()).hexdigest(),
         "vocab_fingerprint": vocab_fingerprint(tokenizer),
         "special_tokens": special_tokens(tokenizer),
         "template_fingerprint": template_fingerprint(opts.chat_template or tokenizer.chat_template),
-        "eot_token_ids": sorted(end_of_turn_ids(tokenizer, opts)),
+        "eot_token_ids": sorted(eot_ids),
         "template": {"system_prompt": opts.system_prompt, "suffix": opts.suffix, "chat_template": opts.chat_template},
         "max_length": cfg.max_length,
         "truncate": cfg.truncate,
@@ -100,9 +110,16 @@ def annotate(cfg: AnnotateConfig) -> Path:
         "share_confidence_below_0.5": sum(q < 0.5 for q in labelled) / max(len(labelled), 1),
         "config": {k: v for k, v in to_dict(cfg).items() if k not in ("out", "overwrite")},  # where, not how
     }
+    if cfg.export_official:
+        by_line = {ex.line: ex for ex in examples}
+        lines = [json.dumps(official_row(by_line[r.line].prompt, by_line[r.line].response,
+                                         confidence_to_scores(r, c, eot_ids), f"{cfg.data}:{r.line}")) + "\n"
+                 for r, c in zip(rows, conf)]
     with atomic_dir(cfg.out, cfg.overwrite) as tmp:
         pq.write_table(table, tmp / ANNOTATIONS)
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        if cfg.export_official:
+            write_text_atomic(Path(cfg.export_official), "".join(lines))
     print(f"annotated {len(rows)} rows ({meta['labelled_tokens']} labelled tokens, mean q {meta['mean_confidence']:.3f}) "
           f"in {time.time() - t0:.1f}s -> {cfg.out}")
     return Path(cfg.out)

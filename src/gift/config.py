@@ -68,10 +68,17 @@ class AnnotateConfig(TemplateArgs, DataArgs, LoadArgs):
     data: str = arg(None, "training JSONL", required=True)
     out: str = arg(None, "output directory for annotations.parquet and meta.json", required=True)
     batch_size: int = arg(8, "rows per forward pass")
+    official: bool = arg(False, "--data is an annotation in the paper's format (instruction, response, scores [[p, p], "
+                                "...], as its confidence_anno.py writes): its scores become q and the teacher only "
+                                "tokenizes (it must give each response as many tokens as it has scores)")
+    export_official: str | None = arg(None, "also write the annotation in the paper's format to this JSONL "
+                                            "(instruction, response, scores [[q, q], ...]; end-of-turn not scored)")
 
     def __post_init__(self) -> None:
         if self.max_length < 2 or self.batch_size < 1:
             raise GiftError("--max-length must be at least 2 and --batch-size at least 1")
+        if self.export_official and self.official:
+            raise GiftError("--export-official with --official would write the file read back; drop one")
 
 
 @dataclass

@@ -21,8 +21,17 @@ import torch
 
 from . import __version__
 from .atomic import atomic_dir, check_out_dir, staging_dir, write_text_atomic
-from .benchmarks import (GROUPS, INSTRUCTION_KINDS, LETTERS, Benchmark, Problem, exact_equal, expand_groups, from_spec,
-                         load_benchmark)
+from .benchmarks import (
+    GROUPS,
+    INSTRUCTION_KINDS,
+    LETTERS,
+    Benchmark,
+    Problem,
+    exact_equal,
+    expand_groups,
+    from_spec,
+    load_benchmark,
+)
 from .config import EvalConfig, ScoreConfig, to_dict
 from .data import IGNORE, Encoded, TemplateOptions, pad_batch, read_jsonl, render
 from .errors import GiftError
