@@ -210,6 +210,8 @@ class CheckConfig(TemplateArgs, DataArgs, LoadArgs):
     data: str | None = arg(None, "training data: an annotation directory (gift annotate) or JSONL, scored by instruct")
     out: str | None = arg(None, "directory for check.json, check.md and distance.png (default: print only)")
     batch_size: int = arg(8, "rows per forward pass when scoring JSONL data")
+    adapter: str | None = arg(None, "a plain (Shadow-FT) adapter trained at your budget: its ‖ΔW‖ / ‖W_I − W_B‖ over "
+                                    "the tensors it adapts (a real adapter is small against instruction tuning)")
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:

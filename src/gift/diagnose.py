@@ -43,13 +43,15 @@ from .model import (
     vocab_fingerprint,
     weight_files,
 )
-from .weighting import WeightParams, token_weights
+from .preconditions import MIN_DECISIONS, branch_inversions, loss_shares
+from .weighting import WeightParams, gift_weights, token_weights
 
 # Thresholds, each from a measurement (README, "gift check-pair"):
 FAR = 0.3  # relative Frobenius distance: this project's pairs transferred at 0.029-0.18 and failed at 0.51
 UNTRAINED_MAX = 1e-16  # unsloth's fix_untrained_tokens: a row whose largest entry is <= 1e-16 was never trained
 NORM_RATIO = (0.25, 2.5)  # a row this far from the median row norm: this project's W6 base had 3.3x on its markers
 UNLIKELY = 0.5  # q below which the teacher finds a token unlikely (the paper's split)
+ADAPTER_LARGE = 0.5  # ‖ΔW‖/‖W_I − W_B‖ above which an adapter rivals instruction tuning (docs/experiments.md, P5)
 ROPE_KEYS = ("rope_theta", "rope_scaling", "max_position_embeddings")
 # first match wins: norms before attention, since `post_attention_layernorm` is a norm
 FAMILIES = (("embeddings", ("embed_tokens", "wte", "word_embeddings")), ("lm_head", ("lm_head",)),
@@ -264,6 +266,12 @@ def data_figures(cfg: CheckConfig, instruct_tok: Any, opts: TemplateOptions) -> 
         is_eot += [y in eot for y, _ in labelled]
         ends += bool(labelled) and labelled[-1][0] in eot
     qt, et = torch.tensor(q), torch.tensor(is_eot)
+    base_model = load_model(cfg.base, cfg.dtype, cfg.trust_pickle)  # step 0 of training: the adapter is zero
+    p_base = torch.tensor([p for r, c in zip(rows, confidences(base_model, rows, instruct_tok.pad_token_id,
+                                                               cfg.batch_size))
+                           for y, p in zip(r.labels, c) if y != IGNORE])
+    del base_model
+    pre, pre_findings = precondition_figures(rows, conf, qt, p_base, et, eot, instruct_tok)
     low = qt < UNLIKELY
     shares = {}
     for gamma in (0.5, 1.0, 2.0):
@@ -273,7 +281,8 @@ def data_figures(cfg: CheckConfig, instruct_tok: Any, opts: TemplateOptions) -> 
     figures = {"rows": len(rows), "rows_in_source": source_rows, "rows_dropped": dropped, "rows_truncated": truncated,
                "labelled_tokens": len(q), "mean_confidence": float(qt.mean()), "share_below_0.5": float(low.float().mean()),
                "gift_weight_share_below_0.5": shares, "rows_ending_on_end_of_turn": ends / max(len(rows), 1),
-               "paper": {"shadow_ft_loss_share_below_0.5": 0.797, "gift_loss_share_below_0.5": 0.296}}
+               "paper": {"shadow_ft_loss_share_below_0.5": 0.797, "gift_loss_share_below_0.5": 0.296},
+               "preconditions": pre}
     share = figures["share_below_0.5"]
     findings = [Finding("INFO", "data", f"{len(rows)} rows, {len(q)} labelled tokens; teacher's mean q "
                                         f"{figures['mean_confidence']:.3f}; q < 0.5 on {share:.1%} of tokens, which get "
@@ -292,7 +301,66 @@ def data_figures(cfg: CheckConfig, instruct_tok: Any, opts: TemplateOptions) -> 
         findings.append(Finding("WARNING", "data", f"{1 - figures['rows_ending_on_end_of_turn']:.0%} of rows do not end "
                                                    f"on the end-of-turn token (truncated): the merged model may not "
                                                    f"learn to stop"))
-    return figures, findings, specials
+    return figures, findings + pre_findings, specials
+
+
+def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tensor, p_base: torch.Tensor,
+                         is_eot: torch.Tensor, eot: set[int], tok: Any) -> tuple[dict[str, Any], list[Finding]]:
+    """P2-P4 of gift.preconditions from the teacher's q and the base's p on the labelled tokens."""
+    shares = loss_shares(q, p_base, is_eot)
+    weighted = []
+    for r, c in zip(rows, conf):
+        labelled = [y != IGNORE for y in r.labels]
+        qr = torch.tensor(c)
+        weighted.append((r.input_ids, labelled, gift_weights(qr, torch.tensor([i in eot for i in r.input_ids]),
+                                                             WeightParams(1.0, 1e-4, 0.6))))
+    frequent = max(MIN_DECISIONS, len(rows) // 100)  # a context in 1% of rows or more
+    inverted = [b for b in branch_inversions(weighted) if b["count"] >= frequent]
+    figures = {**shares, "inversions": inverted[:10], "inverted_contexts": len(inverted)}
+    findings = [Finding("INFO", "preconditions", f"step-0 loss on q < 0.5 tokens: {shares['uniform_low']:.1%} "
+                        f"uniform (Shadow-FT), {shares['gift_low']:.1%} GIFT at γ 1 (the paper: 79.7% / 29.6%); on "
+                        f"tokens instruct is sure of and base is not (q ≥ 0.9, p_base < 0.1; "
+                        f"{shares['relearn_tokens']:.1%} of tokens): {shares['uniform_relearn']:.1%} uniform, "
+                        f"{shares['gift_relearn']:.1%} GIFT")]
+    if shares["gift_relearn"] > 0.5:
+        findings.append(Finding("WARNING", "preconditions", f"{shares['gift_relearn']:.0%} of GIFT's first-step loss "
+                                f"re-learns tokens the instruct model is sure of and the base is not (chat markers the "
+                                f"base never read): GIFT's signal there is instruction tuning again, not the task"))
+    if inverted:
+        b = inverted[0]
+        show = tok.decode(b["context"])
+        findings.append(Finding("WARNING", "preconditions", f"GIFT's weights reverse the data's choice in "
+                                f"{len(inverted)} frequent context(s); the most frequent, after {show!r} "
+                                f"({b['count']} times): the data continues {tok.decode([b['majority']])!r} "
+                                f"{b['majority_share']:.0%} of the time, which gets {b['majority_weight_share']:.1%} of "
+                                f"the weight, and GIFT favours {tok.decode([b['weighted']])!r} "
+                                f"({b['weighted_share']:.0%}): the merged model may take the minority branch (this "
+                                f"project's models ran on past the answer so)"))
+    return figures, findings
+
+
+def adapter_size(cfg: CheckConfig, base: dict[str, Weight]) -> tuple[dict[str, Any], list[Finding]]:
+    """P5: ‖ΔW‖ / ‖W_I − W_B‖ over the tensors a plain adapter adapts, streamed."""
+    from .merge import read_adapter
+
+    deltas, _ = read_adapter(Path(cfg.adapter), cfg.trust_pickle)
+    instruct = tensors(cfg.instruct, cfg.trust_pickle)
+    delta_sq = tuning_sq = 0.0
+    for name, d in deltas.items():
+        if name not in instruct or name not in base:
+            raise GiftError(f"--adapter {cfg.adapter}: it adapts {name}, which the pair does not hold")
+        delta_sq += float(d.value(instruct[name].shape, name).double().pow(2).sum())
+        tuning_sq += sum(float((instruct[name].rows(a, e).double() - base[name].rows(a, e).double()).pow(2).sum())
+                         for a, e in row_chunks(base[name]))
+    ratio = (delta_sq / tuning_sq) ** 0.5 if tuning_sq else float("inf")
+    figures = {"adapter": cfg.adapter, "delta_over_tuning": ratio, "tensors": len(deltas)}
+    findings = [Finding("INFO", "preconditions", f"‖ΔW‖ / ‖W_I − W_B‖ of the adapter over its {len(deltas)} tensors: "
+                                                 f"{ratio:.3f}")]
+    if ratio > ADAPTER_LARGE:
+        findings.append(Finding("WARNING", "preconditions", f"the adapter is {ratio:.2f} of instruction tuning's size "
+                                f"(> {ADAPTER_LARGE}): added to instruct at λ 1 it rewrites more than it adds; a real "
+                                f"LoRA adapter is a small fraction; lower the learning rate or the steps"))
+    return figures, findings
 
 
 def shapes_and_tokenizers(cfg: CheckConfig) -> tuple[dict[str, Any], list[Finding], Any, Any]:
@@ -350,6 +418,9 @@ def check_pair(cfg: CheckConfig, quiet: bool = False) -> dict[str, Any]:
         findings += found
         result["distance"], found = weight_distance(cfg, base)
         findings += found
+        if cfg.adapter:
+            result["adapter"], found = adapter_size(cfg, base)
+            findings += found
         errors = [f for f in findings if f.level == "ERROR"]
     if errors:
         raise GiftError("\n".join(f"{f.topic}: {f.message}" for f in errors))

@@ -53,7 +53,8 @@ def test_data_the_teacher_finds_unlikely_warns(tmp_path):
         assert figures["share_below_0.5"] > 0.5 and figures["rows_ending_on_end_of_turn"] == 1.0
         assert 0 < figures["gift_weight_share_below_0.5"]["2"] < figures["gift_weight_share_below_0.5"]["1"] \
             < figures["gift_weight_share_below_0.5"]["0.5"] < figures["share_below_0.5"]
-        assert [f["topic"] for f in levels(result, "WARNING")] == ["data"]
+        # and the preconditions: GIFT's first-step loss mostly on the chat markers, a branch its weights reverse
+        assert sorted({f["topic"] for f in levels(result, "WARNING")}) == ["data", "preconditions"]
     ann_figures = check_pair(CheckConfig(base=str(TINY / "base"), instruct=str(TINY / "instruct"), data=str(ann)))
     assert ann_figures["data_figures"]["share_below_0.5"] == pytest.approx(figures["share_below_0.5"], abs=1e-6)
 
@@ -194,3 +195,37 @@ def test_shards_are_the_indexs_and_a_cached_hub_id_streams_like_a_directory(make
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     assert weight_files("someone/tiny-base") == [snapshot / "model.safetensors"]
     assert weight_files("someone/not-cached") is None  # left to from_pretrained, which says what is missing
+
+
+def test_preconditions_on_the_paper_task_and_an_adapter_against_a_hand_computation(tmp_path):
+    """The paper task's rows reproduce the review's findings (GIFT's first-step loss mostly re-learns chat markers;
+    its weights reverse the data's choice after a sentence), and P5 is ‖(α/r)·B·A‖ / ‖W_I − W_B‖ over the adapted
+    tensors, computed here from the files."""
+    import math
+
+    import torch
+
+    from gift.tiny import random_adapter
+
+    rows = (TINY / "tasks" / "paper" / "train.jsonl").read_text().splitlines()[:400]
+    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+    adapter = random_adapter(TINY / "base", tmp_path / "adapter", rank=4, alpha=8)
+    result = check_pair(CheckConfig(base=str(TINY / "base"), instruct=str(TINY / "instruct"),
+                                    data=str(tmp_path / "train.jsonl"), adapter=str(adapter), max_length=256))
+    pre = result["data_figures"]["preconditions"]
+    assert pre["gift_relearn"] > 0.5 > pre["uniform_relearn"]
+    assert pre["uniform_low"] > pre["gift_low"]
+    assert pre["inverted_contexts"] >= 1 and pre["inversions"][0]["majority_weight_share"] < 0.5
+    warned = " ".join(f["message"] for f in levels(result, "WARNING"))
+    assert "re-learns" in warned and "reverse the data's choice" in warned
+
+    lora = load_file(adapter / "adapter_model.safetensors")
+    base, instruct = load_file(TINY / "base" / "model.safetensors"), load_file(TINY / "instruct" / "model.safetensors")
+    delta_sq = tuning_sq = 0.0
+    for key, a in lora.items():
+        if ".lora_A." in key:
+            name = key.split(".lora_A.")[0].removeprefix("base_model.model.") + ".weight"
+            delta_sq += float((2.0 * lora[key.replace(".lora_A.", ".lora_B.")] @ a).double().pow(2).sum())
+            tuning_sq += float((instruct[name].double() - base[name].double()).pow(2).sum())
+    assert result["adapter"]["delta_over_tuning"] == pytest.approx(math.sqrt(delta_sq / tuning_sq), rel=1e-6)
+    assert torch.isfinite(torch.tensor(result["adapter"]["delta_over_tuning"]))

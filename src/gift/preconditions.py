@@ -1,0 +1,81 @@
+"""What decides whether GIFT can add anything on a pair and a data set, measured on the models and the data only, never
+on a GIFT result (gift check-pair reports them; docs/experiments.md states the thresholds):
+
+- P2 chat-marker re-learning: the share of GIFT's step-0 weighted loss on tokens the instruct model is sure of
+  (q ≥ 0.9) and the base is not (p_base < 0.1): what instruction tuning already taught, learnt again.
+- P3 branch inversion: contexts the data continues in several ways, where GIFT's weights reverse the data's majority
+  (the data's 1,598 stop : 402 continue turned 0.2 : 394.6 made this project's merged models run on).
+- P4 low-confidence shares of the step-0 loss, uniform (Shadow-FT) and GIFT (the paper: 79.7% and 29.6%).
+- P5 ‖ΔW‖ / ‖W_I − W_B‖ of a plain adapter: a real LoRA adapter is small against instruction tuning.
+
+Pure arithmetic on per-token arrays and weight tensors; diagnose.py reads the models and the data.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .weighting import WeightParams, gift_weights
+
+SURE, UNSURE, UNLIKELY = 0.9, 0.1, 0.5  # q ≥ SURE and p_base < UNSURE: re-learning; q < UNLIKELY: the paper's split
+CONTEXTS = (1, 2, 3)  # tokens of context a decision is read in
+MIN_DECISIONS = 20  # a context seen fewer times decides nothing
+
+
+def loss_shares(q: Tensor, p_base: Tensor, is_eot: Tensor, gamma: float = 1.0) -> dict[str, float]:
+    """Shares of the step-0 loss (the adapter is zero, so the model is the base: CE = −log p_base), uniform and with
+    GIFT's weights at γ: on low-confidence tokens (P4) and on re-learnt ones (P2)."""
+    ce = -p_base.clamp_min(1e-30).double().log()
+    w = gift_weights(q, is_eot, WeightParams(gamma, 1e-4, 0.6)).double()
+    low, relearn = q < UNLIKELY, (q >= SURE) & (p_base < UNSURE)
+
+    def share(weights: Tensor, mask: Tensor) -> float:
+        total = (weights * ce).sum()
+        return float((weights * ce)[mask].sum() / total) if total > 0 else 0.0
+
+    ones = torch.ones_like(w)
+    return {"uniform_low": share(ones, low), "gift_low": share(w, low), "uniform_relearn": share(ones, relearn),
+            "gift_relearn": share(w, relearn), "relearn_tokens": float(relearn.double().mean())}
+
+
+def branch_inversions(rows: list[tuple[list[int], list[bool], Tensor]], min_count: int = MIN_DECISIONS
+                      ) -> list[dict[str, Any]]:
+    """Decision contexts (the 1-3 tokens before a labelled token, continued in two or more ways at least `min_count`
+    times) where the continuation GIFT's weights favour is not the one the data favours. rows: (input_ids, labelled
+    mask, GIFT weight per position). Most frequent first."""
+    seen: dict[tuple[int, ...], dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
+    for ids, labelled, w in rows:
+        weights = w.tolist()
+        for t in range(1, len(ids)):
+            if not labelled[t]:
+                continue
+            for k in CONTEXTS:
+                if t >= k:
+                    cell = seen[tuple(ids[t - k:t])][ids[t]]
+                    cell[0] += 1
+                    cell[1] += weights[t]
+    out = []
+    for context, nexts in seen.items():
+        n = sum(c for c, _ in nexts.values())
+        if len(nexts) < 2 or n < min_count:
+            continue
+        by_count = max(nexts, key=lambda y: nexts[y][0])
+        by_weight = max(nexts, key=lambda y: nexts[y][1])
+        if by_count != by_weight:
+            total_w = sum(s for _, s in nexts.values())
+            out.append({"context": list(context), "count": n, "majority": by_count,
+                        "majority_share": nexts[by_count][0] / n, "weighted": by_weight,
+                        "weighted_share": nexts[by_weight][1] / total_w if total_w else 0.0,
+                        "majority_weight_share": nexts[by_count][1] / total_w if total_w else 0.0})
+    # a longer context that inverts with the same counts as its shorter suffix says nothing new
+    out.sort(key=lambda r: (-r["count"], len(r["context"])))
+    kept, keys = [], set()
+    for r in out:
+        key = (r["count"], r["majority"], r["weighted"])
+        if key not in keys:
+            keys.add(key)
+            kept.append(r)
+    return kept

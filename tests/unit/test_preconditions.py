@@ -1,0 +1,51 @@
+"""The preconditions' arithmetic (gift.preconditions) against figures worked by hand."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gift.preconditions import branch_inversions, loss_shares
+
+
+def test_loss_shares_by_hand():
+    q = torch.tensor([0.95, 0.2, 0.6, 0.99])
+    p_base = torch.tensor([0.01, 0.5, 0.5, 0.9])
+    eot = torch.tensor([False, False, False, True])
+    ce = [-math.log(p) for p in (0.01, 0.5, 0.5, 0.9)]
+    w = [0.95, 0.2, 0.6, 1.0]  # end-of-turn weight 1
+    got = loss_shares(q, p_base, eot)
+    assert got["uniform_low"] == pytest.approx(ce[1] / sum(ce))
+    assert got["gift_low"] == pytest.approx(w[1] * ce[1] / sum(a * b for a, b in zip(w, ce)))
+    assert got["uniform_relearn"] == pytest.approx(ce[0] / sum(ce))  # only token 0: q ≥ 0.9 and p_base < 0.1
+    assert got["gift_relearn"] == pytest.approx(w[0] * ce[0] / sum(a * b for a, b in zip(w, ce)))
+    assert got["relearn_tokens"] == pytest.approx(0.25)
+
+
+def rows_with(choice_q: dict[int, float], counts: dict[int, int]) -> list:
+    """Rows `1 2 X 9`: context (1, 2) continued by X, X drawn `counts` times with teacher confidence choice_q[X]."""
+    rows = []
+    for token, n in counts.items():
+        for _ in range(n):
+            ids = [1, 2, token, 9]
+            w = torch.tensor([0.0, 1.0, choice_q[token], 1.0])
+            rows.append((ids, [False, True, True, True], w))
+    return rows
+
+
+def test_a_majority_the_teacher_finds_unlikely_is_reported_inverted():
+    # the data stops (token 5) 80% of the time, but the teacher gives stopping q 0.001 and continuing (6) q 0.9
+    found = branch_inversions(rows_with({5: 0.001, 6: 0.9}, {5: 80, 6: 20}))
+    assert found, "the inversion was not found"
+    top = found[0]
+    assert (top["majority"], top["weighted"], top["count"]) == (5, 6, 100)
+    assert top["majority_share"] == pytest.approx(0.8)
+    assert top["majority_weight_share"] == pytest.approx(80 * 0.001 / (80 * 0.001 + 20 * 0.9))
+    assert top["context"][-1] == 2  # the shortest context that shows it is kept; longer twins are dropped
+    assert len({(r["majority"], r["weighted"], r["count"]) for r in found}) == len(found)
+
+
+def test_no_inversion_where_the_weights_agree_or_the_context_is_rare():
+    assert branch_inversions(rows_with({5: 0.9, 6: 0.001}, {5: 80, 6: 20})) == []
+    assert branch_inversions(rows_with({5: 0.001, 6: 0.9}, {5: 8, 6: 2})) == []  # 10 < MIN_DECISIONS
