@@ -3,8 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from gift.grading import (extract_answer, extract_choice, grade_answer, last_boxed, math_equal, normalise,
-                          reference_answer)
+from gift.grading import extract_answer, extract_choice, grade_answer, last_boxed, math_equal, normalise, reference_answer
 from tests.conftest import SHARED_DATA, shared_file
 
 # (prediction, reference, expected): checked both ways round.
