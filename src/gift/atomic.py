@@ -5,6 +5,7 @@ An interrupted command therefore leaves either nothing or the previous complete 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -69,3 +70,35 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+_HELD: dict[Path, int] = {}  # locks this process holds, so that a stage that claims its own inputs does not wait on itself
+
+
+@contextlib.contextmanager
+def claim(path: str | Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on `path` among the processes sharing its folder (flock on a hidden `.NAME.lock` sibling),
+    re-entrant within a process. Yields whether it is held: with `wait`, always, once any other holder lets go.
+    Several `gift run --shard` processes share one OUT so: each stage is done by whichever claims it first."""
+    path = Path(path).resolve()
+    if path in _HELD:
+        _HELD[path] += 1
+        try:
+            yield True
+        finally:
+            _HELD[path] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        _HELD[path] = 1
+        try:
+            yield True
+        finally:
+            del _HELD[path]
+            fcntl.flock(f, fcntl.LOCK_UN)
+

@@ -78,6 +78,9 @@ def _add_run_arguments(p: argparse.ArgumentParser, with_config: bool) -> None:
                    "the same comparison on another data set or variant, without a copy of the config")
     p.add_argument("--merge-all", action="store_true", default=None,
                    help="write every evaluated candidate as a merged model instead of serving adapters at run time")
+    p.add_argument("--shard", metavar="I/N", help="do part I of N (0-based) of the selection's trainings and dev "
+                   "evaluations in this OUT, beside N-1 other processes (one per GPU: CUDA_VISIBLE_DEVICES=I), then exit; "
+                   "a last run without --shard selects, tests and ships")
     p.add_argument("--plan", action="store_true", help="print the stages, tokens, bytes written and time the run "
                    "would take, and exit (no compute)")
     p.add_argument("--preset", choices=["h100", "cpu"], default="h100", help="--plan: throughputs of one H100 or of a "
@@ -106,6 +109,14 @@ def _run(args: argparse.Namespace, config: str) -> None:
             except ValueError:
                 raise GiftError(f"--throughput {item}: {value!r} is not a number") from None
         print(Experiment(load_run_config(config, overrides)).plan(args.preset, rates)[1])
+        return
+    if getattr(args, "shard", None):
+        index, _, count = args.shard.partition("/")
+        if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+            raise GiftError(f"--shard {args.shard}: expected I/N with 0 <= I < N, e.g. --shard 0/4")
+        did = Experiment(load_run_config(config, overrides)).shard(int(index), int(count))
+        print(f"shard {args.shard}: {did} stage(s) done here; when every shard has finished, run the same command "
+              f"without --shard to select, test and ship")
         return
     summary = run(config, overrides)
     out = Path(summary["out"])

@@ -30,8 +30,10 @@ import json
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ import torch
 import yaml
 
 from .annotate import annotate
-from .atomic import write_text_atomic
+from .atomic import claim, write_text_atomic
 from .benchmarks import Benchmark, from_spec
 from .config import (
     AnnotateConfig,
@@ -243,17 +245,19 @@ class Experiment:
         """gift check-pair on the pair and the instruct annotation, the first stage: its errors stop the run before
         any training, its warnings open the report."""
         path = self.out / "check"
-        if not done(path):
-            teacher = any(METHODS[m] and METHODS[m][1] == "instruct" for m in self.cfg.methods)
-            check_pair(CheckConfig(base=self.cfg.base, instruct=self.cfg.instruct, out=str(path),
-                                   data=str(self.annotation("instruct")) if teacher else None), quiet=True)
+        with claim(path):
+            if not done(path):
+                teacher = any(METHODS[m] and METHODS[m][1] == "instruct" for m in self.cfg.methods)
+                check_pair(CheckConfig(base=self.cfg.base, instruct=self.cfg.instruct, out=str(path),
+                                       data=str(self.annotation("instruct")) if teacher else None), quiet=True)
         return json.loads((path / "check.json").read_text())
 
     def annotation(self, teacher: str) -> Path:
         path = self.out / "annotations" / teacher
-        if not done(path):
-            annotate(AnnotateConfig(teacher=self.models[teacher], data=self.cfg.train_data, out=str(path),
-                                    **self.cfg.annotate))
+        with claim(path):
+            if not done(path):
+                annotate(AnnotateConfig(teacher=self.models[teacher], data=self.cfg.train_data, out=str(path),
+                                        **self.cfg.annotate))
         return path
 
     def default_knob(self, method: str) -> float | None:
@@ -269,12 +273,13 @@ class Experiment:
     def adapter(self, method: str, seed: int, knob: float | None = None) -> Path:
         trained, teacher, weighting = METHODS[method]
         path = self.out / "adapters" / self.variant(method, seed, knob, 1.0)
-        if not done(path):
-            self.close_server()
-            partial = path.with_name(path.name + ".partial") / "checkpoint"
-            settings = {**self.cfg.train, **({KNOBS[method]: knob} if knob is not None else {})}
-            train(TrainConfig(model=self.models[trained], data=str(self.annotation(teacher)), out=str(path),
-                              method=weighting, seed=seed, resume=partial.is_dir(), **settings))
+        with claim(path):
+            if not done(path):
+                self.close_server()
+                partial = path.with_name(path.name + ".partial") / "checkpoint"
+                settings = {**self.cfg.train, **({KNOBS[method]: knob} if knob is not None else {})}
+                train(TrainConfig(model=self.models[trained], data=str(self.annotation(teacher)), out=str(path),
+                                  method=weighting, seed=seed, resume=partial.is_dir(), **settings))
         return path
 
     def model(self, method: str, seed: int, knob: float | None = None, scale: float = 1.0) -> str:
@@ -282,9 +287,10 @@ class Experiment:
         if METHODS[method] is None:
             return self.models[method]
         path = self.out / "models" / self.variant(method, seed, knob, scale)
-        if not done(path):
-            merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed, knob)), out=str(path),
-                              scale=scale))
+        with claim(path):
+            if not done(path):
+                merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed, knob)),
+                                  out=str(path), scale=scale))
         return str(path)
 
     def source(self, method: str, seed: int, knob: float | None, scale: float
@@ -315,16 +321,55 @@ class Experiment:
         settings = {"samples": 1, **self.cfg.eval, "seed": seed, "sample_bench": tasks} | \
             ({"samples": 1} if greedy else {})
         wanted = to_dict(EvalConfig(model="-", bench=["-"], out=str(path), **settings))
-        found = json.loads((path / "results.json").read_text()) if done(path) else None
-        stale = found is not None and any(found["settings"].get(k) != v for k, v in wanted.items()
-                                          if k not in RESULT_NEUTRAL)
-        if found is None or stale:  # an evaluation under other settings is redone from the same candidate
-            model, context = self.source(method, seed, knob, scale)
-            with context as served:
-                evaluate(EvalConfig(model=served.label if served else model, bench=[b.name for b in benches],
-                                    out=str(path), overwrite=stale, **settings), benches, quiet=True, served=served)
-            found = json.loads((path / "results.json").read_text())
+        with claim(path):
+            found = json.loads((path / "results.json").read_text()) if done(path) else None
+            stale = found is not None and any(found["settings"].get(k) != v for k, v in wanted.items()
+                                              if k not in RESULT_NEUTRAL)
+            if found is None or stale:  # an evaluation under other settings is redone from the same candidate
+                model, context = self.source(method, seed, knob, scale)
+                with context as served:
+                    evaluate(EvalConfig(model=served.label if served else model, bench=[b.name for b in benches],
+                                        out=str(path), overwrite=stale, **settings), benches, quiet=True, served=served)
+                found = json.loads((path / "results.json").read_text())
         return found["benchmarks"]
+
+    def dev_stages(self) -> list[tuple[Path, Callable[[], Any]]]:
+        """What selection computes, as (output, work): every training it needs, then every dev evaluation."""
+        cfg, sc = self.cfg, self.cfg.selection()
+        dev = load_benchmarks(cfg, {"dev", "dev-retention"})
+        seeds = sc.seeds or cfg.seeds
+        methods = [m for m in cfg.methods if METHODS[m]]
+        grid = [(m, k) for m in methods for k in (getattr(sc, KNOBS[m]) if m in KNOBS else [None])]
+        trainings = [(self.out / "adapters" / self.variant(m, s, k, 1.0), partial(self.adapter, m, s, k))
+                     for m, k in grid for s in seeds]
+        evals = [(self.out / "evals" / (self.variant("instruct", seeds[0], None, 1.0) + "-dev"),
+                  partial(self.evaluation, "instruct", seeds[0], dev, None, 1.0, "-dev", True))]
+        evals += [(self.out / "evals" / (self.variant(m, s, k, x) + "-dev"),
+                   partial(self.evaluation, m, s, dev, k, x, "-dev", True))
+                  for m, k in grid for x in sc.scales if x > 0 for s in seeds]
+        return trainings + evals
+
+    def shard(self, index: int, count: int) -> int:
+        """This process's part of a run split over `count` processes sharing OUT (one per GPU): the trainings and dev
+        evaluations selection needs, every count-th from `index` first, then any other no process has claimed (a
+        stage another process holds is left to it). Returns how many stages it did; a last `gift run` without
+        --shard waits for any still held, then selects, tests and ships from what they wrote."""
+        if not self.cfg.select:
+            raise GiftError("--shard splits a selection's trainings and dev evaluations; this config has no select: "
+                            "block (run it without --shard)")
+        self.check()
+        self.require_disk()
+        self.pair_check()
+        stages = self.dev_stages()
+        order = stages[index::count] + [s for j, s in enumerate(stages) if j % count != index]
+        did = 0
+        for path, work in order:
+            with claim(path, wait=False) as held:
+                if held and not done(path):
+                    work()
+                    did += 1
+        self.close_server()
+        return did
 
     def ship(self, recommendation: dict[str, Any], seed: int) -> dict[str, Any] | None:
         """The recommended model merged to OUT/models (with its parity check and model card): the one model a run

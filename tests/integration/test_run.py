@@ -429,3 +429,38 @@ def test_plan_prints_the_cost_and_a_run_over_the_free_disk_is_refused(mini_pair,
     err = capsys.readouterr().err
     assert "this run would write about" in err and "1.0 KB are free" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "adapters").exists()
+
+
+def test_a_run_split_over_shards_does_each_stage_once_and_selects_as_one_run(mini_pair, tmp_path, monkeypatch):
+    """Two `--shard` processes at once on one OUT share the selection's trainings and dev evaluations (each stage
+    done by one of them); the last run without --shard trains and dev-evaluates nothing and selects as a run that
+    was never split."""
+    import subprocess
+    import sys
+
+    from gift import experiment
+    from gift.experiment import Experiment, load_run_config
+
+    out, _ = mini_pair
+    config = mini_config(out, ["instruct", "shadow-ft", "gift"])
+    config["select"] = {"scales": [0, 0.5, 1.0], "gamma": [1.0, 2.0], "seeds": [0, 1]}
+    yaml_path = out.parent / "shard.yaml"
+    yaml_path.write_text(yaml.safe_dump(config))
+    stages = Experiment(load_run_config(yaml_path, {"out": str(tmp_path / "sharded")})).dev_stages()
+    procs = [subprocess.Popen([sys.executable, "-m", "gift.cli", "run", str(yaml_path), "--out", str(tmp_path / "sharded"),
+                               "--shard", f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for i in range(2)]
+    done_here = [int(p.communicate(timeout=900)[0].rsplit("shard ", 1)[1].split(": ")[1].split()[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(done_here) == len(stages) and min(done_here) > 0  # every stage once, both shards worked
+
+    calls: list[str] = []
+    real_train, real_eval = experiment.train, experiment.evaluate
+    monkeypatch.setattr(experiment, "train", lambda c: calls.append(c.out) or real_train(c))
+    monkeypatch.setattr(experiment, "evaluate", lambda c, *a, **k: calls.append(c.out) or real_eval(c, *a, **k))
+    assert main(["run", str(yaml_path), "--out", str(tmp_path / "sharded")]) == 0
+    assert not [c for c in calls if "adapters" in c or c.endswith("-dev")]  # only test evaluations were left
+    assert main(["run", str(yaml_path), "--out", str(tmp_path / "whole")]) == 0
+    sharded, whole = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("sharded", "whole"))
+    assert sharded["selection"] == whole["selection"]
+    assert main(["run", str(yaml_path), "--out", str(tmp_path / "x"), "--shard", "2/2"]) == 2

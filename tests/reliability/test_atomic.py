@@ -72,3 +72,24 @@ def test_interrupted_training_leaves_only_the_partial_directory(make_pair, arith
                  "--rank", "4", "--max-steps", "4", "--batch-size", "2", "--save-steps", "2"]) == 130
     assert calls and not out.exists()
     assert (tmp_path / "ad.partial" / "checkpoint" / "state.pt").exists()  # what --resume continues from
+
+
+def test_a_claim_held_by_another_process_is_not_had_without_waiting(tmp_path):
+    import subprocess
+    import sys
+
+    from gift.atomic import claim
+
+    stage = tmp_path / "adapters" / "gift-s0"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from gift.atomic import claim\n"
+                               f"with claim({str(stage)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with claim(stage, wait=False) as held:
+        assert held is False
+    holder.stdin.close()
+    holder.wait(timeout=60)
+    with claim(stage, wait=False) as held:
+        assert held is True
+        with claim(stage, wait=False) as again:  # re-entrant: a stage claiming its own inputs does not wait on itself
+            assert again is True
