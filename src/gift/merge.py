@@ -72,6 +72,12 @@ class Delta:
         return self.factor * (self.b.float() @ self.a.float())
 
 
+def merged_weight(instruct: torch.Tensor, delta: Delta, scale: float, name: str) -> torch.Tensor:
+    """W_I + λ·(α/r)·B·A in float32: the one place the transfer's arithmetic is written (gift merge writes it, gift
+    run's served candidates load it)."""
+    return instruct.float() + scale * delta.value(instruct.shape, name)
+
+
 def read_adapter(path: Path, trust_pickle: bool) -> tuple[dict[str, Delta], dict[str, Any]]:
     """{instruct weight name: Delta} and gift_train.json (empty for adapters not made by gift train)."""
     cfg_path, st_path = path / "adapter_config.json", path / "adapter_model.safetensors"
@@ -204,7 +210,7 @@ class Merger:
         """The merged tensor in float32."""
         delta = self.deltas.get(name)
         if self.base is None:
-            merged = instruct.float() + self.cfg.scale * delta.value(instruct.shape, name)
+            merged = merged_weight(instruct, delta, self.cfg.scale, name)
         else:
             weight = self.base[name]
             if tuple(weight.shape) != tuple(instruct.shape):

@@ -2,8 +2,8 @@
 
 A LoRA layer applied at run time with scaling λ·α/r computes x·(W + λ·(α/r)·B·A)ᵀ, the merged layer, so a candidate
 (adapter, λ) is evaluated without a merged copy on disk (lm-evaluation-harness's `peft=` and `lora_local_path`,
-LLaMA-Factory's vllm_infer do the same). On the HF backend one PeftModel wraps the instruct model, each adapter is
-loaded once (the few last used stay) and its scale set per candidate; λ 0 switches adapters off. On vLLM one engine
+LLaMA-Factory's vllm_infer do the same). On the HF backend the loaded instruct model takes each candidate's merge in
+memory (exact: the merge's own arithmetic, W_I kept aside and restored); λ 0 is W_I itself. On vLLM one engine
 with LoRA enabled serves every candidate as a LoRARequest; λ is written as lora_alpha·λ in a small per-λ directory
 whose weights file links the adapter's (vLLM reads one scale, lora_alpha/r, from adapter_config.json).
 """
@@ -24,7 +24,7 @@ from safetensors import safe_open
 
 from .errors import GiftError
 from .generate import VLLMEngine, stop_token_ids
-from .merge import unsupported_feature
+from .merge import merged_weight, read_adapter, unsupported_feature
 from .model import load_model, load_tokenizer, source_kwargs
 
 
@@ -87,51 +87,50 @@ def release_gpu() -> None:
 
 
 class HFServer:
-    """The instruct model loaded once; adapters loaded into one PeftModel over it, `keep` of them at a time."""
+    """The instruct model loaded once; a candidate's adapter merged into it in memory, W_I + λ·(α/r)·B·A computed in
+    float32 from W_I kept aside (on the CPU) and cast to the model's dtype: the weights gift merge writes, to the bit
+    in float32, and those an evaluation of its merged copy loads in any dtype the instruct model is stored in or
+    wider (an fp32 checkpoint served in bf16 rounds W_I before the sum, at most one bf16 step apart from rounding
+    the merged fp32 copy). A runtime LoRA layer (PeftModel) is
+    the same function, but adds two rank-r products to every adapted layer: 1.5× the forward time of the bundled
+    pair's model at rank 32 (bench/results/run_scale.md). Adapters are read once, `keep` of them at a time."""
 
     def __init__(self, instruct: str, dtype: str = "auto", trust_pickle: bool = False, keep: int = 4):
-        self.instruct, self.keep = instruct, keep
+        self.instruct, self.keep, self.trust_pickle = instruct, keep, trust_pickle
         self.tokenizer = load_tokenizer(instruct)
-        self.model = load_model(instruct, dtype, trust_pickle)
+        self.model = load_model(instruct, dtype, trust_pickle).eval()
         if torch.cuda.is_available():
             self.model.cuda()
-        self.peft: Any = None
-        self.loaded: OrderedDict[str, str] = OrderedDict()  # adapter path -> adapter name, least recently used first
-        self.count = 0
+        self.loaded: OrderedDict[str, dict[str, Any]] = OrderedDict()  # adapter -> its deltas, least recent first
+        self.original: dict[str, torch.Tensor] = {}  # W_I of every weight an adapter has changed, on the CPU
+        self.active: Candidate = Candidate()
 
-    def _activate(self, adapter: str, scale: float) -> Any:
-        from peft import PeftModel
-        from peft.tuners.lora import LoraLayer
-
-        name = self.loaded.get(adapter)
-        if name is None:
-            self.count += 1
-            name = f"adapter{self.count}"
-            if self.peft is None:
-                self.peft = PeftModel.from_pretrained(self.model, adapter, adapter_name=name)
-            else:
-                if len(self.loaded) >= self.keep:
-                    _, oldest = self.loaded.popitem(last=False)
-                    self.peft.delete_adapter(oldest)
-                self.peft.load_adapter(adapter, adapter_name=name)
-            self.loaded[adapter] = name
+    def _deltas(self, adapter: str) -> dict[str, Any]:
+        if adapter not in self.loaded:
+            if len(self.loaded) >= self.keep:
+                self.loaded.popitem(last=False)
+            self.loaded[adapter] = read_adapter(Path(adapter), self.trust_pickle)[0]
         self.loaded.move_to_end(adapter)
-        self.peft.set_adapter(name)
-        for module in self.peft.modules():  # PEFT's set_scale: scaling = λ·α/r (α/√r for rsLoRA), per module pattern
-            if isinstance(module, LoraLayer):
-                module.set_scale(name, scale)
-        return self.peft.eval()
+        return self.loaded[adapter]
+
+    @torch.no_grad()
+    def _apply(self, candidate: Candidate) -> None:
+        """Make the loaded weights the candidate's: W_I restored where the last one changed them, then W_I + λ·ΔW."""
+        if candidate == self.active:
+            return
+        for name, w in self.original.items():
+            self.model.get_parameter(name).copy_(w)
+        if not candidate.plain:
+            for name, delta in self._deltas(candidate.adapter).items():
+                p = self.model.get_parameter(name)
+                w = self.original.setdefault(name, p.detach().to("cpu", copy=True))
+                p.copy_(merged_weight(w, delta, candidate.scale, name))
+        self.active = candidate
 
     @contextmanager
     def serve(self, candidate: Candidate) -> Iterator[Served]:
-        label = candidate.label(self.instruct)
-        if candidate.plain and self.peft is not None:
-            with self.peft.disable_adapter():  # the LoRA layers return their base layer's output exactly
-                yield Served(label, self.tokenizer, model=self.peft)
-        elif candidate.plain:
-            yield Served(label, self.tokenizer, model=self.model)
-        else:
-            yield Served(label, self.tokenizer, model=self._activate(candidate.adapter, candidate.scale))
+        self._apply(candidate)
+        yield Served(candidate.label(self.instruct), self.tokenizer, model=self.model)
 
 
 class VLLMServer:

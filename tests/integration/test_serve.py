@@ -47,13 +47,16 @@ TEXTS = ["Question: What is 17 + 25? Answer:", "Tom has 3 apples and buys 4 more
 @pytest.mark.parametrize("kind", ["plain", "rslora", "instruct-sft"])
 @pytest.mark.parametrize("scale", [0.25, 1.0])
 def test_served_candidate_equals_its_merged_model(adapters, kind, scale, tmp_path):
-    """Logits to 1e-5 in float32, identical greedy completions and the same scores on a dev benchmark."""
+    """The served weights are the merged file's to the bit in float32, so logits (to 1e-5), greedy completions and
+    scores on a dev benchmark are the same."""
     merged = merge(MergeConfig(instruct=str(TINY / "instruct"), adapter=str(adapters[kind]), out=str(tmp_path / "m"),
                                scale=scale, dtype="float32"))
     hf = HFServer(str(TINY / "instruct"), "float32")
     bench = from_spec(DEV, 40)
     with hf.serve(Candidate(str(adapters[kind]), scale)) as served:
         got = logits(served.model, served.tokenizer, TEXTS)
+        written = load_model(str(merged), "float32").state_dict()  # the merge's own arithmetic: equal to the bit
+        assert all(torch.equal(t, written[n]) for n, t in served.model.state_dict().items())
         evaluate(EvalConfig(model=served.label, bench=["dev"], out=str(tmp_path / "served"), max_new_tokens=24),
                  [bench], quiet=True, served=served)
     want = logits(load_model(str(merged), "float32"), hf.tokenizer, TEXTS)
