@@ -75,6 +75,32 @@ def test_served_candidate_equals_its_merged_model(adapters, kind, scale, tmp_pat
     assert results[0] == results[1]
 
 
+@pytest.mark.parametrize("family", ["qwen2.5", "phi3"])
+def test_served_equals_merged_on_a_real_layout(layout_pair, family, tmp_path):
+    """The real Qwen2.5 (untied lm_head, 152,064 rows) and Phi-3 (fused qkv_proj, gate_up_proj) layouts: the served
+    weights are the merged file's to the bit, for an adapter trained on base and one on instruct, at λ 0.25 and 1,
+    and λ 0 gives instruct's weights back exactly."""
+    from tests.conftest import VOCAB
+
+    if not VOCAB.is_dir():
+        pytest.skip("../shared/data/vocab is absent")
+    base, instruct = layout_pair(family)
+    hf = HFServer(str(instruct), "float32")
+    original = {n: t.clone() for n, t in hf.model.state_dict().items()}
+    for i, side in enumerate((base, instruct)):
+        adapter = random_adapter(side, tmp_path / f"a{i}", seed=i)
+        for scale in (0.25, 1.0):
+            merged = merge(MergeConfig(instruct=str(instruct), adapter=str(adapter), out=str(tmp_path / f"m{i}-{scale}"),
+                                       scale=scale, dtype="float32"))
+            written = load_model(str(merged), "float32").state_dict()
+            with hf.serve(Candidate(str(adapter), scale)) as served:
+                state = served.model.state_dict()
+                assert all(torch.equal(t, written[n]) for n, t in state.items())
+                assert any(not torch.equal(t, original[n]) for n, t in state.items())
+    with hf.serve(Candidate()) as plain:
+        assert all(torch.equal(t, original[n]) for n, t in plain.model.state_dict().items())
+
+
 def test_scale_is_applied_not_ignored(adapters):
     """lm-eval #2432's failure mode: adapter results equal to the base model's. λ 0.25, 1 and 0 (adapters off) give
     three different models, and switching back gives the first again exactly."""
