@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -76,10 +77,12 @@ _HELD: dict[Path, int] = {}  # locks this process holds, so that a stage that cl
 
 
 @contextlib.contextmanager
-def claim(path: str | Path, wait: bool = True) -> Iterator[bool]:
-    """An exclusive lock on `path` among the processes sharing its folder (flock on a hidden `.NAME.lock` sibling),
-    re-entrant within a process. Yields whether it is held: with `wait`, always, once any other holder lets go.
-    Several `gift run --shard` processes share one OUT so: each stage is done by whichever claims it first."""
+def claim(path: str | Path, locks: str | Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on `path` among the processes sharing it (flock on a file named for it in the folder `locks`,
+    kept apart so that listing a folder of outputs never meets a lock), re-entrant within a process. Yields whether
+    it is held: with `wait`, always, once any other holder lets go. Several `gift run --shard` processes share one OUT
+    so: each stage is done by whichever claims it first. Lock files stay (removing one another process waits on would
+    let two hold it)."""
     path = Path(path).resolve()
     if path in _HELD:
         _HELD[path] += 1
@@ -88,8 +91,9 @@ def claim(path: str | Path, wait: bool = True) -> Iterator[bool]:
         finally:
             _HELD[path] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "w") as f:
+    locks = Path(locks)
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + ".lock"), "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -194,6 +194,7 @@ def free_bytes(path: Path) -> int | None:
 class Experiment:
     def __init__(self, cfg: RunConfig):
         self.cfg, self.out = cfg, Path(cfg.out)
+        self.locks = self.out / ".locks"  # one per stage output (atomic.claim): processes sharing OUT split stages
         self.models = {"base": cfg.base, "instruct": cfg.instruct}
         self._server: HFServer | VLLMServer | None = None
 
@@ -245,7 +246,7 @@ class Experiment:
         """gift check-pair on the pair and the instruct annotation, the first stage: its errors stop the run before
         any training, its warnings open the report."""
         path = self.out / "check"
-        with claim(path):
+        with claim(path, self.locks):
             if not done(path):
                 teacher = any(METHODS[m] and METHODS[m][1] == "instruct" for m in self.cfg.methods)
                 check_pair(CheckConfig(base=self.cfg.base, instruct=self.cfg.instruct, out=str(path),
@@ -254,7 +255,7 @@ class Experiment:
 
     def annotation(self, teacher: str) -> Path:
         path = self.out / "annotations" / teacher
-        with claim(path):
+        with claim(path, self.locks):
             if not done(path):
                 annotate(AnnotateConfig(teacher=self.models[teacher], data=self.cfg.train_data, out=str(path),
                                         **self.cfg.annotate))
@@ -273,7 +274,7 @@ class Experiment:
     def adapter(self, method: str, seed: int, knob: float | None = None) -> Path:
         trained, teacher, weighting = METHODS[method]
         path = self.out / "adapters" / self.variant(method, seed, knob, 1.0)
-        with claim(path):
+        with claim(path, self.locks):
             if not done(path):
                 self.close_server()
                 partial = path.with_name(path.name + ".partial") / "checkpoint"
@@ -287,7 +288,7 @@ class Experiment:
         if METHODS[method] is None:
             return self.models[method]
         path = self.out / "models" / self.variant(method, seed, knob, scale)
-        with claim(path):
+        with claim(path, self.locks):
             if not done(path):
                 merge(MergeConfig(instruct=self.cfg.instruct, adapter=str(self.adapter(method, seed, knob)),
                                   out=str(path), scale=scale))
@@ -321,7 +322,7 @@ class Experiment:
         settings = {"samples": 1, **self.cfg.eval, "seed": seed, "sample_bench": tasks} | \
             ({"samples": 1} if greedy else {})
         wanted = to_dict(EvalConfig(model="-", bench=["-"], out=str(path), **settings))
-        with claim(path):
+        with claim(path, self.locks):
             found = json.loads((path / "results.json").read_text()) if done(path) else None
             stale = found is not None and any(found["settings"].get(k) != v for k, v in wanted.items()
                                               if k not in RESULT_NEUTRAL)
@@ -364,7 +365,7 @@ class Experiment:
         order = stages[index::count] + [s for j, s in enumerate(stages) if j % count != index]
         did = 0
         for path, work in order:
-            with claim(path, wait=False) as held:
+            with claim(path, self.locks, wait=False) as held:
                 if held and not done(path):
                     work()
                     did += 1

@@ -82,14 +82,16 @@ def test_a_claim_held_by_another_process_is_not_had_without_waiting(tmp_path):
 
     stage = tmp_path / "adapters" / "gift-s0"
     holder = subprocess.Popen([sys.executable, "-c", "import sys; from gift.atomic import claim\n"
-                               f"with claim({str(stage)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+                               f"with claim({str(stage)!r}, {str(tmp_path / 'locks')!r}):\n"
+                               "    print('held', flush=True); sys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    with claim(stage, wait=False) as held:
+    with claim(stage, tmp_path / "locks", wait=False) as held:
         assert held is False
     holder.stdin.close()
     holder.wait(timeout=60)
-    with claim(stage, wait=False) as held:
+    with claim(stage, tmp_path / "locks", wait=False) as held:
         assert held is True
-        with claim(stage, wait=False) as again:  # re-entrant: a stage claiming its own inputs does not wait on itself
+        # re-entrant: a stage claiming its own inputs does not wait on itself
+        with claim(stage, tmp_path / "locks", wait=False) as again:
             assert again is True
