@@ -89,13 +89,9 @@ def tensors(source: str, trust_pickle: bool) -> dict[str, Weight]:
 
     shards = weight_files(source)
     if shards is None:
-        state, seen = load_model(source, "float32", trust_pickle).state_dict(), set()
-        out = {}
-        for n, t in state.items():  # a tied lm_head is the embedding again: count it once, as safetensors store it
-            if t.data_ptr() not in seen:
-                seen.add(t.data_ptr())
-                out[n] = Weight(tuple(t.shape), lambda a, b, t=t: t.reshape(-1)[a:b] if t.ndim == 0 else t[a:b])
-        return out
+        state = load_model(source, "float32", trust_pickle).state_dict()
+        return {n: Weight(tuple(state[n].shape), lambda a, b, t=state[n]: t.reshape(-1)[a:b] if t.ndim == 0 else t[a:b])
+                for n in distinct_tensors(state)}
 
     def read(shard: Path, name: str, a: int, b: int) -> torch.Tensor:
         with safe_open(shard, framework="pt") as f:
@@ -109,6 +105,18 @@ def tensors(source: str, trust_pickle: bool) -> dict[str, Weight]:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
         out.update({n: Weight(shape, lambda a, b, shard=shard, n=n: read(shard, n, a, b)) for n, shape in shapes.items()})
     return out
+
+
+def distinct_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names of a state dict, in order, less the aliases of a tensor already named (a tied lm_head is the
+    embedding again): each stored tensor counted or merged once, under the first name, as safetensors store it."""
+    seen: set[int] = set()
+    names = []
+    for name, tensor in state.items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            names.append(name)
+    return names
 
 
 def row_chunks(w: Weight, elements: int = 1 << 22) -> list[tuple[int, int]]:
@@ -141,15 +149,17 @@ class Distance:
                 s[k] += sums[k]
 
     def figures(self) -> dict[str, dict[str, float]]:
-        """group -> {relative (Frobenius, ‖I − B‖/‖B‖), sigma (Σ|I − B| / (Σ|I| + Σ|B|))}."""
-        return {g: {"relative": (s[0] / s[1]) ** 0.5 if s[1] else 0.0, "sigma": s[2] / s[3] if s[3] else 0.0}
-                for g, s in self.sums.items()}
+        """group -> {relative (Frobenius, ‖I − B‖/‖B‖), sigma (Σ|I − B| / (Σ|I| + Σ|B|)), difference (‖I − B‖)}."""
+        return {g: {"relative": (s[0] / s[1]) ** 0.5 if s[1] else 0.0, "sigma": s[2] / s[3] if s[3] else 0.0,
+                    "difference": s[0] ** 0.5} for g, s in self.sums.items()}
 
 
-def weight_distance(cfg: CheckConfig, base: dict[str, Weight]) -> tuple[dict[str, Any], list[Finding]]:
-    """Distances overall, per family and per layer, streamed; missing or reshaped tensors are errors."""
+def weight_distance(base: dict[str, Weight], instruct: dict[str, Weight], adapted: set[str]
+                    ) -> tuple[dict[str, Any], list[Finding]]:
+    """Distances overall, per family, per layer and over the `adapted` tensors (an adapter's, for P5), streamed;
+    missing or reshaped tensors are errors."""
     dist, findings, seen = Distance(), [], set()
-    for name, i in tensors(cfg.instruct, cfg.trust_pickle).items():
+    for name, i in instruct.items():
         if name not in base:
             findings.append(Finding("ERROR", "weights", f"instruct has {name}, which base does not"))
             continue
@@ -159,12 +169,14 @@ def weight_distance(cfg: CheckConfig, base: dict[str, Weight]) -> tuple[dict[str
             findings.append(Finding("ERROR", "weights", f"{name}: shape {b.shape} in base, {i.shape} in instruct"))
             continue
         layer = layer_of(name)
-        dist.add(("all", f"family:{family_of(name)}", *([f"layer:{layer}"] if layer is not None else [])), b, i)
+        dist.add(("all", f"family:{family_of(name)}", *([f"layer:{layer}"] if layer is not None else []),
+                  *(["adapted"] if name in adapted else [])), b, i)
     findings += [Finding("ERROR", "weights", f"base has {n}, which instruct does not") for n in sorted(set(base) - seen)]
     figures = dist.figures()
     out = {"all": figures.get("all", {"relative": 0.0, "sigma": 0.0}),
            "families": {k.split(":", 1)[1]: v for k, v in figures.items() if k.startswith("family:")},
-           "layers": dict(sorted((int(k.split(":", 1)[1]), v) for k, v in figures.items() if k.startswith("layer:")))}
+           "layers": dict(sorted((int(k.split(":", 1)[1]), v) for k, v in figures.items() if k.startswith("layer:"))),
+           **({"adapted": figures.get("adapted", {"relative": 0.0, "sigma": 0.0, "difference": 0.0})} if adapted else {})}
     rel = out["all"]["relative"]
     fams = ", ".join(f"{f} {v['relative']:.3f}" for f, v in out["families"].items())
     findings.append(Finding("INFO", "distance", f"‖W_I − W_B‖/‖W_B‖ = {rel:.4f} (σ = {out['all']['sigma']:.4f}); "
@@ -339,21 +351,25 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
     return figures, findings
 
 
-def adapter_size(cfg: CheckConfig, base: dict[str, Weight]) -> tuple[dict[str, Any], list[Finding]]:
-    """P5: ‖ΔW‖ / ‖W_I − W_B‖ over the tensors a plain adapter adapts, streamed."""
+def adapter_deltas(adapter: str, trust_pickle: bool, instruct: dict[str, Weight], base: dict[str, Weight]
+                   ) -> dict[str, Any]:
+    """The adapter's deltas by weight name, refused in one line where it adapts a tensor the pair does not hold."""
     from .merge import read_adapter
 
-    deltas, _ = read_adapter(Path(cfg.adapter), cfg.trust_pickle)
-    instruct = tensors(cfg.instruct, cfg.trust_pickle)
-    delta_sq = tuning_sq = 0.0
-    for name, d in deltas.items():
-        if name not in instruct or name not in base:
-            raise GiftError(f"--adapter {cfg.adapter}: it adapts {name}, which the pair does not hold")
-        delta_sq += float(d.value(instruct[name].shape, name).double().pow(2).sum())
-        tuning_sq += sum(float((instruct[name].rows(a, e).double() - base[name].rows(a, e).double()).pow(2).sum())
-                         for a, e in row_chunks(base[name]))
-    ratio = (delta_sq / tuning_sq) ** 0.5 if tuning_sq else float("inf")
-    figures = {"adapter": cfg.adapter, "delta_over_tuning": ratio, "tensors": len(deltas)}
+    deltas, _ = read_adapter(Path(adapter), trust_pickle)
+    missing = sorted(n for n in deltas if n not in instruct or n not in base)
+    if missing:
+        raise GiftError(f"--adapter {adapter}: it adapts {missing[0]}, which the pair does not hold")
+    return deltas
+
+
+def adapter_size(adapter: str, deltas: dict[str, Any], instruct: dict[str, Weight], tuning: float
+                 ) -> tuple[dict[str, Any], list[Finding]]:
+    """P5: ‖ΔW‖ / ‖W_I − W_B‖ over the tensors a plain adapter adapts (`tuning`: weight_distance's ‖W_I − W_B‖ over
+    them, streamed with the rest)."""
+    delta = sum(float(d.value(instruct[name].shape, name).double().pow(2).sum()) for name, d in deltas.items()) ** 0.5
+    ratio = delta / tuning if tuning else float("inf")
+    figures = {"adapter": adapter, "delta_over_tuning": ratio, "tensors": len(deltas)}
     findings = [Finding("INFO", "preconditions", f"‖ΔW‖ / ‖W_I − W_B‖ of the adapter over its {len(deltas)} tensors: "
                                                  f"{ratio:.3f}")]
     if ratio > ADAPTER_LARGE:
@@ -413,13 +429,16 @@ def check_pair(cfg: CheckConfig, quiet: bool = False) -> dict[str, Any]:
         if cfg.data:
             result["data_figures"], found, data_ids = data_figures(cfg, inst_tok, opts)
             findings += found
-        base = tensors(cfg.base, cfg.trust_pickle)  # read once: GGUF and pickled weights are loaded whole
+        # each read once: GGUF and pickled weights are loaded whole
+        base, instruct = tensors(cfg.base, cfg.trust_pickle), tensors(cfg.instruct, cfg.trust_pickle)
+        deltas = adapter_deltas(cfg.adapter, cfg.trust_pickle, instruct, base) if cfg.adapter else {}
         result["rows"], found = untrained_rows(base, base_tok, inst_tok, opts, data_ids)
         findings += found
-        result["distance"], found = weight_distance(cfg, base)
+        result["distance"], found = weight_distance(base, instruct, set(deltas))
         findings += found
-        if cfg.adapter:
-            result["adapter"], found = adapter_size(cfg, base)
+        if deltas:
+            result["adapter"], found = adapter_size(cfg.adapter, deltas, instruct,
+                                                    result["distance"]["adapted"]["difference"])
             findings += found
         errors = [f for f in findings if f.level == "ERROR"]
     if errors:

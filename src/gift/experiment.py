@@ -271,9 +271,21 @@ class Experiment:
         k = "" if knob is None or knob == self.default_knob(method) else f"-{PREFIX[KNOBS[method]]}{knob:g}"
         return f"{method}{k}-s{seed}" + ("" if scale == 1.0 else f"-x{scale:g}")
 
+    def adapter_path(self, method: str, seed: int, knob: float | None = None) -> Path:
+        return self.out / "adapters" / self.variant(method, seed, knob, 1.0)
+
+    def evaluation_path(self, method: str, seed: int, knob: float | None, scale: float, tag: str) -> Path:
+        return self.out / "evals" / (self.variant(method, seed, knob, scale) + tag)
+
+    def grid(self) -> list[tuple[str, float | None]]:
+        """Every trained method with each knob value the selection searches (None for methods without a knob)."""
+        sc = self.cfg.selection()
+        return [(m, k) for m in self.cfg.methods if METHODS[m]
+                for k in (getattr(sc, KNOBS[m]) if m in KNOBS else [None])]
+
     def adapter(self, method: str, seed: int, knob: float | None = None) -> Path:
         trained, teacher, weighting = METHODS[method]
-        path = self.out / "adapters" / self.variant(method, seed, knob, 1.0)
+        path = self.adapter_path(method, seed, knob)
         with claim(path, self.locks):
             if not done(path):
                 self.close_server()
@@ -317,7 +329,7 @@ class Experiment:
                    scale: float = 1.0, tag: str = "", greedy: bool = False) -> dict:
         if METHODS[method] is not None and scale == 0:  # the instruct model's own evaluation
             return self.evaluation("instruct", self.cfg.seeds[0], benches, None, 1.0, tag, greedy)
-        path = self.out / "evals" / (self.variant(method, seed, knob, scale) + tag)
+        path = self.evaluation_path(method, seed, knob, scale, tag)
         tasks = [b["name"] for b in self.cfg.benchmarks if role(b) == "task"]
         settings = {"samples": 1, **self.cfg.eval, "seed": seed, "sample_bench": tasks} | \
             ({"samples": 1} if greedy else {})
@@ -336,19 +348,14 @@ class Experiment:
 
     def dev_stages(self) -> list[tuple[Path, Callable[[], Any]]]:
         """What selection computes, as (output, work): every training it needs, then every dev evaluation."""
-        cfg, sc = self.cfg, self.cfg.selection()
-        dev = load_benchmarks(cfg, {"dev", "dev-retention"})
-        seeds = sc.seeds or cfg.seeds
-        methods = [m for m in cfg.methods if METHODS[m]]
-        grid = [(m, k) for m in methods for k in (getattr(sc, KNOBS[m]) if m in KNOBS else [None])]
-        trainings = [(self.out / "adapters" / self.variant(m, s, k, 1.0), partial(self.adapter, m, s, k))
-                     for m, k in grid for s in seeds]
-        evals = [(self.out / "evals" / (self.variant("instruct", seeds[0], None, 1.0) + "-dev"),
-                  partial(self.evaluation, "instruct", seeds[0], dev, None, 1.0, "-dev", True))]
-        evals += [(self.out / "evals" / (self.variant(m, s, k, x) + "-dev"),
-                   partial(self.evaluation, m, s, dev, k, x, "-dev", True))
-                  for m, k in grid for x in sc.scales if x > 0 for s in seeds]
-        return trainings + evals
+        sc = self.cfg.selection()
+        dev = load_benchmarks(self.cfg, {"dev", "dev-retention"})
+        seeds = sc.seeds or self.cfg.seeds
+        trainings = [(self.adapter_path(m, s, k), partial(self.adapter, m, s, k)) for m, k in self.grid() for s in seeds]
+        points = [("instruct", seeds[0], None, 1.0)] + [(m, s, k, x) for m, k in self.grid() for x in sc.scales if x > 0
+                                                        for s in seeds]
+        return trainings + [(self.evaluation_path(m, s, k, x, "-dev"),
+                             partial(self.evaluation, m, s, dev, k, x, "-dev", True)) for m, s, k, x in points]
 
     def shard(self, index: int, count: int) -> int:
         """This process's part of a run split over `count` processes sharing OUT (one per GPU): the trainings and dev
@@ -399,10 +406,9 @@ class Experiment:
             return (statistics.mean(composite(r, names["dev"]) for r in res),
                     statistics.mean(composite(r, names["dev-retention"]) for r in res))
 
-        for method in [m for m in cfg.methods if METHODS[m]]:  # every adapter first: the GPU is then the server's
-            for knob in getattr(sc, KNOBS[method]) if method in KNOBS else [None]:
-                for seed in seeds:
-                    self.adapter(method, seed, knob)
+        for method, knob in self.grid():  # every adapter first: the GPU is then the server's
+            for seed in seeds:
+                self.adapter(method, seed, knob)
         start = Point({"scale": 0.0}, *figures("instruct", None, 1.0))
         floor = sc.retention_floor if sc.retention_floor is not None else start.retention - sc.retention_drop / 100
         chosen: dict[str, Point | None] = {}
@@ -479,14 +485,16 @@ class Experiment:
         merges = (dev + test - 2) if cfg.merge_all else (1 if sc else 0)
         vllm = settings.backend == "vllm"
         starts = (dev + test if cfg.merge_all else 1 + bool(later)) if vllm else 0
-        loads = len(teachers) + trainings + 2 * merges + ((dev + test) if cfg.merge_all else 1 + bool(later))
+        checked = "instruct" in teachers  # the pair check scores the data with the base model (its preconditions)
+        loads = len(teachers) + checked + trainings + 2 * merges + ((dev + test) if cfg.merge_all else 1 + bool(later))
         finished = {"annotations": sum(done(self.out / "annotations" / t) for t in teachers),
                     "trainings": sum(done(p) for p in (self.out / "adapters").glob("*") if not p.name.endswith(".partial")),
                     "dev_evaluations": sum(done(p) for p in (self.out / "evals").glob("*-dev")),
                     "test_evaluations": sum(done(p) for p in (self.out / "evals").glob("*") if not p.name.endswith("-dev")),
                     "merges": sum(done(p) for p in (self.out / "models").glob("*"))}
         return Workload(len(teachers), data_tokens, trainings, int(per_training), dev, dev_tokens, test, test_tokens,
-                        merges, settings.backend, starts, loads, finished)
+                        merges, settings.backend, starts, loads,
+                        data_tokens if checked and not done(self.out / "check") else 0, finished)
 
     def cost(self, preset: str = "h100", rates: dict[str, float] | None = None) -> tuple[Cost, int, int]:
         """The run's cost from its config and the instruct model's shape, with the model's parameters and bytes."""
@@ -547,7 +555,7 @@ class Experiment:
             if not METHODS.get(base) or METHODS[base][1] != "instruct" or settings.get("scale") == 0:
                 continue  # no annotation by instruct, or a method that ships no adapter (λ 0 keeps instruct)
             knob = settings.get(KNOBS[base]) if base in KNOBS else None
-            logs = [self.out / "adapters" / self.variant(base, s, knob, 1.0) / LOG for s in self.cfg.seeds]
+            logs = [self.adapter_path(base, s, knob) / LOG for s in self.cfg.seeds]
             rows = [json.loads(line) for p in logs if p.exists() for line in p.read_text().splitlines()]
             rows = [r for r in rows if r["low_conf_loss_share"] is not None]
             if rows:

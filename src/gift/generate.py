@@ -45,10 +45,7 @@ def generate_hf(model: Any, tokenizer: Any, prompts: list[str], n: int, temperat
     device = next(model.parameters()).device
     stops = stop_token_ids(tokenizer, model)
     jobs = sorted(((i, s) for i in range(len(prompts)) for s in range(n)), key=lambda j: len(prompts[j[0]]))
-    # generate() fills every unset decoding knob from the generating model's own generation_config; a PeftModel
-    # (an adapter served at run time) generates through the model it wraps, so that is the config to replace
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    saved, inner.generation_config = inner.generation_config, decoding_config(tokenizer, stops)
+    saved, model.generation_config = model.generation_config, decoding_config(tokenizer, stops)
     try:
         out: list[list[str]] = [[""] * n for _ in prompts]
         capped = [[False] * n for _ in prompts]
@@ -67,7 +64,7 @@ def generate_hf(model: Any, tokenizer: Any, prompts: list[str], n: int, temperat
                 out[i][s], capped[i][s] = text.strip(), not ended
         return out, capped
     finally:
-        inner.generation_config = saved
+        model.generation_config = saved
 
 
 def decoding_config(tokenizer: Any, stops: list[int]) -> Any:

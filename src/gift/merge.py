@@ -31,7 +31,7 @@ from . import __version__
 from .atomic import atomic_dir, check_out_dir
 from .combine import Survival, combine, tensor_seed
 from .config import MergeConfig, to_dict
-from .diagnose import Weight
+from .diagnose import Weight, distinct_tensors
 from .diagnose import tensors as stored_weights
 from .errors import GiftError
 from .model import (
@@ -264,18 +264,6 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def distinct_tensors(state: dict[str, torch.Tensor]) -> set[str]:
-    """The names of a state dict less the aliases of a tensor already named (a tied lm_head is the embedding): each
-    stored tensor is merged once, and a base checkpoint that saves it once has it under the first name."""
-    seen: set[int] = set()
-    names = set()
-    for name, tensor in state.items():
-        if tensor.data_ptr() not in seen:
-            seen.add(tensor.data_ptr())
-            names.add(name)
-    return names
-
-
 def merge_in_memory(cfg: MergeConfig, merger: Merger, out: Path) -> None:
     """For instruct weights that are not safetensors (GGUF, trusted pickles) or a --dtype other than theirs: load in
     float32, merge, cast once, save; the rounding account is taken from the files written."""
@@ -285,7 +273,7 @@ def merge_in_memory(cfg: MergeConfig, merger: Merger, out: Path) -> None:
     with torch.no_grad():
         # every merged value first, from the instruct weights as loaded: a tied lm_head is the embedding tensor again,
         # and writing one before computing the other would merge the shared tensor twice
-        names = merger.names(distinct_tensors(state))
+        names = merger.names(set(distinct_tensors(state)))
         merged = {name: merger.value(name, state[name]) for name in names}
         instruct = {name: state[name].clone() for name in names}
         model.to(dtype)

@@ -39,15 +39,22 @@ def ks_up_to(n: int) -> list[int]:
     return ks if ks[-1] == n else ks + [n]
 
 
+def resampled_means(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """CI_RESAMPLES means of `values` drawn again with replacement."""
+    return values[rng.integers(0, len(values), size=(CI_RESAMPLES, len(values)))].mean(axis=1)
+
+
+def percentile_interval(means: np.ndarray, level: float) -> tuple[float, float]:
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap over problems of the mean of per-problem scores."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return float(values.mean()), float(values.mean())
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(CI_RESAMPLES, len(values)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    return percentile_interval(resampled_means(values, np.random.default_rng(seed)), level)
 
 
 def metric(values: np.ndarray, seed: int = 0) -> dict[str, float | list[float]]:
@@ -61,13 +68,8 @@ def group_metric(members: list[np.ndarray], seed: int = 0, level: float = 0.95) 
     problems weigh as much as MATH-500's 500), with a stratified percentile bootstrap: each benchmark's problems
     resampled on their own, the resampled means averaged."""
     rng = np.random.default_rng(seed)
-    means = np.zeros(CI_RESAMPLES)
-    for values in members:
-        values = np.asarray(values, dtype=float)
-        means += values[rng.integers(0, len(values), size=(CI_RESAMPLES, len(values)))].mean(axis=1)
-    means /= len(members)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return {"value": float(np.mean([np.mean(v) for v in members])), "ci": [float(lo), float(hi)]}
+    means = sum(resampled_means(np.asarray(v, dtype=float), rng) for v in members) / len(members)
+    return {"value": float(np.mean([np.mean(v) for v in members])), "ci": list(percentile_interval(means, level))}
 
 
 def crossed_interval(x: np.ndarray, level: float = 0.95) -> dict[str, float]:

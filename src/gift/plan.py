@@ -56,6 +56,7 @@ class Workload:
     backend: str
     engine_starts: int
     model_loads: int
+    check_tokens: int = 0  # scored by the base model in the pair check (its preconditions), when not yet done
     done: dict[str, int] = field(default_factory=dict)  # stages already finished in OUT
 
 
@@ -72,7 +73,8 @@ def cost(work: Workload, params: int, adapter_params: int, model_bytes: int, rat
     todo = {k: max(getattr(work, k) - work.done.get(k, 0), 0) for k in
             ("annotations", "trainings", "dev_evaluations", "test_evaluations", "merges")}
     gen_rate = rates["vllm_flops"] if work.backend == "vllm" else rates["hf_flops"]
-    tokens = {"annotate": todo["annotations"] * work.annotate_tokens, "train": todo["trainings"] * work.train_tokens,
+    tokens = {"annotate": todo["annotations"] * work.annotate_tokens + work.check_tokens,  # and the pair check's pass
+              "train": todo["trainings"] * work.train_tokens,
               "generate": todo["dev_evaluations"] * work.dev_tokens + todo["test_evaluations"] * work.test_tokens}
     adapter_bytes = adapter_params * int(rates["param_bytes"])
     written = {"adapters": todo["trainings"] * adapter_bytes, "merged models": todo["merges"] * model_bytes,

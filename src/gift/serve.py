@@ -91,9 +91,9 @@ class HFServer:
     float32 from W_I kept aside (on the CPU) and cast to the model's dtype: the weights gift merge writes, to the bit
     in float32, and those an evaluation of its merged copy loads in any dtype the instruct model is stored in or
     wider (an fp32 checkpoint served in bf16 rounds W_I before the sum, at most one bf16 step apart from rounding
-    the merged fp32 copy). A runtime LoRA layer (PeftModel) is
-    the same function, but adds two rank-r products to every adapted layer: 1.5× the forward time of the bundled
-    pair's model at rank 32 (bench/results/run_scale.md). Adapters are read once, `keep` of them at a time."""
+    the merged fp32 copy). A runtime LoRA layer (PeftModel) is the same function, but adds two rank-r products to
+    every adapted layer: 1.5× the forward time of the bundled pair's model at rank 32 (BENCHMARKS.md). Adapters are
+    read once, `keep` of them at a time."""
 
     def __init__(self, instruct: str, dtype: str = "auto", trust_pickle: bool = False, keep: int = 4):
         self.instruct, self.keep, self.trust_pickle = instruct, keep, trust_pickle
@@ -115,16 +115,18 @@ class HFServer:
 
     @torch.no_grad()
     def _apply(self, candidate: Candidate) -> None:
-        """Make the loaded weights the candidate's: W_I restored where the last one changed them, then W_I + λ·ΔW."""
+        """Make the loaded weights the candidate's: W_I + λ·ΔW where it has a delta, W_I put back where an earlier
+        candidate changed a weight this one does not."""
         if candidate == self.active:
             return
+        deltas = {} if candidate.plain else self._deltas(candidate.adapter)
         for name, w in self.original.items():
-            self.model.get_parameter(name).copy_(w)
-        if not candidate.plain:
-            for name, delta in self._deltas(candidate.adapter).items():
-                p = self.model.get_parameter(name)
-                w = self.original.setdefault(name, p.detach().to("cpu", copy=True))
-                p.copy_(merged_weight(w, delta, candidate.scale, name))
+            if name not in deltas:
+                self.model.get_parameter(name).copy_(w)
+        for name, delta in deltas.items():
+            p = self.model.get_parameter(name)
+            w = self.original.setdefault(name, p.detach().to("cpu", copy=True))
+            p.copy_(merged_weight(w, delta, candidate.scale, name))
         self.active = candidate
 
     @contextmanager
