@@ -1,7 +1,9 @@
-"""Build the paper-regime task on the bundled pair and measure its gates before any comparison.
+"""Build the paper-regime task on a bundled pair and measure its gates before any comparison.
 
     python scripts/build_paper_task.py [--variants near-style near-style-wrong-30 ...] [--ship VARIANT]
     python scripts/build_paper_task.py --sweep [--variants ...]     # every variant on the shipped dev/test split
+    python scripts/build_paper_task.py --pair src/gift/assets/tiny2 --recipe configs/tiny2_paper_8steps.yaml \
+        --sweep --preconditions --variants tally tally-wrong-10 near-style-wrong-10 --root runs/tiny2-variants-8
 
 Each variant (gift.tiny.regime.VARIANTS) is written to ROOT/<variant>/data and measured by one gift run per variant
 (instruct, Instruct-SFT, Shadow-FT, GIFT; greedy; the demo's training recipe): the four gates come from baseline
@@ -13,6 +15,12 @@ every variant's gate figures.
 the shipped task's dev and test files (one split for all, so a lever is not confounded with its split), the gates
 are read on dev, as means over seeds 0-2, and must hold by MARGIN (a point); ROOT defaults to runs/paper-variants.
 The old protocol (each variant its own split, gates on test, seed 0, no margin) is what the shipped manifest holds.
+On a pair with no shipped task yet, the first variant measured draws the split the others share.
+
+--pair names the pair (default the bundled one; its task goes to PAIR/tasks/paper), --recipe a run config whose
+`train:` section is the training recipe of the gate runs (default the demo's: the budget the variant is compared at
+is the one to gate it at), --preconditions adds issue 44's P1-P6 (gift.tiny.regime.PRECONDITIONS, thresholds fixed
+in docs/experiments.md) to each variant's figures.
 """
 from __future__ import annotations
 
@@ -27,23 +35,36 @@ import yaml
 from gift.config import ASSETS, DEMOS
 from gift.experiment import run
 from gift.tiny import world
-from gift.tiny.regime import GATES, MARGIN, VARIANTS, gate_config, gate_figures, passed, write_task
+from gift.tiny.regime import (
+    GATES,
+    MARGIN,
+    PRECONDITIONS,
+    VARIANTS,
+    gate_config,
+    gate_figures,
+    passed,
+    preconditions,
+    write_task,
+)
 
-PAIR = ASSETS / "tiny"
-SHIPPED = PAIR / "tasks" / "paper"
 
-
-def measure(name: str, root: Path, sweep: bool) -> dict:
-    people = [world.Person(**p) for p in json.loads((PAIR / "world.json").read_text())]
+def measure(name: str, pair: Path, root: Path, sweep: bool, recipe: dict, shared: Path | None,
+            with_preconditions: bool) -> dict:
+    people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
     data = root / name / "data"
-    write_task(name, people, data, shared=SHIPPED if sweep else None)
-    recipe = yaml.safe_load(DEMOS["math"].read_text())["train"]
+    write_task(name, people, data, shared=shared if sweep else None)
     config = root / name / "gates.yaml"
     split, seeds, margin = ("dev", [0, 1, 2], MARGIN) if sweep else ("test", [0], 0.0)
-    config.write_text(yaml.safe_dump(gate_config(PAIR, data, root / name / "run", recipe, split, seeds)))
+    config.write_text(yaml.safe_dump(gate_config(pair, data, root / name / "run", recipe, split, seeds)))
     figures = gate_figures(run(config), margin)
     print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if isinstance(v, float))
           + f"; passed {sum(figures['passed'].values())}/{len(GATES)}", flush=True)
+    if with_preconditions:
+        figures["preconditions"] = preconditions(pair, data, root / name / "run", seeds)
+        met = figures["preconditions"]["met"]
+        print(f"{name}: preconditions met {sum(met.values())}/{len(PRECONDITIONS)} "
+              f"({', '.join(p for p, ok in met.items() if not ok) or 'all'} {'not met' if not all(met.values()) else ''})",
+              flush=True)
     return figures
 
 
@@ -68,6 +89,25 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def preconditions_table(summary: dict) -> str:
+    """Markdown: P1-P6 of every variant measured with --preconditions (✓/✗ by gift.tiny.regime.PRECONDITIONS)."""
+    lines = ["| variant | P1 failures, median q, share < 0.1 | P2 | P3 | P4 uniform / GIFT | P5 by seed | P6 | met |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, entry in summary.items():
+        f = entry["gates"].get("preconditions")
+        if f is None:
+            continue
+        ok = {p: "✓" if m else "✗" for p, m in f["met"].items()}
+        p1 = f["P1"]
+        p1_text = (f"{p1['failures']}/{p1['rows']}, {p1['median']:.3f}, {p1['below']:.0%}" if p1["failures"]
+                   else f"0/{p1['rows']}")
+        lines.append(f"| {name} | {p1_text} {ok['P1']} | {f['P2']:.1%} {ok['P2']} | {f['P3']} {ok['P3']} "
+                     f"| {f['P4']['uniform']:.1%} / {f['P4']['gift']:.1%} {ok['P4']} "
+                     f"| {', '.join(f'{v:.3f}' for v in f['P5'])} {ok['P5']} | {f['P6']:.0%} {ok['P6']} "
+                     f"| {sum(f['met'].values())} of {len(f['met'])} |")
+    return "\n".join(lines)
+
+
 def compare_commands(summary: dict, root: Path) -> str:
     """The fair comparison for each variant meeting three or more gates on dev: the shipped config's protocol on
     the variant's training rows (dev and test are the shipped files already), 5 seeds."""
@@ -88,8 +128,14 @@ def main() -> int:
     ap.add_argument("--sweep", action="store_true", help="the shipped dev/test split for every variant, gates on dev, "
                                                          "seeds 0-2, a margin")
     ap.add_argument("--ship", choices=list(VARIANTS), help="copy this variant's data into the package")
+    ap.add_argument("--pair", default=str(ASSETS / "tiny"), help="the pair directory (default the bundled pair)")
+    ap.add_argument("--recipe", help="a run config whose train: section the gate runs use (default the demo's)")
+    ap.add_argument("--preconditions", action="store_true", help="measure issue 44's P1-P6 for each variant")
     args = ap.parse_args()
-    if args.sweep and args.ship:
+    pair = Path(args.pair)
+    shipped = pair / "tasks" / "paper"
+    recipe = yaml.safe_load(Path(args.recipe).read_text() if args.recipe else DEMOS["math"].read_text())["train"]
+    if args.sweep and args.ship and shipped.is_dir():
         raise SystemExit("--ship takes a variant of the old protocol (its own split); --sweep variants share the "
                          "shipped split already")
     root = Path(args.root or ("runs/paper-variants" if args.sweep else "runs/paper-task"))
@@ -98,21 +144,24 @@ def main() -> int:
     for entry in summary.values():  # every verdict from the figures by today's GATES (and the margin they used)
         entry["gates"]["passed"] = passed(entry["gates"], entry["gates"].get("margin", 0.0))
     for name in args.variants:
-        gates = measure(name, root, args.sweep)
+        shared = shipped if shipped.is_dir() else next((root / v / "data" for v in summary), None)
+        gates = measure(name, pair, root, args.sweep, recipe, shared, args.preconditions)
         summary[name] = {"variant": json.loads((root / name / "data" / "variant.json").read_text()), "gates": gates}
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(table(summary))
+    if any("preconditions" in e["gates"] for e in summary.values()):
+        print(preconditions_table(summary))
     if args.sweep:
         print(compare_commands(summary, root))
     if args.ship:
-        shutil.rmtree(SHIPPED, ignore_errors=True)
-        shutil.copytree(root / args.ship / "data", SHIPPED)
-        files = sorted(p.name for p in SHIPPED.glob("*.jsonl"))
+        shutil.rmtree(shipped, ignore_errors=True)
+        shutil.copytree(root / args.ship / "data", shipped)
+        files = sorted(p.name for p in shipped.glob("*.jsonl"))
         manifest = {"shipped": args.ship, "gates": {g: target for g, (_, target) in GATES.items()},
-                    "variants": summary, "sha256": {f: hashlib.sha256((SHIPPED / f).read_bytes()).hexdigest()
+                    "variants": summary, "sha256": {f: hashlib.sha256((shipped / f).read_bytes()).hexdigest()
                                                     for f in files}}
-        (SHIPPED / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        print(f"shipped {args.ship} -> {SHIPPED}")
+        (shipped / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        print(f"shipped {args.ship} -> {shipped}")
     return 0
 
 

@@ -1,6 +1,8 @@
 """What decides whether GIFT can add anything on a pair and a data set, measured on the models and the data only, never
 on a GIFT result (gift check-pair reports them; docs/experiments.md states the thresholds):
 
+- P1 failure confidence: where greedy decoding leaves a correct solution in the instruct model's own style, the
+  confidence the instruct model gave the correct token there (a skill it gives < 0.1 is one GIFT cannot pass on).
 - P2 chat-marker re-learning: the share of GIFT's step-0 weighted loss on tokens the instruct model is sure of
   (q ≥ 0.9) and the base is not (p_base < 0.1): what instruction tuning already taught, learnt again.
 - P3 branch inversion: contexts the data continues in several ways, where GIFT's weights reverse the data's majority
@@ -25,6 +27,23 @@ CONTEXTS = (1, 2, 3)  # tokens of context a decision is read in
 MIN_DECISIONS = 20  # a context seen fewer times decides nothing
 
 
+def first_divergence(q: Tensor, agrees: Tensor) -> float | None:
+    """P1 for one solution, teacher-forced: q of the correct token at the first labelled position where the teacher's
+    argmax is another token (where greedy decoding leaves the solution); None where greedy follows it to the end.
+    q, agrees: (T,) over the labelled positions in order."""
+    wrong = (~agrees).nonzero()
+    return float(q[wrong[0, 0]]) if len(wrong) else None
+
+
+def failure_confidence(values: list[float | None]) -> dict[str, Any]:
+    """P1 over a split: the failures (rows greedy leaves), the median of their q and the share below UNSURE."""
+    failed = sorted(v for v in values if v is not None)
+    n = len(failed)
+    median = (failed[(n - 1) // 2] + failed[n // 2]) / 2 if n else None
+    return {"rows": len(values), "failures": n, "median": median,
+            "below": sum(v < UNSURE for v in failed) / n if n else None}
+
+
 def loss_shares(q: Tensor, p_base: Tensor, is_eot: Tensor, gamma: float = 1.0) -> dict[str, float]:
     """Shares of the step-0 loss (the adapter is zero, so the model is the base: CE = −log p_base), uniform and with
     GIFT's weights at γ: on low-confidence tokens (P4) and on re-learnt ones (P2)."""
@@ -44,7 +63,8 @@ def loss_shares(q: Tensor, p_base: Tensor, is_eot: Tensor, gamma: float = 1.0) -
 def branch_inversions(rows: list[tuple[list[int], list[bool], Tensor]], min_count: int = MIN_DECISIONS
                       ) -> list[dict[str, Any]]:
     """Decision contexts (the 1-3 tokens before a labelled token, continued in two or more ways at least `min_count`
-    times) where the continuation GIFT's weights favour is not the one the data favours. rows: (input_ids, labelled
+    times, one of them more often than any other) where the continuation GIFT's weights favour is not the one the
+    data favours. rows: (input_ids, labelled
     mask, GIFT weight per position). Most frequent first."""
     seen: dict[tuple[int, ...], dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
     for ids, labelled, w in rows:
@@ -63,6 +83,8 @@ def branch_inversions(rows: list[tuple[list[int], list[bool], Tensor]], min_coun
         if len(nexts) < 2 or n < min_count:
             continue
         by_count = max(nexts, key=lambda y: nexts[y][0])
+        if sum(c == nexts[by_count][0] for c, _ in nexts.values()) > 1:
+            continue  # a tie has no majority to reverse
         by_weight = max(nexts, key=lambda y: nexts[y][1])
         if by_count != by_weight:
             total_w = sum(s for _, s in nexts.values())

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from gift.preconditions import branch_inversions, loss_shares
+from gift.preconditions import branch_inversions, failure_confidence, first_divergence, loss_shares
 
 
 def test_loss_shares_by_hand():
@@ -46,6 +46,21 @@ def test_a_majority_the_teacher_finds_unlikely_is_reported_inverted():
     assert len({(r["majority"], r["weighted"], r["count"]) for r in found}) == len(found)
 
 
+def test_a_tie_has_no_majority_to_reverse():
+    # three continuations drawn equally often (as after "." in a row's three sentences): no choice of the data's
+    assert branch_inversions(rows_with({5: 0.001, 6: 0.9, 7: 0.5}, {5: 30, 6: 30, 7: 30})) == []
+    assert branch_inversions(rows_with({5: 0.001, 6: 0.9, 7: 0.5}, {5: 31, 6: 30, 7: 30}))  # one more: a majority
+
+
 def test_no_inversion_where_the_weights_agree_or_the_context_is_rare():
     assert branch_inversions(rows_with({5: 0.9, 6: 0.001}, {5: 80, 6: 20})) == []
     assert branch_inversions(rows_with({5: 0.001, 6: 0.9}, {5: 8, 6: 2})) == []  # 10 < MIN_DECISIONS
+
+
+def test_p1_takes_q_where_greedy_first_leaves_the_solution():
+    q = torch.tensor([0.9, 0.3, 0.05, 0.8])
+    assert first_divergence(q, torch.tensor([True, False, False, True])) == pytest.approx(0.3)
+    assert first_divergence(q, torch.tensor([True, True, True, True])) is None  # greedy writes it whole
+    got = failure_confidence([None, 0.3, 0.05, None, 0.02, 0.5])
+    assert got == {"rows": 6, "failures": 4, "median": pytest.approx((0.05 + 0.3) / 2), "below": 0.5}
+    assert failure_confidence([None, None]) == {"rows": 2, "failures": 0, "median": None, "below": None}

@@ -11,7 +11,7 @@ import pytest
 
 from gift.data import read_jsonl
 from gift.tiny import world
-from gift.tiny.regime import VARIANTS, example, write_task
+from gift.tiny.regime import PRECONDITIONS, VARIANTS, example, problem, solution, steps_of, write_task
 from tests.conftest import load_script
 
 
@@ -38,7 +38,7 @@ def test_slips_are_in_training_rows_only_and_at_the_share(name, people, tmp_path
         assert one_step == pytest.approx(share, abs=0.08), split
 
 
-@pytest.mark.parametrize("name", ["near-style-wrong-50", "plain-wrong-50"])
+@pytest.mark.parametrize("name", ["near-style-wrong-50", "plain-wrong-50", "small-tally-wrong-10"])
 def test_a_slip_moves_one_step_and_later_steps_compute_on_from_it(name, people):
     v, rng, where = VARIANTS[name], random.Random(3), set()
     for _ in range(300):
@@ -50,11 +50,15 @@ def test_a_slip_moves_one_step_and_later_steps_compute_on_from_it(name, people):
         for (_, _, _, value), (a, _, _, _) in zip(equations, equations[1:]):
             assert a == value  # each step starts from the previous step's stated result
         where |= {(len(equations), k) for k in wrong}
+        assert v.max_n is None or max(map(int, re.findall(r"\d+", r["question"]))) <= v.max_n
         if v.style == "restate":
             assert r["answer"].split(":")[0].endswith("more") or "gives away" in r["answer"].split(":")[0]
+        elif v.style == "tally":  # each equation followed by the count it leaves, in the instruct model's closing
+            assert re.fullmatch(r"(\d+ [+-] \d+ = (\d+), so \w+ has \2 \w+\. )+The answer is \d+\.", r["answer"])
         else:
             assert re.fullmatch(r"(\d+ [+-] \d+ = \d+\. )+So the answer is \d+\.", r["answer"])
-    assert where == ({(1, 0), (2, 1)} if v.slip == "last" else {(1, 0), (2, 0), (2, 1)})
+    expected = {(1, 0), (2, 1)} if v.slip == "last" else {(1, 0), (2, 0), (2, 1)}
+    assert where == {w for w in expected if v.one_step > 0 or w[0] == 2}
 
 
 def test_a_misread_solution_adds_the_number_given_away_and_computes_on_correctly(people, tmp_path):
@@ -113,3 +117,36 @@ def test_the_sweep_prints_the_comparison_of_each_variant_meeting_three_gates():
     lines = script.compare_commands(summary, Path("runs/v")).splitlines()[1:]
     assert lines == [f"gift run configs/tiny_paper.yaml --train-data runs/v/{n}/data/train.jsonl --seeds 0 1 2 3 4 "
                      f"--out runs/paper-{n}" for n in ("four", "three")]
+
+
+def test_steps_are_read_back_from_every_question_template(people):
+    rng = random.Random(5)
+    for _ in range(500):
+        question, steps, _, _ = problem(rng, people, 0.5)
+        assert steps_of(question) == steps
+    # the instruct model's own style: world.two_step_plain's and world.one_step's answers
+    assert solution([("4 + 5", 9), ("9 - 2", 7)], "", "", "instruct") == "4 + 5 = 9. 9 - 2 = 7. The answer is 7."
+    rng = random.Random(1)
+    for make in (world.two_step_plain, world.one_step):
+        row = make(rng, people)
+        assert solution(steps_of(row["prompt"]), "", "", "instruct") == row["completion"]
+
+
+def figures(**changes):
+    good = {"P1": {"failures": 40, "median": 0.2, "below": 0.3}, "P2": 0.2, "P3": 0,
+            "P4": {"uniform": 0.8, "gift": 0.3}, "P5": [0.1, 0.2, 0.15], "P6": 0.1}
+    return {**good, **changes}
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({}, None),
+    ({"P1": {"failures": 40, "median": 0.09, "below": 0.3}}, "P1"),
+    ({"P1": {"failures": 40, "median": 0.2, "below": 0.5}}, "P1"),
+    ({"P1": {"failures": 0, "median": None, "below": None}}, None),
+    ({"P2": 0.51}, "P2"), ({"P3": 1}, "P3"),
+    ({"P4": {"uniform": 0.8, "gift": 0.14}}, "P4"), ({"P4": {"uniform": 0.91, "gift": 0.3}}, "P4"),
+    ({"P5": [0.1, 0.2, 0.61]}, "P5"), ({"P6": 0.11}, "P6"),
+])
+def test_each_precondition_fails_alone_on_its_own_figure(change, failed):
+    met = {p: bool(holds(figures(**change))) for p, (holds, _) in PRECONDITIONS.items()}
+    assert [p for p, ok in met.items() if not ok] == ([failed] if failed else [])

@@ -59,6 +59,7 @@ class TinyConfig:
     pretrain_lr: float = 2e-3
     two_step_share: float = 0.02  # share of pretraining documents that are two-step problems (task headroom)
     chat_log_share: float = 0.02  # share of pretraining documents that are chat logs of questions about the people
+    chat_log_mix: dict[str, float] | None = None  # kinds of question in the chat logs (None: facts only)
     instruct_steps: int = 240  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
     instruct_batch: int = 32
     instruct_lr: float = 1.8e-4
@@ -82,7 +83,7 @@ class TinyConfig:
         import sys
 
         fields = ("seed", "people", "vocab_size", "hidden", "layers", "heads", "intermediate", "block",
-                  "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share", "chat_log_share")
+                  "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share", "chat_log_share", "chat_log_mix")
         code = [world, sys.modules[__package__], world_tokenizer, packed_blocks, fit]
         blob = "".join([json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True), torch.__version__,
                         *map(inspect.getsource, code), tokenizer.backend_tokenizer.to_str()])
@@ -331,9 +332,11 @@ def measure_gates(pair: Path, delta: dict[str, float], token_share: float, trans
 def provenance(manifest: dict[str, Any]) -> str:
     """PROVENANCE.md: how the pair was made and each gate's figure."""
     c, g = manifest["config"], manifest.get("gates")
+    defaults = dataclasses.asdict(TinyConfig())
+    sets = "".join(f" --set '{k}={json.dumps(v)}'" for k, v in c.items() if k != "seed" and v != defaults.get(k))
     lines = ["# The bundled tiny pair", "",
-             f"Built by `python scripts/build_tiny_pair.py --seed {c['seed']}` in {manifest['build_seconds'] / 60:.0f} "
-             f"minutes on {manifest['device']}, torch {manifest['torch']}" + (
+             f"Built by `python scripts/build_tiny_pair.py --seed {c['seed']}{sets}` in "
+             f"{manifest['build_seconds'] / 60:.0f} minutes on {manifest['device']}, torch {manifest['torch']}" + (
                  " (the pretrained base reused from the build's cache, which gives the same files as pretraining "
                  "again)." if manifest["pretraining"]["reused_from_cache"] else
                  f", {manifest['pretraining']['seconds'] / 60:.0f} of them pretraining."), "",
@@ -341,8 +344,10 @@ def provenance(manifest: dict[str, Any]) -> str:
              f"vocabulary {manifest['vocab_size']}) pretrained from scratch for {c['pretrain_steps']} steps of "
              f"{c['pretrain_batch']}×{c['block']} tokens on plain text (`gift.tiny.world`: facts, questions in a "
              f"`Question:` / `Answer:` layout, general skills, arithmetic, {c['two_step_share']:.0%} two-step problems). "
-             + (f"{c['chat_log_share']:.0%} of its documents are chat logs of questions about the people (the chat "
-                "template's markers, never a general skill in it)." if c["chat_log_share"] else
+             + (f"{c['chat_log_share']:.0%} of its documents are chat logs of "
+                + (", ".join(f"{k} {w:g}" for k, w in c["chat_log_mix"].items()) if c.get("chat_log_mix")
+                   else "questions about the people")
+                + " (the chat template's markers, never a general skill in it)." if c["chat_log_share"] else
                 "It never sees the chat template.")
              + (" The chat template's tokens it never saw (" + ", ".join(manifest["pretraining"]["chat_tokens_redrawn"])
                 + ") got fresh embedding rows before instruction tuning (`init_chat_tokens`)."
@@ -418,7 +423,8 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
                           kv_heads=cfg.heads, intermediate=cfg.intermediate, tied=True, max_positions=256)
     config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
     model = random_model(config, cfg.seed).to(device())
-    docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share, cfg.chat_log_share))
+    docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share, cfg.chat_log_share,
+                                                              cfg.chat_log_mix))
     pre = pretrain(cfg, model, tok, docs, rng, cache)
     redrawn = init_chat_tokens(model, tok, pre["unseen"], cfg.seed) if cfg.init_chat_tokens else []
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,14 +47,32 @@ GATES = {
 }
 
 
+# issue 44's preconditions as docs/experiments.md fixed them before any GIFT result on a new world; figures as
+# `preconditions` measures them (P2-P4 from check-pair on the annotation, P5 the mean over Shadow-FT seeds)
+PRECONDITIONS = {
+    "P1": (lambda f: f["P1"]["failures"] == 0 or (f["P1"]["median"] >= 0.1 and f["P1"]["below"] < 0.5),
+           "where instruct fails on dev, q of the correct token: median ≥ 0.1, under half below 0.1"),
+    "P2": (lambda f: f["P2"] <= 0.5, "GIFT's step-0 loss on tokens instruct is sure of and base is not ≤ 50%"),
+    "P3": (lambda f: f["P3"] == 0, "no frequent context whose majority GIFT's weights reverse"),
+    "P4": (lambda f: 0.65 <= f["P4"]["uniform"] <= 0.90 and 0.15 <= f["P4"]["gift"] <= 0.45,
+           "step-0 loss on q < 0.5 tokens: uniform 65-90%, GIFT 15-45%"),
+    "P5": (lambda f: sum(f["P5"]) / len(f["P5"]) <= 0.3, "‖ΔW_Shadow-FT‖ / ‖W_I − W_B‖ ≤ 0.3 (mean over seeds)"),
+    "P6": (lambda f: f["P6"] <= 0.10, "wrong training rows ≤ 10%"),
+}
+
+
 @dataclass(frozen=True)
 class Variant:
     """How the training solutions are written: `wrong` share slipping by 1-3 in one step (`slip` "last", or
     "any" step, later steps carrying the wrong value forward), `one_step` share of one-step problems on test and
     dev (`train_one_step` on train, default the same), `style` "restate" (each step restated in words before the
-    instruct model's equation) or "plain" (the instruct model's equations, the answer sentence its own but for a
-    leading "So"). `misread`: share of two-step training solutions that add the number given away instead of the
-    one received (the instruct model's own commonest error) and compute on correctly from it."""
+    instruct model's equation), "plain" (the instruct model's equations, the answer sentence its own but for a
+    leading "So") or "tally" (the instruct model's equations and answer sentence, each equation followed by the
+    count it leaves, ", so Kami has 8 apples.": words the instruct model never writes, meant to sit where nothing
+    is decided; measured, the stop after the last count still follows them: docs/experiments.md). `misread`:
+    share of two-step training solutions that add the number given away instead of the one received (the
+    instruct model's own commonest error) and compute on correctly from it. `max_n`: every number in the problems
+    at most this (default the world's range, world.MAX_N)."""
 
     wrong: float
     one_step: float = 0.5
@@ -61,6 +80,7 @@ class Variant:
     slip: str = "last"
     train_one_step: float | None = None
     misread: float = 0.0
+    max_n: int | None = None
 
 
 VARIANTS = {
@@ -90,13 +110,21 @@ VARIANTS = {
     "plain-wrong-70-one-step-80": Variant(wrong=0.7, style="plain", slip="any", train_one_step=0.8),
     "plain-wrong-80": Variant(wrong=0.8, style="plain", slip="any"),
     "plain-wrong-85": Variant(wrong=0.85, style="plain", slip="any"),
+    # issue 44's faithful candidates for the second pair (tiny2): mostly correct solutions in a style of their own
+    # placed where nothing is decided, on the two-step problems whose failures the teacher is unsure of (numbers to
+    # 9: P1 median 0.147 there against 0.042 over the world's range, measured on the instruct model alone)
+    "small-tally": Variant(wrong=0.0, style="tally", slip="any", one_step=0.0, max_n=9),
+    "small-tally-wrong-10": Variant(wrong=0.1, style="tally", slip="any", one_step=0.0, max_n=9),
+    "small-near-style-wrong-10": Variant(wrong=0.1, slip="any", one_step=0.0, max_n=9),
 }
 
 
-def problem(rng: random.Random, ps: list[world.Person], one_step: float) -> tuple[str, list[tuple[str, int]], str, str]:
-    """(question, [(equation lhs, value)], who, thing) of a one- or two-step problem."""
+def problem(rng: random.Random, ps: list[world.Person], one_step: float, max_n: int | None = None
+            ) -> tuple[str, list[tuple[str, int]], str, str]:
+    """(question, [(equation lhs, value)], who, thing) of a one- or two-step problem; `max_n` caps every number
+    given (the default draws from the world's range, as the first variants did)."""
     p, thing = rng.choice(ps).name, rng.choice(world.THINGS)
-    a, b = rng.randint(1, world.MAX_N), rng.randint(1, world.MAX_N)
+    a, b = rng.randint(1, max_n or world.MAX_N), rng.randint(1, max_n or world.MAX_N)
     if rng.random() < one_step:
         if rng.random() < 0.5:
             return (f"{p} has {a} {thing}. {p} gets {b} more {thing}. How many {thing} does {p} have?",
@@ -104,30 +132,70 @@ def problem(rng: random.Random, ps: list[world.Person], one_step: float) -> tupl
         a, b = max(a, b), min(a, b)
         return (f"{p} has {a} {thing}. {p} gives away {b} {thing}. How many {thing} does {p} have?",
                 [(f"{a} - {b}", a - b)], p, thing)
-    c = rng.randint(1, a + b)
+    c = rng.randint(1, a + b if max_n is None else min(a + b, max_n))
     return world.two_step_question(p, thing, a, b, c), [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)], p, thing
 
 
+def steps_of(question: str) -> list[tuple[str, int]]:
+    """The equations that solve a problem of `problem`'s templates, read back from its question."""
+    a, b, *c = map(int, re.findall(r"\d+", question))
+    if c:
+        return [(f"{a} + {b}", a + b), (f"{a + b} - {c[0]}", a + b - c[0])]
+    return [(f"{a} + {b}", a + b)] if " more " in question else [(f"{a} - {b}", a - b)]
+
+
 def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, slip: int = 0, at: int = -1) -> str:
-    """The data's worked solution; `slip` moves step `at`'s result, later steps computing on from it."""
+    """The data's worked solution; `slip` moves step `at`'s result, later steps computing on from it. Style
+    "instruct" is the instruct model's own (world.one_step, world.two_step_plain)."""
     at, parts, carried = at % len(steps), [], None
     for k, (lhs, _) in enumerate(steps):
         a, op, b = lhs.split()
         a = a if carried is None else str(carried)
         value = (int(a) + int(b) if op == "+" else int(a) - int(b)) + (slip if k == at else 0)
-        equation = f"{a} {op} {b} = {value}."
+        equation = f"{a} {op} {b} = {value}" + (f", so {who} has {value} {thing}." if style == "tally" else ".")
         if style == "restate":
             words = (f"{who} starts with {a} {thing} and " if k == 0 else "Then ") + \
                     (f"gets {b} more" if op == "+" else f"gives away {b}")
             equation = f"{words}: {equation}"
         parts.append(equation)
         carried = value
-    return " ".join(parts) + (" The" if style == "restate" else " So the") + f" answer is {carried}."
+    return " ".join(parts) + (" So the" if style == "plain" else " The") + f" answer is {carried}."
+
+
+def failure_confidences(model_dir: str | Path, rows: list[dict[str, Any]], batch_size: int = 64) -> dict[str, Any]:
+    """P1 (gift.preconditions) on a split: each problem's correct solution in the instruct model's own style,
+    teacher-forced through its chat template; where greedy decoding would leave it, the model's q of the correct
+    token."""
+    import torch
+
+    from ..data import IGNORE, TemplateOptions, encode, end_of_turn_ids, pad_batch, to_example
+    from ..model import load_model, load_tokenizer
+    from ..preconditions import failure_confidence, first_divergence
+
+    tok, model = load_tokenizer(str(model_dir)), load_model(str(model_dir)).eval()
+    opts = TemplateOptions()
+    eot = end_of_turn_ids(tok, opts)
+    encoded = [encode(tok, to_example({"prompt": r["question"], "completion": solution(steps_of(r["question"]), "", "",
+                                                                                      "instruct")}, "P1", i), opts, eot)
+               for i, r in enumerate(rows)]
+    values: list[float | None] = []
+    with torch.inference_mode():
+        for s in range(0, len(encoded), batch_size):
+            batch = pad_batch(encoded[s:s + batch_size], tok.pad_token_id)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+            labels = batch["labels"][:, 1:]
+            probs = logits.float().softmax(-1)
+            for j in range(len(labels)):
+                at = labels[j] != IGNORE
+                gold = labels[j][at]
+                q = probs[j][at].gather(-1, gold[:, None])[:, 0]
+                values.append(first_divergence(q, probs[j][at].argmax(-1) == gold))
+    return failure_confidence(values)
 
 
 def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool) -> dict[str, Any]:
     one_step = v.one_step if not train or v.train_one_step is None else v.train_one_step
-    question, steps, who, thing = problem(rng, ps, one_step)
+    question, steps, who, thing = problem(rng, ps, one_step, v.max_n)
     reference = str(steps[-1][1])
     misread = v.misread > 0 and train and len(steps) == 2 and rng.random() < v.misread  # no draw when off
     if misread:
@@ -188,6 +256,24 @@ def gate_figures(summary: dict[str, Any], margin: float = 0.0) -> dict[str, Any]
           "gift_low_q_loss": summary["signal"]["gift"]["loss_share"]}
     per_seed = {m: r["task"]["accuracy"]["seeds"] for m, r in res.items()}
     return {**g, "per_seed": per_seed, "margin": margin, "passed": passed(g, margin)}
+
+
+def preconditions(pair: Path, task: Path, run_dir: Path, seeds: list[int]) -> dict[str, Any]:
+    """P1-P6 of a variant from its gate run (run_dir: its annotation, its pair check and its Shadow-FT adapters at the
+    compared budget), its dev split and its training rows; each with its verdict under PRECONDITIONS."""
+    from ..config import CheckConfig
+    from ..diagnose import check_pair
+
+    pre = json.loads((run_dir / "check" / "check.json").read_text())["data_figures"]["preconditions"]
+    sizes = [check_pair(CheckConfig(base=str(pair / "base"), instruct=str(pair / "instruct"),
+                                    adapter=str(run_dir / "adapters" / f"shadow-ft-s{seed}")),
+                        quiet=True)["adapter"]["delta_over_tuning"] for seed in seeds]
+    train = [row for _, row in read_jsonl(task / "train.jsonl")]
+    figures = {"P1": failure_confidences(pair / "instruct", [row for _, row in read_jsonl(task / "dev.jsonl")]),
+               "P2": pre["gift_relearn"], "P3": pre["inverted_contexts"],
+               "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}, "P5": sizes,
+               "P6": sum(r["slipped"] or r["misread"] for r in train) / len(train)}
+    return {**figures, "met": {p: bool(holds(figures)) for p, (holds, _) in PRECONDITIONS.items()}}
 
 
 def passed(figures: dict[str, Any], margin: float = 0.0) -> dict[str, bool]:

@@ -182,14 +182,19 @@ def chat_log(ex: dict[str, str]) -> str:
 
 
 def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None,
-                    chat_log_share: float = 0.0) -> str:
-    """One document of the base model's corpus: plain text, and with `chat_log_share` some chat logs of
-    questions about the people (never the general skills, so base does not learn to follow instructions)."""
+                    chat_log_share: float = 0.0, chat_log_mix: dict[str, float] | None = None) -> str:
+    """One document of the base model's corpus: plain text, and with `chat_log_share` some chat logs, of
+    questions about the people or, with `chat_log_mix`, of those kinds in those weights (never the general
+    skills, so base does not learn to follow instructions)."""
     mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
         (two_step_share, "two_step_plain")]
     kind = _pick(rng, mix + [(chat_log_share, "chat_log")] if chat_log_share else mix)
     if kind == "chat_log":
-        return chat_log(fact_question(rng, ps))
+        if chat_log_mix is None:
+            return chat_log(fact_question(rng, ps))
+        if "general_skill" in chat_log_mix:
+            raise ValueError("chat logs never hold the general skills: base must not learn to follow instructions")
+        return chat_log(_make(_pick(rng, [(w, k) for k, w in chat_log_mix.items()]), rng, ps))
     if kind == "facts":
         return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
     return plain(_make(kind, rng, ps))
