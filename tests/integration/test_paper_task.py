@@ -70,3 +70,14 @@ def test_demo_configs_are_valid_and_name_shipped_files(task, tmp_path):
     assert (tmp_path / task / "run_config.yaml").is_file()
     assert experiment.cfg.selection().scales[0] == 0.0  # every demo runs the fair protocol
     assert task != "paper" or experiment.cfg.eval["samples"] == 16
+
+
+def test_p1_finds_the_reviews_count_on_the_first_world():
+    """P1 by gift.tiny.regime.failure_confidences on the shipped dev split is the figure issue 44's review counted by
+    hand: greedy leaves 62 of the 200 correct solutions, 53 of them at a token the instruct model gives q < 0.1."""
+    from gift.data import read_jsonl
+    from gift.tiny.regime import failure_confidences
+
+    p1 = failure_confidences(ASSETS / "tiny" / "instruct", [row for _, row in read_jsonl(TASK / "dev.jsonl")])
+    assert (p1["rows"], p1["failures"], round(p1["below"] * p1["failures"])) == (200, 62, 53)
+    assert p1["median"] < 0.1

@@ -33,6 +33,7 @@ def test_shipped_task_is_its_generators_output(tmp_path):
     assert variant["name"] == m["shipped"] in VARIANTS
     people = [world.Person(**p) for p in json.loads((PAIR / "world.json").read_text())]
     write_task(variant["name"], people, tmp_path, variant["seed"])
+    assert json.loads((tmp_path / "variant.json").read_text()) == variant
     for name, digest in m["sha256"].items():
         assert hashlib.sha256((TASK / name).read_bytes()).hexdigest() == digest, name
         assert (tmp_path / name).read_bytes() == (TASK / name).read_bytes(), name

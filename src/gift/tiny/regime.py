@@ -116,6 +116,8 @@ VARIANTS = {
     "small-tally": Variant(wrong=0.0, style="tally", slip="any", one_step=0.0, max_n=9),
     "small-tally-wrong-10": Variant(wrong=0.1, style="tally", slip="any", one_step=0.0, max_n=9),
     "small-near-style-wrong-10": Variant(wrong=0.1, slip="any", one_step=0.0, max_n=9),
+    "small-near-style": Variant(wrong=0.0, one_step=0.0, max_n=9),
+    "small-plain": Variant(wrong=0.0, style="plain", one_step=0.0, max_n=9),
 }
 
 
@@ -232,7 +234,9 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
                 rows.append(row)
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     split_of = {"shared_split": str(shared)} if shared is not None else {}
-    (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **asdict(v), **split_of}, indent=2) + "\n")
+    # max_n None (the world's range) is left out, so that variants built before it existed write the same file
+    fields = {k: value for k, value in asdict(v).items() if not (k == "max_n" and value is None)}
+    (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **fields, **split_of}, indent=2) + "\n")
     return dict(SPLITS)
 
 
