@@ -3,7 +3,7 @@
     python scripts/build_paper_task.py [--variants near-style near-style-wrong-30 ...] [--ship VARIANT]
     python scripts/build_paper_task.py --sweep [--variants ...]     # every variant on the shipped dev/test split
     python scripts/build_paper_task.py --pair src/gift/assets/tiny2 --recipe configs/tiny2_paper_8steps.yaml \
-        --sweep --preconditions --variants tally tally-wrong-10 near-style-wrong-10 --root runs/tiny2-variants-8
+        --sweep --preconditions --variants small-tally small-near-style --root runs/tiny2-variants-8
 
 Each variant (gift.tiny.regime.VARIANTS) is written to ROOT/<variant>/data and measured by one gift run per variant
 (instruct, Instruct-SFT, Shadow-FT, GIFT; greedy; the demo's training recipe): the four gates come from baseline

@@ -110,6 +110,27 @@ def smollm2_dir(tmp_path_factory) -> Path:
     return out
 
 
+def check_shipped_task(pair: Path, tmp_path: Path) -> None:
+    """A pair's shipped paper task (PAIR/tasks/paper) is what gift.tiny.regime writes for the variant its manifest
+    names: the same variant.json and, byte for byte, the same train/dev/test files, each matching its sha256."""
+    import hashlib
+
+    from gift.tiny import world
+    from gift.tiny.regime import VARIANTS, write_task
+
+    task = pair / "tasks" / "paper"
+    m = json.loads((task / "manifest.json").read_text())
+    variant = json.loads((task / "variant.json").read_text())
+    assert variant["name"] == m["shipped"] in VARIANTS
+    people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
+    write_task(variant["name"], people, tmp_path, variant["seed"])
+    assert json.loads((tmp_path / "variant.json").read_text()) == variant
+    for name, digest in m["sha256"].items():
+        assert hashlib.sha256((task / name).read_bytes()).hexdigest() == digest, name
+        assert (tmp_path / name).read_bytes() == (task / name).read_bytes(), name
+    assert set(m["sha256"]) == {"train.jsonl", "dev.jsonl", "test.jsonl"}
+
+
 def check_gate(gate: str, holds: bool, recorded: bool, target: str, figures: str) -> None:
     """A shipped gate re-read from its manifest: the recorded verdict is today's, and a gate missed is reported as
     an expected failure with its figures (RESULTS.md says what blocks it), never silently passed."""

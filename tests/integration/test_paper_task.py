@@ -4,7 +4,6 @@ the build measured, and the one gate measurable in seconds (the instruct model's
 again."""
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -12,9 +11,8 @@ import yaml
 
 from gift.config import ASSETS, DEMOS
 from gift.experiment import Experiment, load_run_config, run
-from gift.tiny import world
-from gift.tiny.regime import GATES, VARIANTS, gate_config, write_task
-from tests.conftest import check_gate
+from gift.tiny.regime import GATES, gate_config
+from tests.conftest import check_gate, check_shipped_task
 
 TASK = ASSETS / "tiny" / "tasks" / "paper"
 
@@ -29,16 +27,7 @@ def shipped_figures() -> dict:
 
 
 def test_shipped_task_is_its_generators_output(tmp_path):
-    m = manifest()
-    variant = json.loads((TASK / "variant.json").read_text())
-    assert variant["name"] == m["shipped"] in VARIANTS
-    people = [world.Person(**p) for p in json.loads((ASSETS / "tiny" / "world.json").read_text())]
-    write_task(variant["name"], people, tmp_path, variant["seed"])
-    assert json.loads((tmp_path / "variant.json").read_text()) == variant
-    for name, digest in m["sha256"].items():
-        assert hashlib.sha256((TASK / name).read_bytes()).hexdigest() == digest, name
-        assert (tmp_path / name).read_bytes() == (TASK / name).read_bytes(), name
-    assert set(m["sha256"]) == {"train.jsonl", "dev.jsonl", "test.jsonl"}
+    check_shipped_task(ASSETS / "tiny", tmp_path)
 
 
 @pytest.mark.parametrize("gate", list(GATES))

@@ -4,7 +4,6 @@ needs trained adapters) are measured again from the shipped files and models: th
 come from figures anyone can reproduce."""
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -14,8 +13,8 @@ from gift.config import ASSETS, AnnotateConfig, CheckConfig
 from gift.data import read_jsonl
 from gift.diagnose import check_pair
 from gift.experiment import Experiment, load_run_config
-from gift.tiny import world
-from gift.tiny.regime import PRECONDITIONS, VARIANTS, failure_confidences, write_task
+from gift.tiny.regime import PRECONDITIONS, failure_confidences
+from tests.conftest import check_shipped_task
 
 PAIR = ASSETS / "tiny2"
 TASK = PAIR / "tasks" / "paper"
@@ -28,15 +27,7 @@ def shipped() -> dict:
 
 
 def test_shipped_task_is_its_generators_output(tmp_path):
-    m = json.loads((TASK / "manifest.json").read_text())
-    variant = json.loads((TASK / "variant.json").read_text())
-    assert variant["name"] == m["shipped"] in VARIANTS
-    people = [world.Person(**p) for p in json.loads((PAIR / "world.json").read_text())]
-    write_task(variant["name"], people, tmp_path, variant["seed"])
-    assert json.loads((tmp_path / "variant.json").read_text()) == variant
-    for name, digest in m["sha256"].items():
-        assert hashlib.sha256((TASK / name).read_bytes()).hexdigest() == digest, name
-        assert (tmp_path / name).read_bytes() == (TASK / name).read_bytes(), name
+    check_shipped_task(PAIR, tmp_path)
 
 
 def test_p1_and_p6_measured_again_from_the_shipped_files():

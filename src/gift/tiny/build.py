@@ -423,8 +423,7 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
                           kv_heads=cfg.heads, intermediate=cfg.intermediate, tied=True, max_positions=256)
     config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
     model = random_model(config, cfg.seed).to(device())
-    docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share, cfg.chat_log_share,
-                                                              cfg.chat_log_mix))
+    docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share, cfg.chat_log_share, cfg.chat_log_mix))
     pre = pretrain(cfg, model, tok, docs, rng, cache)
     redrawn = init_chat_tokens(model, tok, pre["unseen"], cfg.seed) if cfg.init_chat_tokens else []
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}

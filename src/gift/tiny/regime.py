@@ -110,9 +110,9 @@ VARIANTS = {
     "plain-wrong-70-one-step-80": Variant(wrong=0.7, style="plain", slip="any", train_one_step=0.8),
     "plain-wrong-80": Variant(wrong=0.8, style="plain", slip="any"),
     "plain-wrong-85": Variant(wrong=0.85, style="plain", slip="any"),
-    # issue 44's faithful candidates for the second pair (tiny2): mostly correct solutions in a style of their own
-    # placed where nothing is decided, on the two-step problems whose failures the teacher is unsure of (numbers to
-    # 9: P1 median 0.147 there against 0.042 over the world's range, measured on the instruct model alone)
+    # issue 44's candidates for the second pair (tiny2): mostly correct solutions in a style of their own, on the
+    # two-step problems whose failures the teacher is unsure of (numbers to 9: P1 median 0.130 there against 0.047
+    # over the world's range, scripts/probe_p1.py on the instruct model alone)
     "small-tally": Variant(wrong=0.0, style="tally", slip="any", one_step=0.0, max_n=9),
     "small-tally-wrong-10": Variant(wrong=0.1, style="tally", slip="any", one_step=0.0, max_n=9),
     "small-near-style-wrong-10": Variant(wrong=0.1, slip="any", one_step=0.0, max_n=9),
