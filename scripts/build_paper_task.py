@@ -4,6 +4,7 @@
     python scripts/build_paper_task.py --sweep [--variants ...]     # every variant on the shipped dev/test split
     python scripts/build_paper_task.py --pair src/gift/assets/tiny2 --recipe configs/tiny2_paper_8steps.yaml \
         --sweep --preconditions --variants small-tally small-near-style --root runs/tiny2-variants-8
+    python scripts/build_paper_task.py --pair PAIR --screen --variants small-tally small-retell --root runs/screen
 
 Each variant (gift.tiny.regime.VARIANTS) is written to ROOT/<variant>/data and measured by one gift run per variant
 (instruct, Instruct-SFT, Shadow-FT, GIFT; greedy; the demo's training recipe): the four gates come from baseline
@@ -20,7 +21,9 @@ On a pair with no shipped task yet, the first variant measured draws the split t
 --pair names the pair (default the bundled one; its task goes to PAIR/tasks/paper), --recipe a run config whose
 `train:` section is the training recipe of the gate runs (default the demo's: the budget the variant is compared at
 is the one to gate it at), --preconditions adds issue 44's P1-P6 (gift.tiny.regime.PRECONDITIONS, thresholds fixed
-in docs/experiments.md) to each variant's figures.
+in docs/experiments.md) to each variant's figures. --screen trains nothing: it writes each variant's training rows
+and measures the preconditions that need only the two models and the data (P2, P3, P4: gift check-pair) into
+ROOT/screen.json, the cheap first look at a style before its gate runs.
 """
 from __future__ import annotations
 
@@ -68,6 +71,31 @@ def measure(name: str, pair: Path, root: Path, sweep: bool, recipe: dict, shared
     return figures
 
 
+def screen(name: str, pair: Path, root: Path, shared: Path | None) -> dict:
+    """P2, P3 (every reversal and the runaways) and P4 of a variant's training rows, from check-pair alone."""
+    from gift.config import CheckConfig
+    from gift.diagnose import check_pair
+
+    people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
+    data = root / name / "data"
+    write_task(name, people, data, shared=shared)
+    pre = check_pair(CheckConfig(base=str(pair / "base"), instruct=str(pair / "instruct"),
+                                 data=str(data / "train.jsonl"), max_length=256), quiet=True)["data_figures"]
+    pre = pre["preconditions"]
+    return {"P2": pre["gift_relearn"], "P3": pre["inverted_contexts"], "P3_runaway": pre["runaway_contexts"],
+            "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}}
+
+
+def screen_table(screened: dict) -> str:
+    """Markdown: the screened preconditions of each variant (✓/✗ by gift.tiny.regime.PRECONDITIONS)."""
+    lines = ["| variant | P2 | P3 runaway (every reversal) | P4 uniform / GIFT |", "|---|---|---|---|"]
+    for name, f in screened.items():
+        ok = {p: "✓" if PRECONDITIONS[p][0](f) else "✗" for p in ("P2", "P3", "P4")}
+        lines.append(f"| {name} | {f['P2']:.1%} {ok['P2']} | {f['P3_runaway']} ({f['P3']}) {ok['P3']} "
+                     f"| {f['P4']['uniform']:.1%} / {f['P4']['gift']:.1%} {ok['P4']} |")
+    return "\n".join(lines)
+
+
 def table(summary: dict) -> str:
     """Markdown: every variant measured, with its gate figures (RESULTS.md's table)."""
     lines = ["| variant | style, slip, wrong share, one-step share train/test, misread | instruct | Instruct-SFT "
@@ -91,7 +119,8 @@ def table(summary: dict) -> str:
 
 def preconditions_table(summary: dict) -> str:
     """Markdown: P1-P6 of every variant measured with --preconditions (✓/✗ by gift.tiny.regime.PRECONDITIONS)."""
-    lines = ["| variant | P1 failures, median q, share < 0.1 | P2 | P3 | P4 uniform / GIFT | P5 by seed | P6 | met |",
+    lines = ["| variant | P1 failures, median q, share < 0.1 | P2 | P3 runaway (every reversal) | P4 uniform / GIFT "
+             "| P5 by seed | P6 | met |",
              "|---|---|---|---|---|---|---|---|"]
     for name, entry in summary.items():
         f = entry["gates"].get("preconditions")
@@ -101,7 +130,8 @@ def preconditions_table(summary: dict) -> str:
         p1 = f["P1"]
         p1_text = (f"{p1['failures']}/{p1['rows']}, {p1['median']:.3f}, {p1['below']:.0%}" if p1["failures"]
                    else f"0/{p1['rows']}")
-        lines.append(f"| {name} | {p1_text} {ok['P1']} | {f['P2']:.1%} {ok['P2']} | {f['P3']} {ok['P3']} "
+        lines.append(f"| {name} | {p1_text} {ok['P1']} | {f['P2']:.1%} {ok['P2']} "
+                     f"| {f['P3_runaway']} ({f['P3']}) {ok['P3']} "
                      f"| {f['P4']['uniform']:.1%} / {f['P4']['gift']:.1%} {ok['P4']} "
                      f"| {', '.join(f'{v:.3f}' for v in f['P5'])} {ok['P5']} | {f['P6']:.0%} {ok['P6']} "
                      f"| {sum(f['met'].values())} of {len(f['met'])} |")
@@ -131,6 +161,7 @@ def main() -> int:
     ap.add_argument("--pair", default=str(ASSETS / "tiny"), help="the pair directory (default the bundled pair)")
     ap.add_argument("--recipe", help="a run config whose train: section the gate runs use (default the demo's)")
     ap.add_argument("--preconditions", action="store_true", help="measure issue 44's P1-P6 for each variant")
+    ap.add_argument("--screen", action="store_true", help="train nothing: P2-P4 of each variant's rows (check-pair)")
     args = ap.parse_args()
     pair = Path(args.pair)
     shipped = pair / "tasks" / "paper"
@@ -139,6 +170,15 @@ def main() -> int:
         raise SystemExit("--ship takes a variant of the old protocol (its own split); --sweep variants share the "
                          "shipped split already")
     root = Path(args.root or ("runs/paper-variants" if args.sweep else "runs/paper-task"))
+    if args.screen:
+        path = root / "screen.json"
+        screened = json.loads(path.read_text()) if path.exists() else {}
+        for name in args.variants:
+            shared = shipped if shipped.is_dir() else next((root / v / "data" for v in screened), None)
+            screened[name] = screen(name, pair, root, shared)
+            path.write_text(json.dumps(screened, indent=2) + "\n")
+        print(screen_table(screened))
+        return 0
     summary_path = root / "variants.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for entry in summary.values():  # every verdict from the figures by today's GATES (and the margin they used)

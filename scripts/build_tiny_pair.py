@@ -39,21 +39,38 @@ def override(cfg: TinyConfig, setting: str) -> tuple[str, object]:
     return key, value
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).parents[1] / "src" / "gift" / "assets" / "tiny"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a miniature build for trying the script (minutes)")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a TinyConfig field")
+    # extend: `--set a=1 --set b=2` (as PROVENANCE.md writes it) keeps both; argparse's default kept only the last
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="override a TinyConfig field (repeatable)")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "gift" / "tiny-pretrain"),
                     help="where pretrained bases are kept and reused by builds that differ only after pretraining "
                          "(instruction tuning, splits, gates); '' turns it off")
-    args = ap.parse_args()
+    return ap
+
+
+def overrides(cfg: TinyConfig, settings: list[str]) -> dict[str, object]:
+    """Every --set as a field value; a field set twice is refused (which one was meant?)."""
+    out: dict[str, object] = {}
+    for setting in settings:
+        key, value = override(cfg, setting)
+        if key in out:
+            sys.exit(f"--set {setting}: {key} is set twice")
+        out[key] = value
+    return out
+
+
+def main() -> int:
+    args = parser().parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = TinyConfig(seed=args.seed)
     if args.quick:
         cfg = dataclasses.replace(cfg, pretrain_steps=150, instruct_steps=80)
-    cfg = dataclasses.replace(cfg, **dict(override(cfg, s) for s in args.set))
+    cfg = dataclasses.replace(cfg, **overrides(cfg, args.set))
     manifest = build(cfg, Path(args.out), cache=Path(args.cache) if args.cache else None)
     print(json.dumps({k: manifest.get(k) for k in ("parameters", "build_seconds", "final_loss", "gates")}, indent=1))
     return 0

@@ -43,7 +43,7 @@ from .model import (
     vocab_fingerprint,
     weight_files,
 )
-from .preconditions import MIN_DECISIONS, branch_inversions, loss_shares
+from .preconditions import MIN_DECISIONS, branch_inversions, is_runaway, loss_shares
 from .weighting import WeightParams, gift_weights, token_weights
 
 # Thresholds, each from a measurement (README, "gift check-pair"):
@@ -328,7 +328,8 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
                                                              WeightParams(1.0, 1e-4, 0.6))))
     frequent = max(MIN_DECISIONS, len(rows) // 100)  # a context in 1% of rows or more
     inverted = [b for b in branch_inversions(weighted) if b["count"] >= frequent]
-    figures = {**shares, "inversions": inverted[:10], "inverted_contexts": len(inverted)}
+    figures = {**shares, "inversions": inverted[:10], "inverted_contexts": len(inverted),
+               "runaway_contexts": sum(map(is_runaway, inverted))}
     findings = [Finding("INFO", "preconditions", f"step-0 loss on q < 0.5 tokens: {shares['uniform_low']:.1%} "
                         f"uniform (Shadow-FT), {shares['gift_low']:.1%} GIFT at γ 1 (the paper: 79.7% / 29.6%); on "
                         f"tokens instruct is sure of and base is not (q ≥ 0.9, p_base < 0.1; "
@@ -339,10 +340,13 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
                                 f"re-learns tokens the instruct model is sure of and the base is not (chat markers the "
                                 f"base never read): GIFT's signal there is instruction tuning again, not the task"))
     if inverted:
-        b = inverted[0]
+        runaways = [b for b in inverted if is_runaway(b)]
+        b = (runaways or inverted)[0]  # the kind that ran this project's models on, where there is one
         show = tok.decode(b["context"])
         findings.append(Finding("WARNING", "preconditions", f"GIFT's weights reverse the data's choice in "
-                                f"{len(inverted)} frequent context(s); the most frequent, after {show!r} "
+                                f"{len(inverted)} frequent context(s), {len(runaways)} of them runaways (a majority "
+                                f"≥ 40% of the context kept under 5% of the weight); the most frequent "
+                                f"{'runaway' if runaways else 'one'}, after {show!r} "
                                 f"({b['count']} times): the data continues {tok.decode([b['majority']])!r} "
                                 f"{b['majority_share']:.0%} of the time, which gets {b['majority_weight_share']:.1%} of "
                                 f"the weight, and GIFT favours {tok.decode([b['weighted']])!r} "

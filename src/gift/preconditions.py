@@ -25,6 +25,10 @@ from .weighting import WeightParams, gift_weights
 SURE, UNSURE, UNLIKELY = 0.9, 0.1, 0.5  # q ≥ SURE and p_base < UNSURE: re-learning; q < UNLIKELY: the paper's split
 CONTEXTS = (1, 2, 3)  # tokens of context a decision is read in
 MIN_DECISIONS = 20  # a context seen fewer times decides nothing
+# P3's sharper form (docs/experiments.md, fixed for worlds built after it): an inversion is a runaway where the
+# data's majority holds at least RUNAWAY_MAJORITY of the context and keeps under RUNAWAY_WEIGHT of GIFT's weight
+# (the first world's stop after an equation: 45% of the data, 0.0% of the weight)
+RUNAWAY_MAJORITY, RUNAWAY_WEIGHT = 0.4, 0.05
 
 
 def first_divergence(q: Tensor, agrees: Tensor) -> float | None:
@@ -58,6 +62,11 @@ def loss_shares(q: Tensor, p_base: Tensor, is_eot: Tensor, gamma: float = 1.0) -
     ones = torch.ones_like(w)
     return {"uniform_low": share(ones, low), "gift_low": share(w, low), "uniform_relearn": share(ones, relearn),
             "gift_relearn": share(w, relearn), "relearn_tokens": float(relearn.double().mean())}
+
+
+def is_runaway(inversion: dict[str, Any]) -> bool:
+    """Whether a branch inversion (one of `branch_inversions`) is P3's sharper kind: a clear majority all but erased."""
+    return inversion["majority_share"] >= RUNAWAY_MAJORITY and inversion["majority_weight_share"] < RUNAWAY_WEIGHT
 
 
 def branch_inversions(rows: list[tuple[list[int], list[bool], Tensor]], min_count: int = MIN_DECISIONS

@@ -218,6 +218,7 @@ def test_preconditions_on_the_paper_task_and_an_adapter_against_a_hand_computati
     assert pre["inverted_contexts"] >= 1 and pre["inversions"][0]["majority_weight_share"] < 0.5
     warned = " ".join(f["message"] for f in levels(result, "WARNING"))
     assert "re-learns" in warned and "reverse the data's choice" in warned
+    assert f"context(s), {pre['runaway_contexts']} of them runaways" in warned
 
     lora = load_file(adapter / "adapter_model.safetensors")
     base, instruct = load_file(TINY / "base" / "model.safetensors"), load_file(TINY / "instruct" / "model.safetensors")

@@ -45,7 +45,7 @@ def test_p2_to_p4_measured_again_by_check_pair(tmp_path):
                      quiet=True)["data_figures"]["preconditions"]
     figures = shipped()
     assert pre["gift_relearn"] == pytest.approx(figures["P2"], rel=1e-4)
-    assert pre["inverted_contexts"] == figures["P3"]
+    assert (pre["inverted_contexts"], pre["runaway_contexts"]) == (figures["P3"], figures["P3_runaway"])
     assert (pre["uniform_low"], pre["gift_low"]) == pytest.approx((figures["P4"]["uniform"], figures["P4"]["gift"]),
                                                                   rel=1e-4)
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from gift.preconditions import branch_inversions, failure_confidence, first_divergence, loss_shares
+from gift.preconditions import branch_inversions, failure_confidence, first_divergence, is_runaway, loss_shares
 
 
 def test_loss_shares_by_hand():
@@ -50,6 +50,20 @@ def test_a_tie_has_no_majority_to_reverse():
     # three continuations drawn equally often (as after "." in a row's three sentences): no choice of the data's
     assert branch_inversions(rows_with({5: 0.001, 6: 0.9, 7: 0.5}, {5: 30, 6: 30, 7: 30})) == []
     assert branch_inversions(rows_with({5: 0.001, 6: 0.9, 7: 0.5}, {5: 31, 6: 30, 7: 30}))  # one more: a majority
+
+
+def test_a_runaway_is_a_clear_majority_all_but_erased():
+    # the first world's stop: 80% of the data, weight share 80·0.001 / (80·0.001 + 20·0.9) = 0.4%
+    assert is_runaway(branch_inversions(rows_with({5: 0.001, 6: 0.9}, {5: 80, 6: 20}))[0])
+    # a near-tie of numbers (the data's 35% against 33%, weighted 30% against 32%): reversed, no runaway
+    near = branch_inversions(rows_with({5: 0.3, 6: 0.33, 7: 0.3}, {5: 35, 6: 33, 7: 32}))[0]
+    assert (near["majority"], near["weighted"]) == (5, 6) and not is_runaway(near)
+    # a clear majority keeping 5% of the weight or more is a reversal, not a runaway; under 40% of the data neither
+    kept = branch_inversions(rows_with({5: 0.03, 6: 0.9}, {5: 70, 6: 30}))[0]
+    assert kept["majority_weight_share"] == pytest.approx(70 * 0.03 / (70 * 0.03 + 30 * 0.9))
+    assert kept["majority_weight_share"] >= 0.05 and not is_runaway(kept)
+    spread = branch_inversions(rows_with({5: 0.0001, 6: 0.9, 7: 0.9, 8: 0.9}, {5: 39, 6: 21, 7: 20, 8: 20}))[0]
+    assert spread["majority_share"] == pytest.approx(0.39) and not is_runaway(spread)
 
 
 def test_no_inversion_where_the_weights_agree_or_the_context_is_rare():

@@ -133,7 +133,7 @@ def test_steps_are_read_back_from_every_question_template(people):
 
 
 def figures(**changes):
-    good = {"P1": {"failures": 40, "median": 0.2, "below": 0.3}, "P2": 0.2, "P3": 0,
+    good = {"P1": {"failures": 40, "median": 0.2, "below": 0.3}, "P2": 0.2, "P3": 12, "P3_runaway": 0,
             "P4": {"uniform": 0.8, "gift": 0.3}, "P5": [0.1, 0.2, 0.15], "P6": 0.1}
     return {**good, **changes}
 
@@ -143,10 +143,37 @@ def figures(**changes):
     ({"P1": {"failures": 40, "median": 0.09, "below": 0.3}}, "P1"),
     ({"P1": {"failures": 40, "median": 0.2, "below": 0.5}}, "P1"),
     ({"P1": {"failures": 0, "median": None, "below": None}}, None),
-    ({"P2": 0.51}, "P2"), ({"P3": 1}, "P3"),
+    ({"P2": 0.51}, "P2"), ({"P3_runaway": 1}, "P3"), ({"P3": 40}, None),
     ({"P4": {"uniform": 0.8, "gift": 0.14}}, "P4"), ({"P4": {"uniform": 0.91, "gift": 0.3}}, "P4"),
     ({"P5": [0.1, 0.2, 0.61]}, "P5"), ({"P6": 0.11}, "P6"),
 ])
 def test_each_precondition_fails_alone_on_its_own_figure(change, failed):
     met = {p: bool(holds(figures(**change))) for p, (holds, _) in PRECONDITIONS.items()}
     assert [p for p, ok in met.items() if not ok] == ([failed] if failed else [])
+
+
+@pytest.mark.parametrize("style, text", [
+    ("tally-last", "4 + 3 = 7. 7 - 2 = 5, so Kami has 5 apples. The answer is 5."),
+    ("restate-first", "Kami starts with 4 apples and gets 3 more: 4 + 3 = 7. 7 - 2 = 5. The answer is 5."),
+    ("restate-first-tally-last",
+     "Kami starts with 4 apples and gets 3 more: 4 + 3 = 7. 7 - 2 = 5, so Kami has 5 apples. The answer is 5."),
+    ("retell", "Kami has 4 apples. 4 + 3 = 7. Kami has 7 apples. 7 - 2 = 5. Kami has 5 apples. The answer is 5."),
+])
+def test_the_partial_styles_mark_only_their_steps(style, text):
+    assert solution([("4 + 3", 7), ("7 - 2", 5)], "Kami", "apples", style) == text
+    # a slip in the first step carries on through the marks of the later ones
+    slipped = solution([("4 + 3", 7), ("7 - 2", 5)], "Kami", "apples", style, slip=1, at=0)
+    assert "4 + 3 = 8" in slipped and "8 - 2 = 6" in slipped and slipped.endswith("The answer is 6.")
+
+
+def test_an_unknown_style_is_refused():
+    with pytest.raises(ValueError, match="unknown style 'tallies'"):
+        solution([("4 + 3", 7)], "Kami", "apples", "tallies")
+
+
+def test_the_screen_table_marks_each_screened_precondition_by_its_threshold():
+    script = load_script(Path(__file__).parents[2] / "scripts" / "build_paper_task.py")
+    screened = {"good": {"P2": 0.2, "P3": 9, "P3_runaway": 0, "P4": {"uniform": 0.8, "gift": 0.3}},
+                "bad": {"P2": 0.6, "P3": 9, "P3_runaway": 2, "P4": {"uniform": 0.97, "gift": 0.3}}}
+    lines = script.screen_table(screened).splitlines()[2:]
+    assert lines == ["| good | 20.0% ✓ | 0 (9) ✓ | 80.0% / 30.0% ✓ |", "| bad | 60.0% ✗ | 2 (9) ✗ | 97.0% / 30.0% ✗ |"]

@@ -53,7 +53,11 @@ PRECONDITIONS = {
     "P1": (lambda f: f["P1"]["failures"] == 0 or (f["P1"]["median"] >= 0.1 and f["P1"]["below"] < 0.5),
            "where instruct fails on dev, q of the correct token: median ≥ 0.1, under half below 0.1"),
     "P2": (lambda f: f["P2"] <= 0.5, "GIFT's step-0 loss on tokens instruct is sure of and base is not ≤ 50%"),
-    "P3": (lambda f: f["P3"] == 0, "no frequent context whose majority GIFT's weights reverse"),
+    # P3 as first written counted every reversal; the number near-ties (8% against 8%) it caught on tiny2 made it
+    # the sharper form docs/experiments.md fixed before any later candidate was measured: none that all but erases
+    # a clear majority (gift.preconditions.is_runaway); "P3" stays reported beside it
+    "P3": (lambda f: f["P3_runaway"] == 0,
+           "no frequent context where GIFT's weights all but erase a clear majority (≥ 40% of it, < 5% of the weight)"),
     "P4": (lambda f: 0.65 <= f["P4"]["uniform"] <= 0.90 and 0.15 <= f["P4"]["gift"] <= 0.45,
            "step-0 loss on q < 0.5 tokens: uniform 65-90%, GIFT 15-45%"),
     "P5": (lambda f: sum(f["P5"]) / len(f["P5"]) <= 0.3, "‖ΔW_Shadow-FT‖ / ‖W_I − W_B‖ ≤ 0.3 (mean over seeds)"),
@@ -69,7 +73,9 @@ class Variant:
     instruct model's equation), "plain" (the instruct model's equations, the answer sentence its own but for a
     leading "So") or "tally" (the instruct model's equations and answer sentence, each equation followed by the
     count it leaves, ", so Kami has 8 apples.": words the instruct model never writes, meant to sit where nothing
-    is decided; measured, the stop after the last count still follows them: docs/experiments.md). `misread`:
+    is decided; measured, the stop after the last count still follows them: docs/experiments.md); "tally-last",
+    "restate-first" and "restate-first-tally-last" mark only those steps, "retell" states the count in the world's
+    prose before and after every step, "instruct" is the instruct model's own solution. `misread`:
     share of two-step training solutions that add the number given away instead of the one received (the
     instruct model's own commonest error) and compute on correctly from it. `max_n`: every number in the problems
     at most this (default the world's range, world.MAX_N)."""
@@ -118,6 +124,14 @@ VARIANTS = {
     "small-near-style-wrong-10": Variant(wrong=0.1, slip="any", one_step=0.0, max_n=9),
     "small-near-style": Variant(wrong=0.0, one_step=0.0, max_n=9),
     "small-plain": Variant(wrong=0.0, style="plain", one_step=0.0, max_n=9),
+    # screened (P2-P4, no training) after those five's figures, on tiny2 and on the next pair: the style words on
+    # part of the steps only, or in the world's own prose ("retell"); "small-instruct" (the instruct model's own
+    # solutions) is the reference a style is measured against, not a candidate
+    "small-tally-last": Variant(wrong=0.0, style="tally-last", one_step=0.0, max_n=9),
+    "small-restate-first": Variant(wrong=0.0, style="restate-first", one_step=0.0, max_n=9),
+    "small-restate-first-tally-last": Variant(wrong=0.0, style="restate-first-tally-last", one_step=0.0, max_n=9),
+    "small-retell": Variant(wrong=0.0, style="retell", one_step=0.0, max_n=9),
+    "small-instruct": Variant(wrong=0.0, style="instruct", one_step=0.0, max_n=9),
 }
 
 
@@ -146,19 +160,35 @@ def steps_of(question: str) -> list[tuple[str, int]]:
     return [(f"{a} + {b}", a + b)] if " more " in question else [(f"{a} - {b}", a - b)]
 
 
+# which steps each style restates in words first / follows with the count it leaves (the rest: the instruct model's
+# equations); "retell" states the count before the first step and after every step, as the world's prose does
+RESTATES = {"restate": "all", "restate-first": "first", "restate-first-tally-last": "first"}
+TALLIES = {"tally": "all", "tally-last": "last", "restate-first-tally-last": "last"}
+STYLES = {"instruct", "plain", "retell", *RESTATES, *TALLIES}
+
+
 def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, slip: int = 0, at: int = -1) -> str:
     """The data's worked solution; `slip` moves step `at`'s result, later steps computing on from it. Style
     "instruct" is the instruct model's own (world.one_step, world.two_step_plain)."""
-    at, parts, carried = at % len(steps), [], None
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; one of {sorted(STYLES)}")
+    at, parts, carried, last = at % len(steps), [], None, len(steps) - 1
+
+    def marks(which: str | None, k: int) -> bool:
+        return which == "all" or (which == "first" and k == 0) or (which == "last" and k == last)
+
     for k, (lhs, _) in enumerate(steps):
         a, op, b = lhs.split()
         a = a if carried is None else str(carried)
         value = (int(a) + int(b) if op == "+" else int(a) - int(b)) + (slip if k == at else 0)
-        equation = f"{a} {op} {b} = {value}" + (f", so {who} has {value} {thing}." if style == "tally" else ".")
-        if style == "restate":
+        equation = f"{a} {op} {b} = {value}" + (f", so {who} has {value} {thing}." if marks(TALLIES.get(style), k)
+                                               else ".")
+        if marks(RESTATES.get(style), k):
             words = (f"{who} starts with {a} {thing} and " if k == 0 else "Then ") + \
                     (f"gets {b} more" if op == "+" else f"gives away {b}")
             equation = f"{words}: {equation}"
+        if style == "retell":
+            equation = (f"{who} has {a} {thing}. " if k == 0 else "") + f"{equation} {who} has {value} {thing}."
         parts.append(equation)
         carried = value
     return " ".join(parts) + (" So the" if style == "plain" else " The") + f" answer is {carried}."
@@ -274,7 +304,7 @@ def preconditions(pair: Path, task: Path, run_dir: Path, seeds: list[int]) -> di
                         quiet=True)["adapter"]["delta_over_tuning"] for seed in seeds]
     train = [row for _, row in read_jsonl(task / "train.jsonl")]
     figures = {"P1": failure_confidences(pair / "instruct", [row for _, row in read_jsonl(task / "dev.jsonl")]),
-               "P2": pre["gift_relearn"], "P3": pre["inverted_contexts"],
+               "P2": pre["gift_relearn"], "P3": pre["inverted_contexts"], "P3_runaway": pre["runaway_contexts"],
                "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}, "P5": sizes,
                "P6": sum(r["slipped"] or r["misread"] for r in train) / len(train)}
     return {**figures, "met": {p: bool(holds(figures)) for p, (holds, _) in PRECONDITIONS.items()}}
