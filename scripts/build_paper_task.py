@@ -43,6 +43,7 @@ from gift.tiny.regime import (
     MARGIN,
     PRECONDITIONS,
     VARIANTS,
+    data_preconditions,
     gate_config,
     gate_figures,
     passed,
@@ -51,11 +52,17 @@ from gift.tiny.regime import (
 )
 
 
-def measure(name: str, pair: Path, root: Path, sweep: bool, recipe: dict, shared: Path | None,
-            with_preconditions: bool) -> dict:
+def write_variant(name: str, pair: Path, root: Path, shared: Path | None) -> Path:
+    """ROOT/<variant>/data: the variant's splits drawn on the pair's world (dev and test from `shared` if given)."""
     people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
     data = root / name / "data"
-    write_task(name, people, data, shared=shared if sweep else None)
+    write_task(name, people, data, shared=shared)
+    return data
+
+
+def measure(name: str, pair: Path, root: Path, sweep: bool, recipe: dict, shared: Path | None,
+            with_preconditions: bool) -> dict:
+    data = write_variant(name, pair, root, shared if sweep else None)
     config = root / name / "gates.yaml"
     split, seeds, margin = ("dev", [0, 1, 2], MARGIN) if sweep else ("test", [0], 0.0)
     config.write_text(yaml.safe_dump(gate_config(pair, data, root / name / "run", recipe, split, seeds)))
@@ -76,14 +83,10 @@ def screen(name: str, pair: Path, root: Path, shared: Path | None) -> dict:
     from gift.config import CheckConfig
     from gift.diagnose import check_pair
 
-    people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
-    data = root / name / "data"
-    write_task(name, people, data, shared=shared)
+    data = write_variant(name, pair, root, shared)
     pre = check_pair(CheckConfig(base=str(pair / "base"), instruct=str(pair / "instruct"),
-                                 data=str(data / "train.jsonl"), max_length=256), quiet=True)["data_figures"]
-    pre = pre["preconditions"]
-    return {"P2": pre["gift_relearn"], "P3": pre["inverted_contexts"], "P3_runaway": pre["runaway_contexts"],
-            "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}}
+                                 data=str(data / "train.jsonl"), max_length=256), quiet=True)
+    return data_preconditions(pre["data_figures"]["preconditions"])
 
 
 def screen_table(screened: dict) -> str:
@@ -170,12 +173,15 @@ def main() -> int:
         raise SystemExit("--ship takes a variant of the old protocol (its own split); --sweep variants share the "
                          "shipped split already")
     root = Path(args.root or ("runs/paper-variants" if args.sweep else "runs/paper-task"))
+
+    def shared_split(measured: dict) -> Path | None:  # the shipped task's, else the first variant measured here
+        return shipped if shipped.is_dir() else next((root / v / "data" for v in measured), None)
+
     if args.screen:
         path = root / "screen.json"
         screened = json.loads(path.read_text()) if path.exists() else {}
         for name in args.variants:
-            shared = shipped if shipped.is_dir() else next((root / v / "data" for v in screened), None)
-            screened[name] = screen(name, pair, root, shared)
+            screened[name] = screen(name, pair, root, shared_split(screened))
             path.write_text(json.dumps(screened, indent=2) + "\n")
         print(screen_table(screened))
         return 0
@@ -184,8 +190,7 @@ def main() -> int:
     for entry in summary.values():  # every verdict from the figures by today's GATES (and the margin they used)
         entry["gates"]["passed"] = passed(entry["gates"], entry["gates"].get("margin", 0.0))
     for name in args.variants:
-        shared = shipped if shipped.is_dir() else next((root / v / "data" for v in summary), None)
-        gates = measure(name, pair, root, args.sweep, recipe, shared, args.preconditions)
+        gates = measure(name, pair, root, args.sweep, recipe, shared_split(summary), args.preconditions)
         summary[name] = {"variant": json.loads((root / name / "data" / "variant.json").read_text()), "gates": gates}
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(table(summary))

@@ -43,7 +43,14 @@ from .model import (
     vocab_fingerprint,
     weight_files,
 )
-from .preconditions import MIN_DECISIONS, branch_inversions, is_runaway, loss_shares
+from .preconditions import (
+    MIN_DECISIONS,
+    RUNAWAY_MAJORITY,
+    RUNAWAY_WEIGHT,
+    branch_inversions,
+    is_runaway,
+    loss_shares,
+)
 from .weighting import WeightParams, gift_weights, token_weights
 
 # Thresholds, each from a measurement (README, "gift check-pair"):
@@ -345,7 +352,8 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
         show = tok.decode(b["context"])
         findings.append(Finding("WARNING", "preconditions", f"GIFT's weights reverse the data's choice in "
                                 f"{len(inverted)} frequent context(s), {len(runaways)} of them runaways (a majority "
-                                f"≥ 40% of the context kept under 5% of the weight); the most frequent "
+                                f"≥ {RUNAWAY_MAJORITY:.0%} of the context kept under {RUNAWAY_WEIGHT:.0%} of the "
+                                f"weight); the most frequent "
                                 f"{'runaway' if runaways else 'one'}, after {show!r} "
                                 f"({b['count']} times): the data continues {tok.decode([b['majority']])!r} "
                                 f"{b['majority_share']:.0%} of the time, which gets {b['majority_weight_share']:.1%} of "

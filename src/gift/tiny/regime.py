@@ -292,6 +292,12 @@ def gate_figures(summary: dict[str, Any], margin: float = 0.0) -> dict[str, Any]
     return {**g, "per_seed": per_seed, "margin": margin, "passed": passed(g, margin)}
 
 
+def data_preconditions(pre: dict[str, Any]) -> dict[str, Any]:
+    """P2, P3 (every reversal and the runaways) and P4 as PRECONDITIONS reads them, from check-pair's figures."""
+    return {"P2": pre["gift_relearn"], "P3": pre["inverted_contexts"], "P3_runaway": pre["runaway_contexts"],
+            "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}}
+
+
 def preconditions(pair: Path, task: Path, run_dir: Path, seeds: list[int]) -> dict[str, Any]:
     """P1-P6 of a variant from its gate run (run_dir: its annotation, its pair check and its Shadow-FT adapters at the
     compared budget), its dev split and its training rows; each with its verdict under PRECONDITIONS."""
@@ -304,8 +310,7 @@ def preconditions(pair: Path, task: Path, run_dir: Path, seeds: list[int]) -> di
                         quiet=True)["adapter"]["delta_over_tuning"] for seed in seeds]
     train = [row for _, row in read_jsonl(task / "train.jsonl")]
     figures = {"P1": failure_confidences(pair / "instruct", [row for _, row in read_jsonl(task / "dev.jsonl")]),
-               "P2": pre["gift_relearn"], "P3": pre["inverted_contexts"], "P3_runaway": pre["runaway_contexts"],
-               "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}, "P5": sizes,
+               **data_preconditions(pre), "P5": sizes,
                "P6": sum(r["slipped"] or r["misread"] for r in train) / len(train)}
     return {**figures, "met": {p: bool(holds(figures)) for p, (holds, _) in PRECONDITIONS.items()}}
 
