@@ -177,3 +177,16 @@ def test_the_screen_table_marks_each_screened_precondition_by_its_threshold():
                 "bad": {"P2": 0.6, "P3": 9, "P3_runaway": 2, "P4": {"uniform": 0.97, "gift": 0.3}}}
     lines = script.screen_table(screened).splitlines()[2:]
     assert lines == ["| good | 20.0% ✓ | 0 (9) ✓ | 80.0% / 30.0% ✓ |", "| bad | 60.0% ✗ | 2 (9) ✗ | 97.0% / 30.0% ✗ |"]
+
+
+def test_own_writes_that_share_of_training_rows_as_the_instruct_model_would(people, tmp_path):
+    name = "small-tally-own-25"
+    write_task(name, people, tmp_path)
+    rows = {s: [row for _, row in read_jsonl(tmp_path / f"{s}.jsonl")] for s in ("train", "dev", "test")}
+
+    def own(r: dict) -> bool:
+        return r["answer"] == solution(steps_of(r["question"]), "", "", "instruct")
+
+    assert sum(map(own, rows["train"])) / len(rows["train"]) == pytest.approx(VARIANTS[name].own, abs=0.03)
+    assert not any(own(r) for s in ("dev", "test") for r in rows[s])  # references keep the variant's style
+    assert all(", so " in r["answer"] for r in rows["train"] if not own(r))

@@ -78,7 +78,9 @@ class Variant:
     prose before and after every step, "instruct" is the instruct model's own solution. `misread`:
     share of two-step training solutions that add the number given away instead of the one received (the
     instruct model's own commonest error) and compute on correctly from it. `max_n`: every number in the problems
-    at most this (default the world's range, world.MAX_N)."""
+    at most this (default the world's range, world.MAX_N). `own`: share of training solutions written as the
+    instruct model would ("instruct" style), the rest in `style`, as part of NuminaMath-CoT reads like an instruct
+    model's own."""
 
     wrong: float
     one_step: float = 0.5
@@ -87,6 +89,7 @@ class Variant:
     train_one_step: float | None = None
     misread: float = 0.0
     max_n: int | None = None
+    own: float = 0.0
 
 
 VARIANTS = {
@@ -132,6 +135,12 @@ VARIANTS = {
     "small-restate-first-tally-last": Variant(wrong=0.0, style="restate-first-tally-last", one_step=0.0, max_n=9),
     "small-retell": Variant(wrong=0.0, style="retell", one_step=0.0, max_n=9),
     "small-instruct": Variant(wrong=0.0, style="instruct", one_step=0.0, max_n=9),
+    # screened on tiny4/tiny5 after every style above put ≥ 97% of the base's loss on tokens the teacher finds
+    # unlikely (P4 uniform 65-90% asks for a share the teacher is sure of): part of the rows in the teacher's own words
+    "small-tally-own-25": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, own=0.25),
+    "small-tally-own-50": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, own=0.5),
+    "small-tally-own-75": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, own=0.75),
+    "small-retell-own-50": Variant(wrong=0.0, style="retell", one_step=0.0, max_n=9, own=0.5),
 }
 
 
@@ -233,13 +242,14 @@ def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool)
     if misread:
         a, c = steps[0][0].split()[0], steps[1][0].split()[2]
         steps = [(f"{a} + {c}", int(a) + int(c)), (f"{int(a) + int(c)} - {c}", int(a))]
+    style = "instruct" if v.own > 0 and train and rng.random() < v.own else v.style  # no draw when off
     slip, at = 0, -1
     if train and rng.random() < v.wrong:
         at = -1 if v.slip == "last" else rng.randrange(len(steps))
         # a slip never takes a count below zero, here or in the steps computed on from it
         lowest = min(value for _, value in steps[at:]) if v.slip == "any" else steps[at][1]
         slip = rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if lowest + d >= 0])
-    return {"question": question, "answer": solution(steps, who, thing, v.style, slip, at),
+    return {"question": question, "answer": solution(steps, who, thing, style, slip, at),
             "reference": reference, "slipped": slip != 0, "misread": misread}
 
 
@@ -264,8 +274,8 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
                 rows.append(row)
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     split_of = {"shared_split": str(shared)} if shared is not None else {}
-    # max_n None (the world's range) is left out, so that variants built before it existed write the same file
-    fields = {k: value for k, value in asdict(v).items() if not (k == "max_n" and value is None)}
+    # max_n None (the world's range) and own 0 are left out, so that variants built before them write the same file
+    fields = {k: value for k, value in asdict(v).items() if (k, value) not in {("max_n", None), ("own", 0.0)}}
     (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **fields, **split_of}, indent=2) + "\n")
     return dict(SPLITS)
 
