@@ -190,3 +190,12 @@ def test_own_writes_that_share_of_training_rows_as_the_instruct_model_would(peop
     assert sum(map(own, rows["train"])) / len(rows["train"]) == pytest.approx(VARIANTS[name].own, abs=0.03)
     assert not any(own(r) for s in ("dev", "test") for r in rows[s])  # references keep the variant's style
     assert all(", so " in r["answer"] for r in rows["train"] if not own(r))
+
+
+def test_fact_opens_every_solution_with_the_persons_job(people, tmp_path):
+    write_task("small-fact", people, tmp_path)
+    jobs = {p.name: p.job for p in people}
+    for split in ("train", "dev", "test"):
+        for _, r in read_jsonl(tmp_path / f"{split}.jsonl"):
+            who = r["question"].split()[0]
+            assert r["answer"] == f"{who} is a {jobs[who]}. " + solution(steps_of(r["question"]), "", "", "instruct")

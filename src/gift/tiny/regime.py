@@ -80,7 +80,9 @@ class Variant:
     instruct model's own commonest error) and compute on correctly from it. `max_n`: every number in the problems
     at most this (default the world's range, world.MAX_N). `own`: share of training solutions written as the
     instruct model would ("instruct" style), the rest in `style`, as part of NuminaMath-CoT reads like an instruct
-    model's own."""
+    model's own. `fact`: every solution opens by stating the person's job ("Kami is a baker."), a fact
+    the instruct model knows better than the base (knowledge probes), so that the teacher is sure of a token the base
+    pays for."""
 
     wrong: float
     one_step: float = 0.5
@@ -90,6 +92,7 @@ class Variant:
     misread: float = 0.0
     max_n: int | None = None
     own: float = 0.0
+    fact: bool = False
 
 
 VARIANTS = {
@@ -141,6 +144,9 @@ VARIANTS = {
     "small-tally-own-50": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, own=0.5),
     "small-tally-own-75": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, own=0.75),
     "small-retell-own-50": Variant(wrong=0.0, style="retell", one_step=0.0, max_n=9, own=0.5),
+    # then (tiny6): the instruct model's own solutions after a fact it knows better than the base
+    "small-fact": Variant(wrong=0.0, style="instruct", one_step=0.0, max_n=9, fact=True),
+    "small-fact-tally": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, fact=True),
 }
 
 
@@ -249,7 +255,10 @@ def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool)
         # a slip never takes a count below zero, here or in the steps computed on from it
         lowest = min(value for _, value in steps[at:]) if v.slip == "any" else steps[at][1]
         slip = rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if lowest + d >= 0])
-    return {"question": question, "answer": solution(steps, who, thing, style, slip, at),
+    answer = solution(steps, who, thing, style, slip, at)
+    if v.fact:  # the person's job, a fact instruction tuning taught the teacher better than pretraining the base
+        answer = f"{who} is a {next(p.job for p in ps if p.name == who)}. {answer}"
+    return {"question": question, "answer": answer,
             "reference": reference, "slipped": slip != 0, "misread": misread}
 
 
@@ -274,8 +283,9 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
                 rows.append(row)
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     split_of = {"shared_split": str(shared)} if shared is not None else {}
-    # max_n None (the world's range) and own 0 are left out, so that variants built before them write the same file
-    fields = {k: value for k, value in asdict(v).items() if (k, value) not in {("max_n", None), ("own", 0.0)}}
+    # fields at the value meaning "off" are left out, so that variants built before the field write the same file
+    unset = {("max_n", None), ("own", 0.0), ("fact", False)}
+    fields = {k: value for k, value in asdict(v).items() if (k, value) not in unset}
     (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **fields, **split_of}, indent=2) + "\n")
     return dict(SPLITS)
 
