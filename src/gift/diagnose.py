@@ -335,8 +335,9 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
                                                              WeightParams(1.0, 1e-4, 0.6))))
     frequent = max(MIN_DECISIONS, len(rows) // 100)  # a context in 1% of rows or more
     inverted = [b for b in branch_inversions(weighted) if b["count"] >= frequent]
+    runaways = [b for b in inverted if is_runaway(b)]
     figures = {**shares, "inversions": inverted[:10], "inverted_contexts": len(inverted),
-               "runaway_contexts": sum(map(is_runaway, inverted))}
+               "runaway_contexts": len(runaways)}
     findings = [Finding("INFO", "preconditions", f"step-0 loss on q < 0.5 tokens: {shares['uniform_low']:.1%} "
                         f"uniform (Shadow-FT), {shares['gift_low']:.1%} GIFT at γ 1 (the paper: 79.7% / 29.6%); on "
                         f"tokens instruct is sure of and base is not (q ≥ 0.9, p_base < 0.1; "
@@ -347,7 +348,6 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
                                 f"re-learns tokens the instruct model is sure of and the base is not (chat markers the "
                                 f"base never read): GIFT's signal there is instruction tuning again, not the task"))
     if inverted:
-        runaways = [b for b in inverted if is_runaway(b)]
         b = (runaways or inverted)[0]  # the kind that ran this project's models on, where there is one
         show = tok.decode(b["context"])
         findings.append(Finding("WARNING", "preconditions", f"GIFT's weights reverse the data's choice in "

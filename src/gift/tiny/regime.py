@@ -22,6 +22,7 @@ import random
 import re
 import shutil
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +258,8 @@ def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool)
         slip = rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if lowest + d >= 0])
     answer = solution(steps, who, thing, style, slip, at)
     if v.fact:  # the person's job, a fact instruction tuning taught the teacher better than pretraining the base
-        answer = f"{who} is a {next(p.job for p in ps if p.name == who)}. {answer}"
+        job = next(p.job for p in ps if p.name == who)
+        answer = f"{world.ATTRIBUTES['job'][1].format(who, job)} {answer}"
     return {"question": question, "answer": answer,
             "reference": reference, "slipped": slip != 0, "misread": misread}
 
@@ -283,9 +285,10 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
                 rows.append(row)
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     split_of = {"shared_split": str(shared)} if shared is not None else {}
-    # fields at the value meaning "off" are left out, so that variants built before the field write the same file
-    unset = {("max_n", None), ("own", 0.0), ("fact", False)}
-    fields = {k: value for k, value in asdict(v).items() if (k, value) not in unset}
+    # the levers added after the first variants are left out at their default (off), so that variants built before
+    # them write the same file
+    later = {f.name: f.default for f in dataclass_fields(Variant) if f.name in ("max_n", "own", "fact")}
+    fields = {k: value for k, value in asdict(v).items() if k not in later or value != later[k]}
     (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **fields, **split_of}, indent=2) + "\n")
     return dict(SPLITS)
 
