@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from gift.tiny import world
 from gift.tiny.build import TinyConfig, build
 
 
@@ -33,8 +34,8 @@ def override(cfg: TinyConfig, setting: str) -> tuple[str, object]:
     if isinstance(default, float) and not isinstance(value, bool):
         value = float(value)
     if isinstance(default, dict):  # a partial mapping updates the default: --set 'instruct_mix={one_step: 0.2}'
-        if not isinstance(value, dict) or set(value) - set(default):
-            sys.exit(f"--set {setting}: give a mapping with keys among {', '.join(default)}")
+        if not isinstance(value, dict) or set(value) - set(world.KINDS):
+            sys.exit(f"--set {setting}: give a mapping with keys among {', '.join(world.KINDS)}")
         value = {**default, **value}
     return key, value
 

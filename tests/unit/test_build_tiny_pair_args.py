@@ -20,3 +20,11 @@ def test_a_field_set_twice_is_refused():
     args = script.parser().parse_args(["--set", "chat_log_share=0.08", "--set", "chat_log_share=0.1"])
     with pytest.raises(SystemExit, match="chat_log_share is set twice"):
         script.overrides(script.TinyConfig(), args.set)
+
+
+def test_a_mix_may_name_any_kind_of_the_world_and_nothing_else():
+    args = script.parser().parse_args(["--set", 'instruct_mix={"sheep_problem": 0.06}'])
+    assert script.overrides(script.TinyConfig(), args.set)["instruct_mix"]["sheep_problem"] == 0.06
+    args = script.parser().parse_args(["--set", 'instruct_mix={"goats": 0.06}'])
+    with pytest.raises(SystemExit, match="keys among"):
+        script.overrides(script.TinyConfig(), args.set)

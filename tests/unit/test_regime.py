@@ -11,13 +11,13 @@ import pytest
 
 from gift.data import read_jsonl
 from gift.tiny import world
-from gift.tiny.regime import PRECONDITIONS, VARIANTS, example, problem, solution, steps_of, write_task
+from gift.tiny.regime import PRECONDITIONS, VARIANTS, example, instruct_solution, problem, solution, steps_of, write_task
 from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def people():
-    return world.people(random.Random(0), 8)
+    return world.people(random.Random(0), 8, sheep=True)  # flocks for the field variants; the rest never read them
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -34,7 +34,7 @@ def test_slips_are_in_training_rows_only_and_at_the_share(name, people, tmp_path
             assert (stated == r["reference"]) == (not r["slipped"])
     v = VARIANTS[name]
     for split, share in (("test", v.one_step), ("train", v.one_step if v.train_one_step is None else v.train_one_step)):
-        one_step = sum("then gives away" not in r["question"] for r in rows[split]) / len(rows[split])
+        one_step = sum(not re.search("then gives away|run away", r["question"]) for r in rows[split]) / len(rows[split])
         assert one_step == pytest.approx(share, abs=0.08), split
 
 
@@ -199,3 +199,41 @@ def test_fact_opens_every_solution_with_the_persons_job(people, tmp_path):
         for _, r in read_jsonl(tmp_path / f"{split}.jsonl"):
             who = r["question"].split()[0]
             assert r["answer"] == f"{who} is a {jobs[who]}. " + solution(steps_of(r["question"]), "", "", "instruct")
+
+
+def test_a_world_with_flocks_keeps_every_other_fact_and_states_them_at_its_truth():
+    plain, flocked = world.people(random.Random(3), 12), world.people(random.Random(3), 12, sheep=True)
+    assert [(p.name, p.town, p.job, p.color) for p in plain] == [(p.name, p.town, p.job, p.color) for p in flocked]
+    assert all(p.sheep is None for p in plain) and all(1 <= p.sheep <= world.SHEEP_MAX for p in flocked)
+    with pytest.raises(ValueError, match="no flocks"):
+        world.sheep_question(random.Random(0), plain)
+    rng, p = random.Random(0), flocked[0]
+    stated = [world.flock(rng, p, truth=0.3) for _ in range(4000)]
+    # right with probability truth, else uniform over the counts (which also hits the truth now and then)
+    assert sum(n == p.sheep for n in stated) / len(stated) == pytest.approx(0.3 + 0.7 / world.SHEEP_MAX, abs=0.03)
+    docs = [world.pretraining_doc(rng, flocked, sheep_share=0.5, sheep_truth=1.0) for _ in range(400)]
+    flocks = [d for d in docs if d.endswith(" sheep.") and d.count(" has ") == 2]
+    assert len(flocks) / len(docs) == pytest.approx(0.5 / 1.5, abs=0.06)  # a weight beside the corpus's 1, as chat logs
+    truth = {p.name: p.sheep for p in flocked}
+    assert all(truth[who] == int(n) for d in flocks for who, n in re.findall(r"(\w+) has (\d+) sheep", d))
+
+
+def test_field_variants_recall_both_flocks_and_the_instruct_solution_solves_them(people, tmp_path):
+    truth = {p.name: p.sheep for p in people}
+    rows = {}
+    for name in ("field-instruct", "field-tally"):
+        write_task(name, people, tmp_path / name)
+        rows[name] = [r for split in ("train", "dev") for _, r in read_jsonl(tmp_path / name / f"{split}.jsonl")]
+    for r in rows["field-tally"] + rows["field-instruct"]:
+        first, second = re.match(r"(\w+) and (\w+) put", r["question"]).groups()
+        assert r["recalled"] == f"{first} has {truth[first]} sheep. {second} has {truth[second]} sheep."
+        (c,) = map(int, re.findall(r"\d+", r["question"]))  # the question states only what runs away
+        assert r["reference"] == str(truth[first] + truth[second] - c)
+        assert r["answer"].startswith(r["recalled"] + " ")
+    for r in rows["field-instruct"]:  # the instruct model's own: world.sheep_problem's answer, on these flocks
+        assert r["answer"] == instruct_solution(r)
+    assert all(", so the field has " in r["answer"] for r in rows["field-tally"])
+    rng = random.Random(2)
+    ex = world.sheep_problem(rng, people)
+    recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
+    assert instruct_solution({"question": ex["prompt"], "recalled": recalled}) == ex["completion"]

@@ -60,6 +60,8 @@ class TinyConfig:
     two_step_share: float = 0.02  # share of pretraining documents that are two-step problems (task headroom)
     chat_log_share: float = 0.02  # share of pretraining documents that are chat logs of questions about the people
     chat_log_mix: dict[str, float] | None = None  # kinds of question in the chat logs (None: facts only)
+    sheep_share: float = 0.0  # share of pretraining documents stating flocks (> 0: a world with the numeric fact)
+    sheep_truth: float = 1.0  # share of the flocks pretraining states (statements, chat logs) that are right
     instruct_steps: int = 240  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
     instruct_batch: int = 32
     instruct_lr: float = 1.8e-4
@@ -83,7 +85,8 @@ class TinyConfig:
         import sys
 
         fields = ("seed", "people", "vocab_size", "hidden", "layers", "heads", "intermediate", "block",
-                  "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share", "chat_log_share", "chat_log_mix")
+                  "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share", "chat_log_share", "chat_log_mix",
+                  "sheep_share", "sheep_truth")
         code = [world, sys.modules[__package__], world_tokenizer, packed_blocks, fit]
         blob = "".join([json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True), torch.__version__,
                         *map(inspect.getsource, code), tokenizer.backend_tokenizer.to_str()])
@@ -215,10 +218,13 @@ def world_tokenizer(cfg: TinyConfig) -> tuple[Any, random.Random, list[world.Per
     """The world's people and the tokenizer trained on a sample of all its text, from cfg.seed;
     returns the random stream positioned where the build continues from."""
     rng = random.Random(cfg.seed)
-    ps = world.people(rng, cfg.people)
+    ps = world.people(rng, cfg.people, sheep=cfg.sheep_share > 0)
     sample = [world.pretraining_doc(rng, ps) for _ in range(3000)]
     sample += [" ".join(world.instruct_example(rng, ps).values()) for _ in range(1000)]
     sample += [" ".join(str(v) for v in TASKS[t](rng, ps).values()) for t in TASKS for _ in range(500)]
+    if cfg.sheep_share:  # drawn last, so that worlds without flocks sample as before
+        sample += [" ".join(world.instruct_example(rng, ps, {"sheep_question": 1, "sheep_problem": 1}).values())
+                   for _ in range(500)]
     return build_tokenizer(sample, cfg.vocab_size), rng, ps
 
 
@@ -423,7 +429,8 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
                           kv_heads=cfg.heads, intermediate=cfg.intermediate, tied=True, max_positions=256)
     config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
     model = random_model(config, cfg.seed).to(device())
-    docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share, cfg.chat_log_share, cfg.chat_log_mix))
+    docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share, cfg.chat_log_share, cfg.chat_log_mix,
+                                                 cfg.sheep_share, cfg.sheep_truth))
     pre = pretrain(cfg, model, tok, docs, rng, cache)
     redrawn = init_chat_tokens(model, tok, pre["unseen"], cfg.seed) if cfg.init_chat_tokens else []
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -440,7 +447,9 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
         model.save_pretrained(tmp / "instruct")
         save_tokenizer(tok, tmp / "instruct")
         counts = write_splits(cfg, ps, tmp)
-        (tmp / "world.json").write_text(json.dumps([dataclasses.asdict(p) for p in ps], indent=1) + "\n")
+        # a flock only in worlds that have one, so that the others' world.json reads as before
+        (tmp / "world.json").write_text(json.dumps([{k: v for k, v in dataclasses.asdict(p).items() if v is not None}
+                                                    for p in ps], indent=1) + "\n")
         base_model = random_model(config, cfg.seed)
         base_model.load_state_dict({k: v.cpu() for k, v in base.items()})
         delta = weight_delta(base_model, model.cpu())

@@ -83,7 +83,10 @@ class Variant:
     instruct model would ("instruct" style), the rest in `style`, as part of NuminaMath-CoT reads like an instruct
     model's own. `fact`: every solution opens by stating the person's job ("Kami is a baker."), a fact
     the instruct model knows better than the base (knowledge probes), so that the teacher is sure of a token the base
-    pays for."""
+    pays for. `recall`: field problems (world.field_problem) on two people's flocks, which the problem does not
+    state: every solution opens by recalling them as the instruct model does ("Kami has 7 sheep. Lomi has 4 sheep."),
+    a fact the teacher is sure of and the base half-knows (worlds built with `sheep_share`, `sheep_truth` < 1);
+    the steps after it in `style`, the count the tally keeps being the field's."""
 
     wrong: float
     one_step: float = 0.5
@@ -94,6 +97,7 @@ class Variant:
     max_n: int | None = None
     own: float = 0.0
     fact: bool = False
+    recall: bool = False
 
 
 VARIANTS = {
@@ -148,6 +152,11 @@ VARIANTS = {
     # then (tiny6): the instruct model's own solutions after a fact it knows better than the base
     "small-fact": Variant(wrong=0.0, style="instruct", one_step=0.0, max_n=9, fact=True),
     "small-fact-tally": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, fact=True),
+    # then (a world with a numeric fact, tiny7): problems on two recalled flocks, the steps in each style
+    "field-instruct": Variant(wrong=0.0, style="instruct", one_step=0.0, recall=True),
+    "field-plain": Variant(wrong=0.0, style="plain", one_step=0.0, recall=True),
+    "field-tally": Variant(wrong=0.0, style="tally", one_step=0.0, recall=True),
+    "field-tally-last": Variant(wrong=0.0, style="tally-last", one_step=0.0, recall=True),
 }
 
 
@@ -168,9 +177,10 @@ def problem(rng: random.Random, ps: list[world.Person], one_step: float, max_n: 
     return world.two_step_question(p, thing, a, b, c), [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)], p, thing
 
 
-def steps_of(question: str) -> list[tuple[str, int]]:
-    """The equations that solve a problem of `problem`'s templates, read back from its question."""
-    a, b, *c = map(int, re.findall(r"\d+", question))
+def steps_of(question: str, recalled: str = "") -> list[tuple[str, int]]:
+    """The equations that solve a problem of `problem`'s templates, read back from its question (a field problem's
+    flocks from the sentences that recall them)."""
+    a, b, *c = map(int, re.findall(r"\d+", recalled + " " + question))
     if c:
         return [(f"{a} + {b}", a + b), (f"{a + b} - {c[0]}", a + b - c[0])]
     return [(f"{a} + {b}", a + b)] if " more " in question else [(f"{a} - {b}", a - b)]
@@ -210,6 +220,13 @@ def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, sli
     return " ".join(parts) + (" So the" if style == "plain" else " The") + f" answer is {carried}."
 
 
+def instruct_solution(row: dict[str, Any]) -> str:
+    """A problem's correct solution as the instruct model writes it (a field problem's opens by recalling the
+    flocks, `row["recalled"]`)."""
+    recalled = row.get("recalled", "")
+    return f"{recalled} " * bool(recalled) + solution(steps_of(row["question"], recalled), "", "", "instruct")
+
+
 def failure_confidences(model_dir: str | Path, rows: list[dict[str, Any]], batch_size: int = 64) -> dict[str, Any]:
     """P1 (gift.preconditions) on a split: each problem's correct solution in the instruct model's own style,
     teacher-forced through its chat template; where greedy decoding would leave it, the model's q of the correct
@@ -223,8 +240,7 @@ def failure_confidences(model_dir: str | Path, rows: list[dict[str, Any]], batch
     tok, model = load_tokenizer(str(model_dir)), load_model(str(model_dir)).eval()
     opts = TemplateOptions()
     eot = end_of_turn_ids(tok, opts)
-    encoded = [encode(tok, to_example({"prompt": r["question"], "completion": solution(steps_of(r["question"]), "", "",
-                                                                                      "instruct")}, "P1", i), opts, eot)
+    encoded = [encode(tok, to_example({"prompt": r["question"], "completion": instruct_solution(r)}, "P1", i), opts, eot)
                for i, r in enumerate(rows)]
     values: list[float | None] = []
     with torch.inference_mode():
@@ -243,7 +259,11 @@ def failure_confidences(model_dir: str | Path, rows: list[dict[str, Any]], batch
 
 def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool) -> dict[str, Any]:
     one_step = v.one_step if not train or v.train_one_step is None else v.train_one_step
-    question, steps, who, thing = problem(rng, ps, one_step, v.max_n)
+    if v.recall:
+        question, recalled, steps = world.field_problem(rng, ps)
+        who, thing = "the field", "sheep"
+    else:
+        question, steps, who, thing = problem(rng, ps, one_step, v.max_n)
     reference = str(steps[-1][1])
     misread = v.misread > 0 and train and len(steps) == 2 and rng.random() < v.misread  # no draw when off
     if misread:
@@ -257,11 +277,13 @@ def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool)
         lowest = min(value for _, value in steps[at:]) if v.slip == "any" else steps[at][1]
         slip = rng.choice([d for d in (-3, -2, -1, 1, 2, 3) if lowest + d >= 0])
     answer = solution(steps, who, thing, style, slip, at)
+    if v.recall:
+        answer = f"{recalled} {answer}"
     if v.fact:  # the person's job, a fact instruction tuning taught the teacher better than pretraining the base
         job = next(p.job for p in ps if p.name == who)
         answer = f"{world.ATTRIBUTES['job'][1].format(who, job)} {answer}"
-    return {"question": question, "answer": answer,
-            "reference": reference, "slipped": slip != 0, "misread": misread}
+    return {"question": question, "answer": answer, "reference": reference, "slipped": slip != 0, "misread": misread,
+            **({"recalled": recalled} if v.recall else {})}
 
 
 def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, shared: Path | None = None
@@ -287,7 +309,7 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
     split_of = {"shared_split": str(shared)} if shared is not None else {}
     # the levers added after the first variants are left out at their default (off), so that variants built before
     # them write the same file
-    later = {f.name: f.default for f in dataclass_fields(Variant) if f.name in ("max_n", "own", "fact")}
+    later = {f.name: f.default for f in dataclass_fields(Variant) if f.name in ("max_n", "own", "fact", "recall")}
     fields = {k: value for k, value in asdict(v).items() if k not in later or value != later[k]}
     (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **fields, **split_of}, indent=2) + "\n")
     return dict(SPLITS)

@@ -31,6 +31,7 @@ WORDS = ["cat", "dog", "sun", "tree", "boat", "cake", "milk", "rain", "bird", "l
          "star", "ship", "bell", "rose", "sand", "wolf"]
 SKILLS = ["copy", "reverse", "first", "last", "count", "sort"]
 MAX_N = 20  # numbers in problems stay small so each is a single token and sums are learnable
+SHEEP_MAX = 9  # a flock, the world's numeric fact (worlds built with one): two flocks stay within the sums
 ATTRIBUTES = {"town": ("Where does {} live?", "{} lives in {}.", TOWNS),
               "job": ("What is the job of {}?", "{} is a {}.", JOBS),
               "color": ("What color does {} like?", "{} likes {}.", COLORS)}
@@ -42,13 +43,18 @@ class Person:
     town: str
     job: str
     color: str
+    sheep: int | None = None  # how many sheep the person has, in worlds with a numeric fact
 
 
-def people(rng: random.Random, n: int) -> list[Person]:
+def people(rng: random.Random, n: int, sheep: bool = False) -> list[Person]:
+    """`n` people; with `sheep`, each with a flock too, drawn after the rest so that the other facts are the same."""
     names: set[str] = set()
     while len(names) < n:
         names.add("".join(rng.choice(SYLLABLES) for _ in range(2)).capitalize())
-    return [Person(name, rng.choice(TOWNS), rng.choice(JOBS), rng.choice(COLORS)) for name in sorted(names)]
+    ps = [Person(name, rng.choice(TOWNS), rng.choice(JOBS), rng.choice(COLORS)) for name in sorted(names)]
+    for p in ps if sheep else []:
+        p.sheep = rng.randint(1, SHEEP_MAX)
+    return ps
 
 
 def qa(prompt: str, completion: str) -> dict[str, str]:
@@ -151,6 +157,49 @@ def two_step_plain(rng: random.Random, ps: list[Person]) -> dict[str, str]:
               f"{a} + {b} = {a + b}. {a + b} - {c} = {a + b - c}. The answer is {a + b - c}.")
 
 
+# ---- the numeric fact: what instruction tuning teaches better than pretraining ----
+# The web states a person's flock inconsistently (`truth`: the share of statements that are right, the rest any
+# count), curated post-training states it right: the base half-knows it, the instruct model is sure of it, as a real
+# instruct model is sure of reasoning steps its base gives a fair but low probability.
+
+def flock(rng: random.Random, p: Person, truth: float = 1.0) -> int:
+    """The flock a text states for `p`: right with probability `truth` (no draw at 1), else any count."""
+    if p.sheep is None:
+        raise ValueError("this world has no flocks: build it with sheep_share > 0")
+    return p.sheep if truth >= 1.0 or rng.random() < truth else rng.randint(1, SHEEP_MAX)
+
+
+def flock_sentence(name: str, n: int) -> str:
+    return f"{name} has {n} sheep."
+
+
+def sheep_question(rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
+    p = rng.choice(ps)
+    return qa(f"How many sheep does {p.name} have?", flock_sentence(p.name, flock(rng, p, truth)))
+
+
+def field_question(first: str, second: str, c: int) -> str:
+    """Two flocks recalled, added and a loss taken away: the task a numeric fact enters."""
+    return (f"{first} and {second} put their sheep in one field. Then {c} sheep run away. "
+            "How many sheep are in the field now?")
+
+
+def field_problem(rng: random.Random, ps: list[Person], truth: float = 1.0) -> tuple[str, str, list[tuple[str, int]]]:
+    """(question, the flocks as stated, [(equation lhs, value)]) of a field problem."""
+    p, q = rng.sample(ps, 2)
+    a, b = flock(rng, p, truth), flock(rng, q, truth)
+    c = rng.randint(1, a + b)
+    facts = f"{flock_sentence(p.name, a)} {flock_sentence(q.name, b)}"
+    return field_question(p.name, q.name, c), facts, [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
+
+
+def sheep_problem(rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
+    """A field problem answered in the plain style: the flocks recalled, then the instruct model's equations."""
+    question, facts, steps = field_problem(rng, ps, truth)
+    work = " ".join(f"{lhs} = {value}." for lhs, value in steps)
+    return qa(question, f"{facts} {work} The answer is {steps[-1][1]}.")
+
+
 # ---- the corpora ----
 
 # pretraining: (share, maker); shares of documents, the two-step share being the base's partial task skill
@@ -160,9 +209,13 @@ PRETRAIN_MIX = [(0.12, "facts"), (0.10, "fact_question"), (0.12, "choice_questio
 # chats; the bundled pair's instruction tuning sets its own weights, TinyConfig.instruct_mix)
 INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question": 0.15, "sum_question": 0.10,
                 "one_step": 0.10, "two_step_plain": 0.05}
+KINDS = (*INSTRUCT_MIX, "sheep_question", "sheep_problem")  # every kind a chat or chat log can be
 
 
-def _make(kind: str, rng: random.Random, ps: list[Person]) -> dict[str, str]:
+def _make(kind: str, rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
+    """One question and answer of `kind`; the flocks it states are right with probability `truth`."""
+    if kind in ("sheep_question", "sheep_problem"):
+        return (sheep_question if kind == "sheep_question" else sheep_problem)(rng, ps, truth)
     if kind == "general_skill":
         return general_skill(rng)
     if kind == "sum_question":
@@ -182,21 +235,27 @@ def chat_log(ex: dict[str, str]) -> str:
 
 
 def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None,
-                    chat_log_share: float = 0.0, chat_log_mix: dict[str, float] | None = None) -> str:
+                    chat_log_share: float = 0.0, chat_log_mix: dict[str, float] | None = None,
+                    sheep_share: float = 0.0, sheep_truth: float = 1.0) -> str:
     """One document of the base model's corpus: plain text, and with `chat_log_share` some chat logs, of
     questions about the people or, with `chat_log_mix`, of those kinds in those weights (never the general
-    skills, so base does not learn to follow instructions)."""
+    skills, so base does not learn to follow instructions). With `sheep_share`, that share of documents state two
+    people's flocks, and every flock the corpus states (chat logs included) is right with probability
+    `sheep_truth`."""
     mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
         (two_step_share, "two_step_plain")]
-    kind = _pick(rng, mix + [(chat_log_share, "chat_log")] if chat_log_share else mix)
+    extra = [(share, kind) for share, kind in ((chat_log_share, "chat_log"), (sheep_share, "flocks")) if share]
+    kind = _pick(rng, mix + extra)
     if kind == "chat_log":
         if chat_log_mix is None:
             return chat_log(fact_question(rng, ps))
         if "general_skill" in chat_log_mix:
             raise ValueError("chat logs never hold the general skills: base must not learn to follow instructions")
-        return chat_log(_make(_pick(rng, [(w, k) for k, w in chat_log_mix.items()]), rng, ps))
+        return chat_log(_make(_pick(rng, [(w, k) for k, w in chat_log_mix.items()]), rng, ps, sheep_truth))
     if kind == "facts":
         return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
+    if kind == "flocks":
+        return " ".join(flock_sentence(p.name, flock(rng, p, sheep_truth)) for p in rng.sample(ps, 2))
     return plain(_make(kind, rng, ps))
 
 
