@@ -81,9 +81,10 @@ class Variant:
     instruct model's own commonest error) and compute on correctly from it. `max_n`: every number in the problems
     at most this (default the world's range, world.MAX_N). `own`: share of training solutions written as the
     instruct model would ("instruct" style), the rest in `style`, as part of NuminaMath-CoT reads like an instruct
-    model's own. `fact`: every solution opens by stating the person's job ("Kami is a baker."), a fact
-    the instruct model knows better than the base (knowledge probes), so that the teacher is sure of a token the base
-    pays for. `recall`: field problems (world.field_problem) on two people's flocks, which the problem does not
+    model's own. `fact`: every solution opens by stating the person's job ("Kami is a baker."), meant as
+    a fact the instruct model knows better than the base; measured (scripts/probe_facts.py) both models know every
+    job, town and colour (p of the truth ≥ 0.999 on tiny6): the base's low multiple-choice score is the letter
+    format. `recall`: field problems (world.field_problem) on two people's flocks, which the problem does not
     state: every solution opens by recalling them as the instruct model does ("Kami has 7 sheep. Lomi has 4 sheep."),
     a fact the teacher is sure of and the base half-knows (worlds built with `sheep_share`, `sheep_truth` < 1);
     the steps after it in `style`, the count the tally keeps being the field's."""
@@ -149,7 +150,7 @@ VARIANTS = {
     "small-tally-own-50": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, own=0.5),
     "small-tally-own-75": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, own=0.75),
     "small-retell-own-50": Variant(wrong=0.0, style="retell", one_step=0.0, max_n=9, own=0.5),
-    # then (tiny6): the instruct model's own solutions after a fact it knows better than the base
+    # then (tiny6): the instruct model's own solutions after a fact (which both models turned out to know)
     "small-fact": Variant(wrong=0.0, style="instruct", one_step=0.0, max_n=9, fact=True),
     "small-fact-tally": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, fact=True),
     # then (a world with a numeric fact, tiny7): problems on two recalled flocks, the steps in each style
@@ -279,7 +280,7 @@ def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool)
     answer = solution(steps, who, thing, style, slip, at)
     if v.recall:
         answer = f"{recalled} {answer}"
-    if v.fact:  # the person's job, a fact instruction tuning taught the teacher better than pretraining the base
+    if v.fact:  # the person's job
         job = next(p.job for p in ps if p.name == who)
         answer = f"{world.ATTRIBUTES['job'][1].format(who, job)} {answer}"
     return {"question": question, "answer": answer, "reference": reference, "slipped": slip != 0, "misread": misread,

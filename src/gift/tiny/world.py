@@ -236,15 +236,16 @@ def chat_log(ex: dict[str, str]) -> str:
 
 def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None,
                     chat_log_share: float = 0.0, chat_log_mix: dict[str, float] | None = None,
-                    sheep_share: float = 0.0, sheep_truth: float = 1.0) -> str:
+                    sheep_share: float = 0.0, sheep_truth: float = 1.0, field_share: float = 0.0) -> str:
     """One document of the base model's corpus: plain text, and with `chat_log_share` some chat logs, of
     questions about the people or, with `chat_log_mix`, of those kinds in those weights (never the general
     skills, so base does not learn to follow instructions). With `sheep_share`, that share of documents state two
-    people's flocks, and every flock the corpus states (chat logs included) is right with probability
-    `sheep_truth`."""
+    people's flocks, with `field_share` that share are field problems in the plain layout (the base's partial skill
+    on them), and every flock the corpus states (chat logs included) is right with probability `sheep_truth`."""
     mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
         (two_step_share, "two_step_plain")]
-    extra = [(share, kind) for share, kind in ((chat_log_share, "chat_log"), (sheep_share, "flocks")) if share]
+    extra = [(share, kind) for share, kind in ((chat_log_share, "chat_log"), (sheep_share, "flocks"),
+                                               (field_share, "sheep_problem")) if share]
     kind = _pick(rng, mix + extra)
     if kind == "chat_log":
         if chat_log_mix is None:
@@ -256,7 +257,7 @@ def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float 
         return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
     if kind == "flocks":
         return " ".join(flock_sentence(p.name, flock(rng, p, sheep_truth)) for p in rng.sample(ps, 2))
-    return plain(_make(kind, rng, ps))
+    return plain(_make(kind, rng, ps, sheep_truth))
 
 
 def instruct_example(rng: random.Random, ps: list[Person], mix: dict[str, float] | None = None) -> dict[str, str]:
