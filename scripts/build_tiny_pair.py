@@ -33,9 +33,10 @@ def override(cfg: TinyConfig, setting: str) -> tuple[str, object]:
     value, default = yaml.safe_load(text), getattr(cfg, key)
     if isinstance(default, float) and not isinstance(value, bool):
         value = float(value)
-    if isinstance(default, dict):  # a partial mapping updates the default: --set 'instruct_mix={one_step: 0.2}'
+    if isinstance(default, dict) or isinstance(value, dict):
         if not isinstance(value, dict) or set(value) - set(world.KINDS):
             sys.exit(f"--set {setting}: give a mapping with keys among {', '.join(world.KINDS)}")
+    if isinstance(default, dict):  # a partial mapping updates the default: --set 'instruct_mix={one_step: 0.2}'
         value = {**default, **value}
     return key, value
 

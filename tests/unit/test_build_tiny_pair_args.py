@@ -25,6 +25,8 @@ def test_a_field_set_twice_is_refused():
 def test_a_mix_may_name_any_kind_of_the_world_and_nothing_else():
     args = script.parser().parse_args(["--set", 'instruct_mix={"sheep_problem": 0.06}'])
     assert script.overrides(script.TinyConfig(), args.set)["instruct_mix"]["sheep_problem"] == 0.06
-    args = script.parser().parse_args(["--set", 'instruct_mix={"goats": 0.06}'])
-    with pytest.raises(SystemExit, match="keys among"):
-        script.overrides(script.TinyConfig(), args.set)
+    args = script.parser().parse_args(["--set", 'prose_mix={"one_flock": 0.015}'])
+    assert script.overrides(script.TinyConfig(), args.set)["prose_mix"] == {"one_flock": 0.015}  # no default to update
+    for setting in ('instruct_mix={"goats": 0.06}', 'prose_mix={"goats": 0.01}', 'chat_log_mix={"goats": 0.1}'):
+        with pytest.raises(SystemExit, match="keys among"):
+            script.overrides(script.TinyConfig(), script.parser().parse_args(["--set", setting]).set)

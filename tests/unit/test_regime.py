@@ -237,3 +237,21 @@ def test_field_variants_recall_both_flocks_and_the_instruct_solution_solves_them
     ex = world.sheep_problem(rng, people)
     recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
     assert instruct_solution({"question": ex["prompt"], "recalled": recalled}) == ex["completion"]
+
+
+def test_one_flock_variants_recall_the_named_flock_and_prose_mix_adds_them_to_pretraining(people, tmp_path):
+    truth = {p.name: p.sheep for p in people}
+    write_task("flock-tally-last", people, tmp_path)
+    rows = [r for split in ("train", "dev") for _, r in read_jsonl(tmp_path / f"{split}.jsonl")]
+    for r in rows:
+        who = r["question"].split()[0]
+        b, c = map(int, re.findall(r"\d+", r["question"]))  # what comes and what runs away; the flock is recalled
+        a, ref = truth[who], truth[who] + b - c
+        assert r["recalled"] == f"{who} has {a} sheep." and r["reference"] == str(ref)
+        work = f"{a} + {b} = {a + b}. {a + b} - {c} = {ref}"
+        assert r["answer"] == f"{who} has {a} sheep. {work}, so the field has {ref} sheep. The answer is {ref}."
+        assert instruct_solution(r) == f"{who} has {a} sheep. {work}. The answer is {ref}."
+    docs = [world.pretraining_doc(random.Random(k), people, prose_mix={"one_flock": 1.0}) for k in range(300)]
+    flock_docs = [d for d in docs if "takes the flock to a field" in d]
+    assert all(d.startswith("Question:\n") for d in flock_docs)  # the plain layout
+    assert len(flock_docs) / len(docs) == pytest.approx(0.5, abs=0.08)  # a weight beside the corpus's 1

@@ -62,7 +62,7 @@ class TinyConfig:
     chat_log_mix: dict[str, float] | None = None  # kinds of question in the chat logs (None: facts only)
     sheep_share: float = 0.0  # share of pretraining documents stating flocks (> 0: a world with the numeric fact)
     sheep_truth: float = 1.0  # share of the flocks pretraining states (statements, chat logs) that are right
-    field_share: float = 0.0  # share of pretraining documents that are field problems on the flocks (plain layout)
+    prose_mix: dict[str, float] | None = None  # extra kinds of plain-text documents, weights beside the corpus's 1
     instruct_steps: int = 240  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
     instruct_batch: int = 32
     instruct_lr: float = 1.8e-4
@@ -87,7 +87,7 @@ class TinyConfig:
 
         fields = ("seed", "people", "vocab_size", "hidden", "layers", "heads", "intermediate", "block",
                   "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share", "chat_log_share", "chat_log_mix",
-                  "sheep_share", "sheep_truth", "field_share")
+                  "sheep_share", "sheep_truth", "prose_mix")
         code = [world, sys.modules[__package__], world_tokenizer, packed_blocks, fit]
         blob = "".join([json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True), torch.__version__,
                         *map(inspect.getsource, code), tokenizer.backend_tokenizer.to_str()])
@@ -431,7 +431,7 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
     config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
     model = random_model(config, cfg.seed).to(device())
     docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share, cfg.chat_log_share, cfg.chat_log_mix,
-                                                 cfg.sheep_share, cfg.sheep_truth, cfg.field_share))
+                                                 cfg.sheep_share, cfg.sheep_truth, cfg.prose_mix))
     pre = pretrain(cfg, model, tok, docs, rng, cache)
     redrawn = init_chat_tokens(model, tok, pre["unseen"], cfg.seed) if cfg.init_chat_tokens else []
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -84,8 +84,8 @@ class Variant:
     model's own. `fact`: every solution opens by stating the person's job ("Kami is a baker."), meant as
     a fact the instruct model knows better than the base; measured (scripts/probe_facts.py) both models know every
     job, town and colour (p of the truth ≥ 0.999 on tiny6): the base's low multiple-choice score is the letter
-    format. `recall`: field problems (world.field_problem) on two people's flocks, which the problem does not
-    state: every solution opens by recalling them as the instruct model does ("Kami has 7 sheep. Lomi has 4 sheep."),
+    format. `recall`: problems on people's flocks, which the problem does not state (world.RECALL_PROBLEMS: "field",
+    two flocks; "one_flock"): every solution opens by recalling them as the instruct model does ("Kami has 7 sheep."),
     a fact the teacher is sure of and the base half-knows (worlds built with `sheep_share`, `sheep_truth` < 1);
     the steps after it in `style`, the count the tally keeps being the field's."""
 
@@ -98,7 +98,7 @@ class Variant:
     max_n: int | None = None
     own: float = 0.0
     fact: bool = False
-    recall: bool = False
+    recall: str = ""
 
 
 VARIANTS = {
@@ -154,10 +154,16 @@ VARIANTS = {
     "small-fact": Variant(wrong=0.0, style="instruct", one_step=0.0, max_n=9, fact=True),
     "small-fact-tally": Variant(wrong=0.0, style="tally", one_step=0.0, max_n=9, fact=True),
     # then (a world with a numeric fact, tiny7): problems on two recalled flocks, the steps in each style
-    "field-instruct": Variant(wrong=0.0, style="instruct", one_step=0.0, recall=True),
-    "field-plain": Variant(wrong=0.0, style="plain", one_step=0.0, recall=True),
-    "field-tally": Variant(wrong=0.0, style="tally", one_step=0.0, recall=True),
-    "field-tally-last": Variant(wrong=0.0, style="tally-last", one_step=0.0, recall=True),
+    "field-instruct": Variant(wrong=0.0, style="instruct", one_step=0.0, recall="field"),
+    "field-plain": Variant(wrong=0.0, style="plain", one_step=0.0, recall="field"),
+    "field-tally": Variant(wrong=0.0, style="tally", one_step=0.0, recall="field"),
+    "field-tally-last": Variant(wrong=0.0, style="tally-last", one_step=0.0, recall="field"),
+    # then (tiny9): problems on one recalled flock, whose name opens the question (tiny8's models could not copy the
+    # field problem's second name)
+    "flock-instruct": Variant(wrong=0.0, style="instruct", one_step=0.0, recall="one_flock"),
+    "flock-plain": Variant(wrong=0.0, style="plain", one_step=0.0, recall="one_flock"),
+    "flock-tally": Variant(wrong=0.0, style="tally", one_step=0.0, recall="one_flock"),
+    "flock-tally-last": Variant(wrong=0.0, style="tally-last", one_step=0.0, recall="one_flock"),
 }
 
 
@@ -222,7 +228,7 @@ def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, sli
 
 
 def instruct_solution(row: dict[str, Any]) -> str:
-    """A problem's correct solution as the instruct model writes it (a field problem's opens by recalling the
+    """A problem's correct solution as the instruct model writes it (a recall problem's opens by recalling the
     flocks, `row["recalled"]`)."""
     recalled = row.get("recalled", "")
     return f"{recalled} " * bool(recalled) + solution(steps_of(row["question"], recalled), "", "", "instruct")
@@ -261,7 +267,7 @@ def failure_confidences(model_dir: str | Path, rows: list[dict[str, Any]], batch
 def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool) -> dict[str, Any]:
     one_step = v.one_step if not train or v.train_one_step is None else v.train_one_step
     if v.recall:
-        question, recalled, steps = world.field_problem(rng, ps)
+        question, recalled, steps = world.RECALL_PROBLEMS[v.recall](rng, ps)
         who, thing = "the field", "sheep"
     else:
         question, steps, who, thing = problem(rng, ps, one_step, v.max_n)

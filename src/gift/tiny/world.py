@@ -19,6 +19,7 @@ with a small weight change, and the instruct model already half-knows the task i
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,11 +194,36 @@ def field_problem(rng: random.Random, ps: list[Person], truth: float = 1.0) -> t
     return field_question(p.name, q.name, c), facts, [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
 
 
-def sheep_problem(rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
-    """A field problem answered in the plain style: the flocks recalled, then the instruct model's equations."""
-    question, facts, steps = field_problem(rng, ps, truth)
+def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0
+                      ) -> tuple[str, str, list[tuple[str, int]]]:
+    """(question, the flock as stated, [(equation lhs, value)]) of a one-flock problem: a two-step problem whose
+    first number is a flock to recall. The name opens the question, where the world's other problems put it (the
+    field problem's second name, mid-question, is one neither model of tiny8 learnt to copy)."""
+    p = rng.choice(ps)
+    a, b = flock(rng, p, truth), rng.randint(1, SHEEP_MAX)
+    c = rng.randint(1, a + b)
+    question = (f"{p.name} takes the flock to a field. Then {b} more sheep come and {c} sheep run away. "
+                "How many sheep are in the field now?")
+    return question, flock_sentence(p.name, a), [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
+
+
+RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem}  # problems on flocks they do not state
+
+
+def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
+               ps: list[Person], truth: float) -> dict[str, str]:
+    """A recall problem answered in the plain style: the flocks recalled, then the instruct model's equations."""
+    question, facts, steps = problem(rng, ps, truth)
     work = " ".join(f"{lhs} = {value}." for lhs, value in steps)
     return qa(question, f"{facts} {work} The answer is {steps[-1][1]}.")
+
+
+def sheep_problem(rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
+    return _recall_qa(field_problem, rng, ps, truth)
+
+
+def one_flock(rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
+    return _recall_qa(one_flock_problem, rng, ps, truth)
 
 
 # ---- the corpora ----
@@ -209,13 +235,14 @@ PRETRAIN_MIX = [(0.12, "facts"), (0.10, "fact_question"), (0.12, "choice_questio
 # chats; the bundled pair's instruction tuning sets its own weights, TinyConfig.instruct_mix)
 INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question": 0.15, "sum_question": 0.10,
                 "one_step": 0.10, "two_step_plain": 0.05}
-KINDS = (*INSTRUCT_MIX, "sheep_question", "sheep_problem")  # every kind a chat or chat log can be
+SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock}
+KINDS = (*INSTRUCT_MIX, *SHEEP_KINDS)  # every kind a chat, a chat log or an extra prose document can be
 
 
 def _make(kind: str, rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
     """One question and answer of `kind`; the flocks it states are right with probability `truth`."""
-    if kind in ("sheep_question", "sheep_problem"):
-        return (sheep_question if kind == "sheep_question" else sheep_problem)(rng, ps, truth)
+    if kind in SHEEP_KINDS:
+        return SHEEP_KINDS[kind](rng, ps, truth)
     if kind == "general_skill":
         return general_skill(rng)
     if kind == "sum_question":
@@ -236,16 +263,18 @@ def chat_log(ex: dict[str, str]) -> str:
 
 def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None,
                     chat_log_share: float = 0.0, chat_log_mix: dict[str, float] | None = None,
-                    sheep_share: float = 0.0, sheep_truth: float = 1.0, field_share: float = 0.0) -> str:
+                    sheep_share: float = 0.0, sheep_truth: float = 1.0,
+                    prose_mix: dict[str, float] | None = None) -> str:
     """One document of the base model's corpus: plain text, and with `chat_log_share` some chat logs, of
     questions about the people or, with `chat_log_mix`, of those kinds in those weights (never the general
     skills, so base does not learn to follow instructions). With `sheep_share`, that share of documents state two
-    people's flocks, with `field_share` that share are field problems in the plain layout (the base's partial skill
-    on them), and every flock the corpus states (chat logs included) is right with probability `sheep_truth`."""
+    people's flocks, `prose_mix` adds documents of those kinds in the plain layout in those weights (e.g. the base's
+    partial skill on field problems), and every flock the corpus states (chat logs included) is right with
+    probability `sheep_truth`."""
     mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
         (two_step_share, "two_step_plain")]
     extra = [(share, kind) for share, kind in ((chat_log_share, "chat_log"), (sheep_share, "flocks"),
-                                               (field_share, "sheep_problem")) if share]
+                                               *((w, k) for k, w in (prose_mix or {}).items())) if share]
     kind = _pick(rng, mix + extra)
     if kind == "chat_log":
         if chat_log_mix is None:
