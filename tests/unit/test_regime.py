@@ -255,3 +255,21 @@ def test_one_flock_variants_recall_the_named_flock_and_prose_mix_adds_them_to_pr
     flock_docs = [d for d in docs if "takes the flock to a field" in d]
     assert all(d.startswith("Question:\n") for d in flock_docs)  # the plain layout
     assert len(flock_docs) / len(docs) == pytest.approx(0.5, abs=0.08)  # a weight beside the corpus's 1
+
+
+def test_rumours_are_a_wrong_count_drawn_after_the_flocks_and_stated_at_their_share():
+    flocked = world.people(random.Random(3), 12, sheep=True)
+    rumoured = world.people(random.Random(3), 12, sheep=True, rumours=True)
+    assert [p.sheep for p in flocked] == [p.sheep for p in rumoured] and all(p.rumour is None for p in flocked)
+    assert all(p.rumour != p.sheep and 1 <= p.rumour <= world.SHEEP_MAX for p in rumoured)
+    with pytest.raises(ValueError, match="no rumours"):
+        [world.flock(random.Random(k), flocked[0], truth=0.3, rumour=0.5) for k in range(50)]
+    rng, p = random.Random(0), rumoured[0]
+    stated = [world.flock(rng, p, truth=0.3, rumour=0.45) for _ in range(6000)]
+    rest = 0.25 / world.SHEEP_MAX  # any count, the truth and the rumour included
+    assert sum(n == p.sheep for n in stated) / len(stated) == pytest.approx(0.3 + rest, abs=0.025)
+    assert sum(n == p.rumour for n in stated) / len(stated) == pytest.approx(0.45 + rest, abs=0.025)
+    # no rumour share: the draws worlds built before rumours made (right, else any count), so they rebuild as they were
+    a, b = random.Random(5), random.Random(5)
+    assert [world.flock(a, p, 0.3) for _ in range(50)] == [
+        p.sheep if b.random() < 0.3 else b.randint(1, world.SHEEP_MAX) for _ in range(50)]

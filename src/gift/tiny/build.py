@@ -62,6 +62,7 @@ class TinyConfig:
     chat_log_mix: dict[str, float] | None = None  # kinds of question in the chat logs (None: facts only)
     sheep_share: float = 0.0  # share of pretraining documents stating flocks (> 0: a world with the numeric fact)
     sheep_truth: float = 1.0  # share of the flocks pretraining states (statements, chat logs) that are right
+    sheep_rumour: float = 0.0  # share that repeat the person's rumour, one wrong count (> 0: a world with rumours)
     prose_mix: dict[str, float] | None = None  # extra kinds of plain-text documents, weights beside the corpus's 1
     instruct_steps: int = 240  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
     instruct_batch: int = 32
@@ -87,7 +88,7 @@ class TinyConfig:
 
         fields = ("seed", "people", "vocab_size", "hidden", "layers", "heads", "intermediate", "block",
                   "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share", "chat_log_share", "chat_log_mix",
-                  "sheep_share", "sheep_truth", "prose_mix")
+                  "sheep_share", "sheep_truth", "prose_mix", "sheep_rumour")
         code = [world, sys.modules[__package__], world_tokenizer, packed_blocks, fit]
         blob = "".join([json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True), torch.__version__,
                         *map(inspect.getsource, code), tokenizer.backend_tokenizer.to_str()])
@@ -219,7 +220,7 @@ def world_tokenizer(cfg: TinyConfig) -> tuple[Any, random.Random, list[world.Per
     """The world's people and the tokenizer trained on a sample of all its text, from cfg.seed;
     returns the random stream positioned where the build continues from."""
     rng = random.Random(cfg.seed)
-    ps = world.people(rng, cfg.people, sheep=cfg.sheep_share > 0)
+    ps = world.people(rng, cfg.people, sheep=cfg.sheep_share > 0, rumours=cfg.sheep_rumour > 0)
     sample = [world.pretraining_doc(rng, ps) for _ in range(3000)]
     sample += [" ".join(world.instruct_example(rng, ps).values()) for _ in range(1000)]
     sample += [" ".join(str(v) for v in TASKS[t](rng, ps).values()) for t in TASKS for _ in range(500)]
@@ -431,7 +432,8 @@ def build(cfg: TinyConfig, out: Path, overwrite: bool = True, cache: Path | None
     config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
     model = random_model(config, cfg.seed).to(device())
     docs = forever(lambda: world.pretraining_doc(rng, ps, cfg.two_step_share, cfg.chat_log_share, cfg.chat_log_mix,
-                                                 cfg.sheep_share, cfg.sheep_truth, cfg.prose_mix))
+                                                 cfg.sheep_share, cfg.sheep_truth, cfg.prose_mix,
+                                                 cfg.sheep_rumour))
     pre = pretrain(cfg, model, tok, docs, rng, cache)
     redrawn = init_chat_tokens(model, tok, pre["unseen"], cfg.seed) if cfg.init_chat_tokens else []
     base = {k: v.detach().clone() for k, v in model.state_dict().items()}

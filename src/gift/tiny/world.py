@@ -45,16 +45,20 @@ class Person:
     job: str
     color: str
     sheep: int | None = None  # how many sheep the person has, in worlds with a numeric fact
+    rumour: int | None = None  # a wrong count the web repeats for the person, in worlds with rumours
 
 
-def people(rng: random.Random, n: int, sheep: bool = False) -> list[Person]:
-    """`n` people; with `sheep`, each with a flock too, drawn after the rest so that the other facts are the same."""
+def people(rng: random.Random, n: int, sheep: bool = False, rumours: bool = False) -> list[Person]:
+    """`n` people; with `sheep`, each with a flock too, drawn after the rest so that the other facts are the same,
+    and with `rumours` a wrong count for each flock, drawn after the flocks."""
     names: set[str] = set()
     while len(names) < n:
         names.add("".join(rng.choice(SYLLABLES) for _ in range(2)).capitalize())
     ps = [Person(name, rng.choice(TOWNS), rng.choice(JOBS), rng.choice(COLORS)) for name in sorted(names)]
     for p in ps if sheep else []:
         p.sheep = rng.randint(1, SHEEP_MAX)
+    for p in ps if sheep and rumours else []:
+        p.rumour = rng.choice([k for k in range(1, SHEEP_MAX + 1) if k != p.sheep])
     return ps
 
 
@@ -159,24 +163,35 @@ def two_step_plain(rng: random.Random, ps: list[Person]) -> dict[str, str]:
 
 
 # ---- the numeric fact: what instruction tuning teaches better than pretraining ----
-# The web states a person's flock inconsistently (`truth`: the share of statements that are right, the rest any
-# count), curated post-training states it right: the base half-knows it, the instruct model is sure of it, as a real
-# instruct model is sure of reasoning steps its base gives a fair but low probability.
+# The web states a person's flock inconsistently (`truth`: the share of statements that are right, `rumour`: the
+# share that repeat one wrong count, the rest any count), curated post-training states it right: the base half-knows
+# it, the instruct model is surer of it, as a real instruct model is surer of reasoning steps its base gives a fair
+# but low probability. With a rumour more common than the truth the base's likeliest count is wrong.
 
-def flock(rng: random.Random, p: Person, truth: float = 1.0) -> int:
-    """The flock a text states for `p`: right with probability `truth` (no draw at 1), else any count."""
+def flock(rng: random.Random, p: Person, truth: float = 1.0, rumour: float = 0.0) -> int:
+    """The flock a text states for `p`: right with probability `truth` (no draw at 1), the person's rumour with
+    probability `rumour`, else any count."""
     if p.sheep is None:
         raise ValueError("this world has no flocks: build it with sheep_share > 0")
-    return p.sheep if truth >= 1.0 or rng.random() < truth else rng.randint(1, SHEEP_MAX)
+    if truth >= 1.0:
+        return p.sheep
+    u = rng.random()
+    if u < truth:
+        return p.sheep
+    if u < truth + rumour:
+        if p.rumour is None:
+            raise ValueError("this world has no rumours: build it with sheep_rumour > 0")
+        return p.rumour
+    return rng.randint(1, SHEEP_MAX)
 
 
 def flock_sentence(name: str, n: int) -> str:
     return f"{name} has {n} sheep."
 
 
-def sheep_question(rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
+def sheep_question(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
     p = rng.choice(ps)
-    return qa(f"How many sheep does {p.name} have?", flock_sentence(p.name, flock(rng, p, truth)))
+    return qa(f"How many sheep does {p.name} have?", flock_sentence(p.name, flock(rng, p, truth, rumour)))
 
 
 def field_question(first: str, second: str, c: int) -> str:
@@ -185,22 +200,23 @@ def field_question(first: str, second: str, c: int) -> str:
             "How many sheep are in the field now?")
 
 
-def field_problem(rng: random.Random, ps: list[Person], truth: float = 1.0) -> tuple[str, str, list[tuple[str, int]]]:
+def field_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
+                  ) -> tuple[str, str, list[tuple[str, int]]]:
     """(question, the flocks as stated, [(equation lhs, value)]) of a field problem."""
     p, q = rng.sample(ps, 2)
-    a, b = flock(rng, p, truth), flock(rng, q, truth)
+    a, b = flock(rng, p, truth, rumour), flock(rng, q, truth, rumour)
     c = rng.randint(1, a + b)
     facts = f"{flock_sentence(p.name, a)} {flock_sentence(q.name, b)}"
     return field_question(p.name, q.name, c), facts, [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
 
 
-def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0
+def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
                       ) -> tuple[str, str, list[tuple[str, int]]]:
     """(question, the flock as stated, [(equation lhs, value)]) of a one-flock problem: a two-step problem whose
     first number is a flock to recall. The name opens the question, where the world's other problems put it (the
     field problem's second name, mid-question, is one neither model of tiny8 learnt to copy)."""
     p = rng.choice(ps)
-    a, b = flock(rng, p, truth), rng.randint(1, SHEEP_MAX)
+    a, b = flock(rng, p, truth, rumour), rng.randint(1, SHEEP_MAX)
     c = rng.randint(1, a + b)
     question = (f"{p.name} takes the flock to a field. Then {b} more sheep come and {c} sheep run away. "
                 "How many sheep are in the field now?")
@@ -211,19 +227,19 @@ RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem}  # pr
 
 
 def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
-               ps: list[Person], truth: float) -> dict[str, str]:
+               ps: list[Person], truth: float, rumour: float) -> dict[str, str]:
     """A recall problem answered in the plain style: the flocks recalled, then the instruct model's equations."""
-    question, facts, steps = problem(rng, ps, truth)
+    question, facts, steps = problem(rng, ps, truth, rumour)
     work = " ".join(f"{lhs} = {value}." for lhs, value in steps)
     return qa(question, f"{facts} {work} The answer is {steps[-1][1]}.")
 
 
-def sheep_problem(rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
-    return _recall_qa(field_problem, rng, ps, truth)
+def sheep_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    return _recall_qa(field_problem, rng, ps, truth, rumour)
 
 
-def one_flock(rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
-    return _recall_qa(one_flock_problem, rng, ps, truth)
+def one_flock(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    return _recall_qa(one_flock_problem, rng, ps, truth, rumour)
 
 
 # ---- the corpora ----
@@ -239,10 +255,10 @@ SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem,
 KINDS = (*INSTRUCT_MIX, *SHEEP_KINDS)  # every kind a chat, a chat log or an extra prose document can be
 
 
-def _make(kind: str, rng: random.Random, ps: list[Person], truth: float = 1.0) -> dict[str, str]:
-    """One question and answer of `kind`; the flocks it states are right with probability `truth`."""
+def _make(kind: str, rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    """One question and answer of `kind`; the flocks it states drawn as `flock` draws them."""
     if kind in SHEEP_KINDS:
-        return SHEEP_KINDS[kind](rng, ps, truth)
+        return SHEEP_KINDS[kind](rng, ps, truth, rumour)
     if kind == "general_skill":
         return general_skill(rng)
     if kind == "sum_question":
@@ -264,13 +280,13 @@ def chat_log(ex: dict[str, str]) -> str:
 def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float | None = None,
                     chat_log_share: float = 0.0, chat_log_mix: dict[str, float] | None = None,
                     sheep_share: float = 0.0, sheep_truth: float = 1.0,
-                    prose_mix: dict[str, float] | None = None) -> str:
+                    prose_mix: dict[str, float] | None = None, sheep_rumour: float = 0.0) -> str:
     """One document of the base model's corpus: plain text, and with `chat_log_share` some chat logs, of
     questions about the people or, with `chat_log_mix`, of those kinds in those weights (never the general
     skills, so base does not learn to follow instructions). With `sheep_share`, that share of documents state two
     people's flocks, `prose_mix` adds documents of those kinds in the plain layout in those weights (e.g. the base's
     partial skill on field problems), and every flock the corpus states (chat logs included) is right with
-    probability `sheep_truth`."""
+    probability `sheep_truth` and the person's rumour with probability `sheep_rumour`."""
     mix = PRETRAIN_MIX if two_step_share is None else [(w, k) for w, k in PRETRAIN_MIX if k != "two_step_plain"] + [
         (two_step_share, "two_step_plain")]
     extra = [(share, kind) for share, kind in ((chat_log_share, "chat_log"), (sheep_share, "flocks"),
@@ -281,12 +297,12 @@ def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float 
             return chat_log(fact_question(rng, ps))
         if "general_skill" in chat_log_mix:
             raise ValueError("chat logs never hold the general skills: base must not learn to follow instructions")
-        return chat_log(_make(_pick(rng, [(w, k) for k, w in chat_log_mix.items()]), rng, ps, sheep_truth))
+        return chat_log(_make(_pick(rng, [(w, k) for k, w in chat_log_mix.items()]), rng, ps, sheep_truth, sheep_rumour))
     if kind == "facts":
         return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
     if kind == "flocks":
-        return " ".join(flock_sentence(p.name, flock(rng, p, sheep_truth)) for p in rng.sample(ps, 2))
-    return plain(_make(kind, rng, ps, sheep_truth))
+        return " ".join(flock_sentence(p.name, flock(rng, p, sheep_truth, sheep_rumour)) for p in rng.sample(ps, 2))
+    return plain(_make(kind, rng, ps, sheep_truth, sheep_rumour))
 
 
 def instruct_example(rng: random.Random, ps: list[Person], mix: dict[str, float] | None = None) -> dict[str, str]:
