@@ -158,12 +158,16 @@ VARIANTS = {
     "field-plain": Variant(wrong=0.0, style="plain", one_step=0.0, recall="field"),
     "field-tally": Variant(wrong=0.0, style="tally", one_step=0.0, recall="field"),
     "field-tally-last": Variant(wrong=0.0, style="tally-last", one_step=0.0, recall="field"),
-    # then (tiny9): problems on one recalled flock, whose name opens the question (tiny8's models could not copy the
-    # field problem's second name)
+    # then (tiny9, tiny10): problems on one recalled flock, whose name opens the question (tiny8's models could not
+    # copy the field problem's second name)
     "flock-instruct": Variant(wrong=0.0, style="instruct", one_step=0.0, recall="one_flock"),
     "flock-plain": Variant(wrong=0.0, style="plain", one_step=0.0, recall="one_flock"),
     "flock-tally": Variant(wrong=0.0, style="tally", one_step=0.0, recall="one_flock"),
     "flock-tally-last": Variant(wrong=0.0, style="tally-last", one_step=0.0, recall="one_flock"),
+    # then (tiny10-i1, after its screen: the instruct model's own solutions 48% / 38%, tally's 99% / 48%): mostly the
+    # teacher's own solutions, a few in tally's style
+    "flock-tally-own-80": Variant(wrong=0.0, style="tally", one_step=0.0, recall="one_flock", own=0.8),
+    "flock-tally-own-90": Variant(wrong=0.0, style="tally", one_step=0.0, recall="one_flock", own=0.9),
 }
 
 
