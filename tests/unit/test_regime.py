@@ -273,3 +273,12 @@ def test_rumours_are_a_wrong_count_drawn_after_the_flocks_and_stated_at_their_sh
     a, b = random.Random(5), random.Random(5)
     assert [world.flock(a, p, 0.3) for _ in range(50)] == [
         p.sheep if b.random() < 0.3 else b.randint(1, world.SHEEP_MAX) for _ in range(50)]
+
+
+def test_one_flock_tally_prose_is_the_tasks_tally_style(people):
+    rng = random.Random(4)
+    for _ in range(20):
+        ex = world.one_flock_tally(rng, people)
+        recalled = ex["completion"].split(". ")[0] + "."
+        tally = solution(steps_of(ex["prompt"], recalled), "the field", "sheep", "tally")
+        assert ex["completion"] == f"{recalled} {tally}"

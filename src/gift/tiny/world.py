@@ -242,6 +242,14 @@ def one_flock(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: 
     return _recall_qa(one_flock_problem, rng, ps, truth, rumour)
 
 
+def one_flock_tally(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    """A one-flock problem answered keeping a tally after each step: the task's "tally" style (regime.solution's
+    words, with the field as who), as some web text writes solutions, for a base that has read that style."""
+    question, facts, steps = one_flock_problem(rng, ps, truth, rumour)
+    work = " ".join(f"{lhs} = {value}, so the field has {value} sheep." for lhs, value in steps)
+    return qa(question, f"{facts} {work} The answer is {steps[-1][1]}.")
+
+
 # ---- the corpora ----
 
 # pretraining: (share, maker); shares of documents, the two-step share being the base's partial task skill
@@ -251,7 +259,8 @@ PRETRAIN_MIX = [(0.12, "facts"), (0.10, "fact_question"), (0.12, "choice_questio
 # chats; the bundled pair's instruction tuning sets its own weights, TinyConfig.instruct_mix)
 INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question": 0.15, "sum_question": 0.10,
                 "one_step": 0.10, "two_step_plain": 0.05}
-SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock}
+SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock,
+               "one_flock_tally": one_flock_tally}
 KINDS = (*INSTRUCT_MIX, *SHEEP_KINDS)  # every kind a chat, a chat log or an extra prose document can be
 
 
