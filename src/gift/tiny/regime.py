@@ -158,8 +158,8 @@ VARIANTS = {
     "field-plain": Variant(wrong=0.0, style="plain", one_step=0.0, recall="field"),
     "field-tally": Variant(wrong=0.0, style="tally", one_step=0.0, recall="field"),
     "field-tally-last": Variant(wrong=0.0, style="tally-last", one_step=0.0, recall="field"),
-    # then (tiny9, tiny10): problems on one recalled flock, whose name opens the question (tiny8's models could not
-    # copy the field problem's second name)
+    # then (tiny9-tiny11): problems on one recalled flock, whose name opens the question (tiny8's models could not
+    # copy the field problem's second name); flock-tally on tiny11 passes the screen (docs/experiments.md)
     "flock-instruct": Variant(wrong=0.0, style="instruct", one_step=0.0, recall="one_flock"),
     "flock-plain": Variant(wrong=0.0, style="plain", one_step=0.0, recall="one_flock"),
     "flock-tally": Variant(wrong=0.0, style="tally", one_step=0.0, recall="one_flock"),
