@@ -185,7 +185,7 @@ def problem(rng: random.Random, ps: list[world.Person], one_step: float, max_n: 
         return (f"{p} has {a} {thing}. {p} gives away {b} {thing}. How many {thing} does {p} have?",
                 [(f"{a} - {b}", a - b)], p, thing)
     c = rng.randint(1, a + b if max_n is None else min(a + b, max_n))
-    return world.two_step_question(p, thing, a, b, c), [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)], p, thing
+    return world.two_step_question(p, thing, a, b, c), world.add_then_lose(a, b, c), p, thing
 
 
 def steps_of(question: str, recalled: str = "") -> list[tuple[str, int]]:
@@ -193,7 +193,7 @@ def steps_of(question: str, recalled: str = "") -> list[tuple[str, int]]:
     flocks from the sentences that recall them)."""
     a, b, *c = map(int, re.findall(r"\d+", recalled + " " + question))
     if c:
-        return [(f"{a} + {b}", a + b), (f"{a + b} - {c[0]}", a + b - c[0])]
+        return world.add_then_lose(a, b, c[0])
     return [(f"{a} + {b}", a + b)] if " more " in question else [(f"{a} - {b}", a - b)]
 
 

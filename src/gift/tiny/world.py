@@ -150,6 +150,11 @@ def two_step_numbers(rng: random.Random, ps: list[Person]) -> tuple[str, str, in
     return p, thing, a, b, rng.randint(1, a + b)
 
 
+def add_then_lose(a: int, b: int, c: int) -> list[tuple[str, int]]:
+    """The equations (lhs, value) of a two-step problem: b more, then c taken away."""
+    return [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
+
+
 def two_step_question(p: str, thing: str, a: int, b: int, c: int) -> str:
     return (f"{p} has {a} {thing}. {p} gets {b} more {thing} and then gives away {c} {thing}. "
             f"How many {thing} does {p} have now?")
@@ -207,7 +212,7 @@ def field_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumo
     a, b = flock(rng, p, truth, rumour), flock(rng, q, truth, rumour)
     c = rng.randint(1, a + b)
     facts = f"{flock_sentence(p.name, a)} {flock_sentence(q.name, b)}"
-    return field_question(p.name, q.name, c), facts, [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
+    return field_question(p.name, q.name, c), facts, add_then_lose(a, b, c)
 
 
 def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
@@ -220,17 +225,18 @@ def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, 
     c = rng.randint(1, a + b)
     question = (f"{p.name} takes the flock to a field. Then {b} more sheep come and {c} sheep run away. "
                 "How many sheep are in the field now?")
-    return question, flock_sentence(p.name, a), [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
+    return question, flock_sentence(p.name, a), add_then_lose(a, b, c)
 
 
 RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem}  # problems on flocks they do not state
 
 
 def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
-               ps: list[Person], truth: float, rumour: float) -> dict[str, str]:
-    """A recall problem answered in the plain style: the flocks recalled, then the instruct model's equations."""
+               ps: list[Person], truth: float, rumour: float, step: str = "{lhs} = {value}.") -> dict[str, str]:
+    """A recall problem answered: the flocks recalled, then each equation written as `step` (default the plain
+    style, the instruct model's equations)."""
     question, facts, steps = problem(rng, ps, truth, rumour)
-    work = " ".join(f"{lhs} = {value}." for lhs, value in steps)
+    work = " ".join(step.format(lhs=lhs, value=value) for lhs, value in steps)
     return qa(question, f"{facts} {work} The answer is {steps[-1][1]}.")
 
 
@@ -245,9 +251,7 @@ def one_flock(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: 
 def one_flock_tally(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
     """A one-flock problem answered keeping a tally after each step: the task's "tally" style (regime.solution's
     words, with the field as who), as some web text writes solutions, for a base that has read that style."""
-    question, facts, steps = one_flock_problem(rng, ps, truth, rumour)
-    work = " ".join(f"{lhs} = {value}, so the field has {value} sheep." for lhs, value in steps)
-    return qa(question, f"{facts} {work} The answer is {steps[-1][1]}.")
+    return _recall_qa(one_flock_problem, rng, ps, truth, rumour, "{lhs} = {value}, so the field has {value} sheep.")
 
 
 # ---- the corpora ----
