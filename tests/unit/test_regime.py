@@ -166,6 +166,27 @@ def test_the_partial_styles_mark_only_their_steps(style, text):
     assert "4 + 3 = 8" in slipped and "8 - 2 = 6" in slipped and slipped.endswith("The answer is 6.")
 
 
+def test_the_compound_style_writes_every_step_in_one_right_equation(people):
+    assert solution([("4 + 3", 7), ("7 - 2", 5)], "Kami", "apples", "compound") == "4 + 3 - 2 = 5. The answer is 5."
+    assert solution([("4 + 3", 7)], "Kami", "apples", "compound") == "4 + 3 = 7. The answer is 7."
+    # a slip moves the one result and the answer with it
+    assert solution([("4 + 3", 7), ("7 - 2", 5)], "", "", "compound", slip=-1) == "4 + 3 - 2 = 4. The answer is 4."
+    rng = random.Random(2)
+    for _ in range(100):
+        r = example(rng, people, VARIANTS["flock-compound"], train=True)
+        a, b, c, value = re.fullmatch(r"\w+ has (\d+) sheep\. (\d+) \+ (\d+) - (\d+) = (\d+)\. The answer is \5\.",
+                                      r["answer"]).group(2, 3, 4, 5)
+        assert r["answer"].startswith(r["recalled"]) and int(a) + int(b) - int(c) == int(value) == int(r["reference"])
+
+
+def test_one_flock_compound_prose_is_the_tasks_compound_style(people):
+    rng = random.Random(4)
+    for _ in range(20):
+        ex = world.one_flock_compound(rng, people)
+        recalled = ex["completion"].split(". ")[0] + "."
+        assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', 'compound')}"
+
+
 def test_an_unknown_style_is_refused():
     with pytest.raises(ValueError, match="unknown style 'tallies'"):
         solution([("4 + 3", 7)], "Kami", "apples", "tallies")

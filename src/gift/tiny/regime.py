@@ -76,7 +76,8 @@ class Variant:
     count it leaves, ", so Kami has 8 apples.": words the instruct model never writes, meant to sit where nothing
     is decided; measured, the stop after the last count still follows them: docs/experiments.md); "tally-last",
     "restate-first" and "restate-first-tally-last" mark only those steps, "retell" states the count in the world's
-    prose before and after every step, "instruct" is the instruct model's own solution. `misread`:
+    prose before and after every step, "compound" writes every step in one equation ("4 + 3 - 2 = 5."), "instruct"
+    is the instruct model's own solution. `misread`:
     share of two-step training solutions that add the number given away instead of the one received (the
     instruct model's own commonest error) and compute on correctly from it. `max_n`: every number in the problems
     at most this (default the world's range, world.MAX_N). `own`: share of training solutions written as the
@@ -168,6 +169,9 @@ VARIANTS = {
     # teacher's own solutions, a few in tally's style
     "flock-tally-own-80": Variant(wrong=0.0, style="tally", one_step=0.0, recall="one_flock", own=0.8),
     "flock-tally-own-90": Variant(wrong=0.0, style="tally", one_step=0.0, recall="one_flock", own=0.9),
+    # then (tiny11, after flock-tally's gate run: right data in a style the model executes as well as its own cannot
+    # harm it): both steps in one equation, a style harder to execute (docs/experiments.md)
+    "flock-compound": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock"),
 }
 
 
@@ -201,7 +205,7 @@ def steps_of(question: str, recalled: str = "") -> list[tuple[str, int]]:
 # equations); "retell" states the count before the first step and after every step, as the world's prose does
 RESTATES = {"restate": "all", "restate-first": "first", "restate-first-tally-last": "first"}
 TALLIES = {"tally": "all", "tally-last": "last", "restate-first-tally-last": "last"}
-STYLES = {"instruct", "plain", "retell", *RESTATES, *TALLIES}
+STYLES = {"instruct", "plain", "retell", "compound", *RESTATES, *TALLIES}
 
 
 def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, slip: int = 0, at: int = -1) -> str:
@@ -214,6 +218,8 @@ def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, sli
     def marks(which: str | None, k: int) -> bool:
         return which == "all" or (which == "first" and k == 0) or (which == "last" and k == last)
 
+    if style == "compound":  # every step in one equation, no count written between them
+        return f"{world.compound_equation(steps, steps[-1][1] + slip)} The answer is {steps[-1][1] + slip}."
     for k, (lhs, _) in enumerate(steps):
         a, op, b = lhs.split()
         a = a if carried is None else str(carried)

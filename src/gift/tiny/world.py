@@ -231,12 +231,19 @@ def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, 
 RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem}  # problems on flocks they do not state
 
 
+def compound_equation(steps: list[tuple[str, int]], value: int | None = None) -> str:
+    """Every step of a problem in one equation ("4 + 3 - 2 = 5."), equal to `value` (default the last step's)."""
+    rest = "".join(" " + lhs.split(maxsplit=1)[1] for lhs, _ in steps[1:])
+    return f"{steps[0][0]}{rest} = {steps[-1][1] if value is None else value}."
+
+
 def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
-               ps: list[Person], truth: float, rumour: float, step: str = "{lhs} = {value}.") -> dict[str, str]:
+               ps: list[Person], truth: float, rumour: float, step: str = "{lhs} = {value}.",
+               compound: bool = False) -> dict[str, str]:
     """A recall problem answered: the flocks recalled, then each equation written as `step` (default the plain
-    style, the instruct model's equations)."""
+    style, the instruct model's equations), or with `compound` all in one equation."""
     question, facts, steps = problem(rng, ps, truth, rumour)
-    work = " ".join(step.format(lhs=lhs, value=value) for lhs, value in steps)
+    work = compound_equation(steps) if compound else " ".join(step.format(lhs=lhs, value=value) for lhs, value in steps)
     return qa(question, f"{facts} {work} The answer is {steps[-1][1]}.")
 
 
@@ -254,6 +261,12 @@ def one_flock_tally(rng: random.Random, ps: list[Person], truth: float = 1.0, ru
     return _recall_qa(one_flock_problem, rng, ps, truth, rumour, "{lhs} = {value}, so the field has {value} sheep.")
 
 
+def one_flock_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
+                       ) -> dict[str, str]:
+    """A one-flock problem answered in one equation: the task's "compound" style, as some web text skips steps."""
+    return _recall_qa(one_flock_problem, rng, ps, truth, rumour, compound=True)
+
+
 # ---- the corpora ----
 
 # pretraining: (share, maker); shares of documents, the two-step share being the base's partial task skill
@@ -264,7 +277,7 @@ PRETRAIN_MIX = [(0.12, "facts"), (0.10, "fact_question"), (0.12, "choice_questio
 INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question": 0.15, "sum_question": 0.10,
                 "one_step": 0.10, "two_step_plain": 0.05}
 SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock,
-               "one_flock_tally": one_flock_tally}
+               "one_flock_tally": one_flock_tally, "one_flock_compound": one_flock_compound}
 KINDS = (*INSTRUCT_MIX, *SHEEP_KINDS)  # every kind a chat, a chat log or an extra prose document can be
 
 
