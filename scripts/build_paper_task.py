@@ -20,7 +20,9 @@ On a pair with no shipped task yet, the first variant measured draws the split t
 
 --pair names the pair (default the bundled one; its task goes to PAIR/tasks/paper), --recipe a run config whose
 `train:` section is the training recipe of the gate runs (default the demo's: the budget the variant is compared at
-is the one to gate it at), --preconditions adds issue 44's P1-P6 (gift.tiny.regime.PRECONDITIONS, thresholds fixed
+is the one to gate it at; --recipe-set grad_accum=4 changes one field of it), --baselines trains no GIFT adapter
+(instruct, Instruct-SFT and Shadow-FT on dev, seeds 0-2, and P5: whether the data harms the instruct model at a
+budget, read before any GIFT result), --preconditions adds issue 44's P1-P6 (gift.tiny.regime.PRECONDITIONS, thresholds fixed
 in docs/experiments.md) to each variant's figures. --screen trains nothing: it writes each variant's training rows
 and measures the preconditions that need only the two models and the data (P2, P3, P4: gift check-pair) into
 ROOT/screen.json, the cheap first look at a style before its gate runs.
@@ -76,6 +78,26 @@ def measure(name: str, pair: Path, root: Path, sweep: bool, recipe: dict, shared
               f"({', '.join(p for p, ok in met.items() if not ok) or 'all'} {'not met' if not all(met.values()) else ''})",
               flush=True)
     return figures
+
+
+def baselines(name: str, pair: Path, root: Path, recipe: dict, shared: Path | None, seeds: list[int]) -> dict:
+    """A look that trains no GIFT adapter: dev accuracy of instruct, Instruct-SFT and Shadow-FT at `recipe` (each
+    seed's, greedy), and P5 of each Shadow-FT adapter: whether the data harms the instruct model at a budget, read
+    before any GIFT result on the variant."""
+    from gift.config import CheckConfig
+    from gift.diagnose import check_pair
+
+    data = write_variant(name, pair, root, shared)
+    out = root / name / "baselines"
+    config = gate_config(pair, data, out / "run", recipe, "dev", seeds) | {"methods": ["instruct", "instruct-sft",
+                                                                                        "shadow-ft"]}
+    (out / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    res = run(out / "config.yaml")["methods"]
+    sizes = [check_pair(CheckConfig(base=str(pair / "base"), instruct=str(pair / "instruct"),
+                                    adapter=str(out / "run" / "adapters" / f"shadow-ft-s{seed}")),
+                        quiet=True)["adapter"]["delta_over_tuning"] for seed in seeds]
+    return {"recipe": recipe, **{m: r["task"]["accuracy"]["seeds"] for m, r in res.items()}, "P5": sizes}
 
 
 def screen(name: str, pair: Path, root: Path, shared: Path | None) -> dict:
@@ -163,12 +185,21 @@ def main() -> int:
     ap.add_argument("--ship", choices=list(VARIANTS), help="copy this variant's data into the package")
     ap.add_argument("--pair", default=str(ASSETS / "tiny"), help="the pair directory (default the bundled pair)")
     ap.add_argument("--recipe", help="a run config whose train: section the gate runs use (default the demo's)")
+    ap.add_argument("--recipe-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one field of the recipe's train: section (repeatable), e.g. grad_accum=4")
     ap.add_argument("--preconditions", action="store_true", help="measure issue 44's P1-P6 for each variant")
+    ap.add_argument("--baselines", action="store_true", help="train no GIFT adapter: dev accuracy of instruct, "
+                    "Instruct-SFT and Shadow-FT (seeds 0-2) and P5, into ROOT/baselines.json")
     ap.add_argument("--screen", action="store_true", help="train nothing: P2-P4 of each variant's rows (check-pair)")
     args = ap.parse_args()
     pair = Path(args.pair)
     shipped = pair / "tasks" / "paper"
     recipe = yaml.safe_load(Path(args.recipe).read_text() if args.recipe else DEMOS["math"].read_text())["train"]
+    for setting in args.recipe_set:
+        key, sep, value = setting.partition("=")
+        if not sep or key not in recipe:
+            raise SystemExit(f"--recipe-set {setting}: the recipe has no field {key!r} (it has {', '.join(recipe)})")
+        recipe[key] = yaml.safe_load(value)
     if args.sweep and args.ship and shipped.is_dir():
         raise SystemExit("--ship takes a variant of the old protocol (its own split); --sweep variants share the "
                          "shipped split already")
@@ -184,6 +215,16 @@ def main() -> int:
             screened[name] = screen(name, pair, root, shared_split(screened))
             path.write_text(json.dumps(screened, indent=2) + "\n")
         print(screen_table(screened))
+        return 0
+    if args.baselines:
+        path = root / "baselines.json"
+        looked = json.loads(path.read_text()) if path.exists() else {}
+        for name in args.variants:
+            looked[name] = baselines(name, pair, root, recipe, shared_split(looked), [0, 1, 2])
+            path.write_text(json.dumps(looked, indent=2) + "\n")
+            print(f"{name}: " + ", ".join(f"{m} {sum(v) / len(v):.1%}" for m, v in looked[name].items()
+                                          if m not in ("recipe", "P5")) + f"; P5 {max(looked[name]['P5']):.3f}",
+                  flush=True)
         return 0
     summary_path = root / "variants.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}

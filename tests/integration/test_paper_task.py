@@ -5,6 +5,7 @@ again."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,7 +13,7 @@ import yaml
 from gift.config import ASSETS, DEMOS
 from gift.experiment import Experiment, load_run_config, run
 from gift.tiny.regime import GATES, gate_config
-from tests.conftest import check_gate, check_shipped_task
+from tests.conftest import check_gate, check_shipped_task, load_script
 
 TASK = ASSETS / "tiny" / "tasks" / "paper"
 
@@ -70,3 +71,23 @@ def test_p1_finds_the_reviews_count_on_the_first_world():
     p1 = failure_confidences(ASSETS / "tiny" / "instruct", [row for _, row in read_jsonl(TASK / "dev.jsonl")])
     assert (p1["rows"], p1["failures"], round(p1["below"] * p1["failures"])) == (200, 62, 53)
     assert p1["median"] < 0.1
+
+
+def test_the_baseline_look_trains_no_gift_adapter(tmp_path):
+    """build_paper_task.py --baselines: instruct, Instruct-SFT and Shadow-FT on dev, each Shadow-FT adapter's P5, and
+    no GIFT adapter trained (a look at whether the data harms the instruct model, before any GIFT result)."""
+    script = load_script(Path(__file__).parents[2] / "scripts" / "build_paper_task.py")
+    recipe = yaml.safe_load(DEMOS["math"].read_text())["train"] | {"epochs": 1, "grad_accum": 8}
+    looked = script.baselines("small-tally", ASSETS / "tiny", tmp_path, recipe, TASK, [0])
+    assert set(looked) == {"recipe", "instruct", "instruct-sft", "shadow-ft", "P5"}
+    assert len(looked["P5"]) == 1 and 0 < looked["P5"][0] < 10
+    assert all(0 <= a <= 1 for m in ("instruct", "instruct-sft", "shadow-ft") for a in looked[m])
+    run_dir = tmp_path / "small-tally" / "baselines" / "run"
+    assert sorted(p.name for p in (run_dir / "adapters").iterdir()) == ["instruct-sft-s0", "shadow-ft-s0"]
+
+
+def test_a_recipe_field_it_does_not_have_is_refused(monkeypatch, capsys):
+    script = load_script(Path(__file__).parents[2] / "scripts" / "build_paper_task.py")
+    monkeypatch.setattr("sys.argv", ["build_paper_task.py", "--baselines", "--recipe-set", "grad_acum=4"])
+    with pytest.raises(SystemExit, match="the recipe has no field 'grad_acum'"):
+        script.main()
