@@ -77,7 +77,7 @@ def test_the_baseline_look_trains_no_gift_adapter(tmp_path):
     """build_paper_task.py --baselines: instruct, Instruct-SFT and Shadow-FT on dev, each Shadow-FT adapter's P5, and
     no GIFT adapter trained (a look at whether the data harms the instruct model, before any GIFT result)."""
     script = load_script(Path(__file__).parents[2] / "scripts" / "build_paper_task.py")
-    recipe = yaml.safe_load(DEMOS["math"].read_text())["train"] | {"epochs": 1, "grad_accum": 8}
+    recipe = yaml.safe_load(DEMOS["math"].read_text())["train"] | {"max_steps": 2, "grad_accum": 1}
     looked = script.baselines("small-tally", ASSETS / "tiny", tmp_path, recipe, TASK, [0])
     assert set(looked) == {"recipe", "instruct", "instruct-sft", "shadow-ft", "P5"}
     assert len(looked["P5"]) == 1 and 0 < looked["P5"][0] < 10
