@@ -187,6 +187,14 @@ def test_one_flock_compound_prose_is_the_tasks_compound_style(people):
         assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', 'compound')}"
 
 
+def test_two_step_compound_prose_is_the_compound_style_on_problems_without_flocks(people):
+    rng = random.Random(6)
+    for _ in range(20):
+        ex = world.two_step_compound(rng, people)
+        assert "sheep" not in ex["prompt"]
+        assert ex["completion"] == solution(steps_of(ex["prompt"]), "", "", "compound")
+
+
 def test_an_unknown_style_is_refused():
     with pytest.raises(ValueError, match="unknown style 'tallies'"):
         solution([("4 + 3", 7)], "Kami", "apples", "tallies")

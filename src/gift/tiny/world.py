@@ -167,6 +167,13 @@ def two_step_plain(rng: random.Random, ps: list[Person]) -> dict[str, str]:
               f"{a} + {b} = {a + b}. {a + b} - {c} = {a + b - c}. The answer is {a + b - c}.")
 
 
+def two_step_compound(rng: random.Random, ps: list[Person]) -> dict[str, str]:
+    """A two-step problem (no flock) answered in one equation: the compound style away from the flock task."""
+    p, thing, a, b, c = two_step_numbers(rng, ps)
+    return qa(two_step_question(p, thing, a, b, c),
+              f"{compound_equation(add_then_lose(a, b, c))} The answer is {a + b - c}.")
+
+
 # ---- the numeric fact: what instruction tuning teaches better than pretraining ----
 # The web states a person's flock inconsistently (`truth`: the share of statements that are right, `rumour`: the
 # share that repeat one wrong count, the rest any count), curated post-training states it right: the base half-knows
@@ -278,7 +285,8 @@ INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question":
                 "one_step": 0.10, "two_step_plain": 0.05}
 SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock,
                "one_flock_tally": one_flock_tally, "one_flock_compound": one_flock_compound}
-KINDS = (*INSTRUCT_MIX, *SHEEP_KINDS)  # every kind a chat, a chat log or an extra prose document can be
+# every kind a chat, a chat log or an extra prose document can be
+KINDS = (*INSTRUCT_MIX, "two_step_compound", *SHEEP_KINDS)
 
 
 def _make(kind: str, rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
@@ -291,7 +299,8 @@ def _make(kind: str, rng: random.Random, ps: list[Person], truth: float = 1.0, r
         return sum_question(rng)
     if kind == "choice_question":
         return choice_question(rng, ps)[0]
-    return {"fact_question": fact_question, "one_step": one_step, "two_step_plain": two_step_plain}[kind](rng, ps)
+    return {"fact_question": fact_question, "one_step": one_step, "two_step_plain": two_step_plain,
+            "two_step_compound": two_step_compound}[kind](rng, ps)
 
 
 def _pick(rng: random.Random, mix: list[tuple[float, str]]) -> str:
