@@ -50,6 +50,7 @@ from gift.tiny.regime import (
     gate_figures,
     passed,
     preconditions,
+    shadow_ft_sizes,
     write_task,
 )
 
@@ -84,20 +85,15 @@ def baselines(name: str, pair: Path, root: Path, recipe: dict, shared: Path | No
     """A look that trains no GIFT adapter: dev accuracy of instruct, Instruct-SFT and Shadow-FT at `recipe` (each
     seed's, greedy), and P5 of each Shadow-FT adapter: whether the data harms the instruct model at a budget, read
     before any GIFT result on the variant."""
-    from gift.config import CheckConfig
-    from gift.diagnose import check_pair
-
     data = write_variant(name, pair, root, shared)
     out = root / name / "baselines"
     config = gate_config(pair, data, out / "run", recipe, "dev", seeds) | {"methods": ["instruct", "instruct-sft",
                                                                                         "shadow-ft"]}
-    (out / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config))
     res = run(out / "config.yaml")["methods"]
-    sizes = [check_pair(CheckConfig(base=str(pair / "base"), instruct=str(pair / "instruct"),
-                                    adapter=str(out / "run" / "adapters" / f"shadow-ft-s{seed}")),
-                        quiet=True)["adapter"]["delta_over_tuning"] for seed in seeds]
-    return {"recipe": recipe, **{m: r["task"]["accuracy"]["seeds"] for m, r in res.items()}, "P5": sizes}
+    return {"recipe": recipe, **{m: r["task"]["accuracy"]["seeds"] for m, r in res.items()},
+            "P5": shadow_ft_sizes(pair, out / "run", seeds)}
 
 
 def screen(name: str, pair: Path, root: Path, shared: Path | None) -> dict:

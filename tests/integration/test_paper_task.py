@@ -86,7 +86,7 @@ def test_the_baseline_look_trains_no_gift_adapter(tmp_path):
     assert sorted(p.name for p in (run_dir / "adapters").iterdir()) == ["instruct-sft-s0", "shadow-ft-s0"]
 
 
-def test_a_recipe_field_it_does_not_have_is_refused(monkeypatch, capsys):
+def test_a_recipe_field_it_does_not_have_is_refused(monkeypatch):
     script = load_script(Path(__file__).parents[2] / "scripts" / "build_paper_task.py")
     monkeypatch.setattr("sys.argv", ["build_paper_task.py", "--baselines", "--recipe-set", "grad_acum=4"])
     with pytest.raises(SystemExit, match="the recipe has no field 'grad_acum'"):

@@ -213,13 +213,13 @@ def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, sli
     "instruct" is the instruct model's own (world.one_step, world.two_step_plain)."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; one of {sorted(STYLES)}")
+    if style == "compound":  # every step in one equation, no count written between them
+        return f"{world.compound_equation(steps, steps[-1][1] + slip)} The answer is {steps[-1][1] + slip}."
     at, parts, carried, last = at % len(steps), [], None, len(steps) - 1
 
     def marks(which: str | None, k: int) -> bool:
         return which == "all" or (which == "first" and k == 0) or (which == "last" and k == last)
 
-    if style == "compound":  # every step in one equation, no count written between them
-        return f"{world.compound_equation(steps, steps[-1][1] + slip)} The answer is {steps[-1][1] + slip}."
     for k, (lhs, _) in enumerate(steps):
         a, op, b = lhs.split()
         a = a if carried is None else str(carried)
@@ -360,19 +360,23 @@ def data_preconditions(pre: dict[str, Any]) -> dict[str, Any]:
             "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}}
 
 
-def preconditions(pair: Path, task: Path, run_dir: Path, seeds: list[int]) -> dict[str, Any]:
-    """P1-P6 of a variant from its gate run (run_dir: its annotation, its pair check and its Shadow-FT adapters at the
-    compared budget), its dev split and its training rows; each with its verdict under PRECONDITIONS."""
+def shadow_ft_sizes(pair: Path, run_dir: Path, seeds: list[int]) -> list[float]:
+    """P5 of each seed's Shadow-FT adapter in a gift run's `run_dir`: ‖ΔW‖ / ‖W_I − W_B‖ (gift check-pair)."""
     from ..config import CheckConfig
     from ..diagnose import check_pair
 
+    return [check_pair(CheckConfig(base=str(pair / "base"), instruct=str(pair / "instruct"),
+                                   adapter=str(run_dir / "adapters" / f"shadow-ft-s{seed}")),
+                       quiet=True)["adapter"]["delta_over_tuning"] for seed in seeds]
+
+
+def preconditions(pair: Path, task: Path, run_dir: Path, seeds: list[int]) -> dict[str, Any]:
+    """P1-P6 of a variant from its gate run (run_dir: its annotation, its pair check and its Shadow-FT adapters at the
+    compared budget), its dev split and its training rows; each with its verdict under PRECONDITIONS."""
     pre = json.loads((run_dir / "check" / "check.json").read_text())["data_figures"]["preconditions"]
-    sizes = [check_pair(CheckConfig(base=str(pair / "base"), instruct=str(pair / "instruct"),
-                                    adapter=str(run_dir / "adapters" / f"shadow-ft-s{seed}")),
-                        quiet=True)["adapter"]["delta_over_tuning"] for seed in seeds]
     train = [row for _, row in read_jsonl(task / "train.jsonl")]
     figures = {"P1": failure_confidences(pair / "instruct", [row for _, row in read_jsonl(task / "dev.jsonl")]),
-               **data_preconditions(pre), "P5": sizes,
+               **data_preconditions(pre), "P5": shadow_ft_sizes(pair, run_dir, seeds),
                "P6": sum(r["slipped"] or r["misread"] for r in train) / len(train)}
     return {**figures, "met": {p: bool(holds(figures)) for p, (holds, _) in PRECONDITIONS.items()}}
 

@@ -155,6 +155,22 @@ def add_then_lose(a: int, b: int, c: int) -> list[tuple[str, int]]:
     return [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
 
 
+def equations(steps: list[tuple[str, int]], step: str = "{lhs} = {value}.") -> str:
+    """Each equation written as `step` (default the plain style, the instruct model's own)."""
+    return " ".join(step.format(lhs=lhs, value=value) for lhs, value in steps)
+
+
+def compound_equation(steps: list[tuple[str, int]], value: int | None = None) -> str:
+    """Every step of a problem in one equation ("4 + 3 - 2 = 5."), equal to `value` (default the last step's)."""
+    rest = "".join(" " + lhs.split(maxsplit=1)[1] for lhs, _ in steps[1:])
+    return f"{steps[0][0]}{rest} = {steps[-1][1] if value is None else value}."
+
+
+def worked(steps: list[tuple[str, int]], write: Callable[[list[tuple[str, int]]], str] = equations) -> str:
+    """A solution: the steps as `write` writes them, then the answer sentence."""
+    return f"{write(steps)} The answer is {steps[-1][1]}."
+
+
 def two_step_question(p: str, thing: str, a: int, b: int, c: int) -> str:
     return (f"{p} has {a} {thing}. {p} gets {b} more {thing} and then gives away {c} {thing}. "
             f"How many {thing} does {p} have now?")
@@ -163,15 +179,13 @@ def two_step_question(p: str, thing: str, a: int, b: int, c: int) -> str:
 def two_step_plain(rng: random.Random, ps: list[Person]) -> dict[str, str]:
     """A two-step problem answered in the plain style of the corpus and of the instruct model."""
     p, thing, a, b, c = two_step_numbers(rng, ps)
-    return qa(two_step_question(p, thing, a, b, c),
-              f"{a} + {b} = {a + b}. {a + b} - {c} = {a + b - c}. The answer is {a + b - c}.")
+    return qa(two_step_question(p, thing, a, b, c), worked(add_then_lose(a, b, c)))
 
 
 def two_step_compound(rng: random.Random, ps: list[Person]) -> dict[str, str]:
     """A two-step problem (no flock) answered in one equation: the compound style away from the flock task."""
     p, thing, a, b, c = two_step_numbers(rng, ps)
-    return qa(two_step_question(p, thing, a, b, c),
-              f"{compound_equation(add_then_lose(a, b, c))} The answer is {a + b - c}.")
+    return qa(two_step_question(p, thing, a, b, c), worked(add_then_lose(a, b, c), compound_equation))
 
 
 # ---- the numeric fact: what instruction tuning teaches better than pretraining ----
@@ -238,20 +252,13 @@ def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, 
 RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem}  # problems on flocks they do not state
 
 
-def compound_equation(steps: list[tuple[str, int]], value: int | None = None) -> str:
-    """Every step of a problem in one equation ("4 + 3 - 2 = 5."), equal to `value` (default the last step's)."""
-    rest = "".join(" " + lhs.split(maxsplit=1)[1] for lhs, _ in steps[1:])
-    return f"{steps[0][0]}{rest} = {steps[-1][1] if value is None else value}."
-
-
 def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
-               ps: list[Person], truth: float, rumour: float, step: str = "{lhs} = {value}.",
-               compound: bool = False) -> dict[str, str]:
-    """A recall problem answered: the flocks recalled, then each equation written as `step` (default the plain
-    style, the instruct model's equations), or with `compound` all in one equation."""
+               ps: list[Person], truth: float, rumour: float,
+               write: Callable[[list[tuple[str, int]]], str] = equations) -> dict[str, str]:
+    """A recall problem answered: the flocks recalled, then the steps as `write` writes them (default the plain
+    style, the instruct model's equations)."""
     question, facts, steps = problem(rng, ps, truth, rumour)
-    work = compound_equation(steps) if compound else " ".join(step.format(lhs=lhs, value=value) for lhs, value in steps)
-    return qa(question, f"{facts} {work} The answer is {steps[-1][1]}.")
+    return qa(question, f"{facts} {worked(steps, write)}")
 
 
 def sheep_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
@@ -265,13 +272,14 @@ def one_flock(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: 
 def one_flock_tally(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
     """A one-flock problem answered keeping a tally after each step: the task's "tally" style (regime.solution's
     words, with the field as who), as some web text writes solutions, for a base that has read that style."""
-    return _recall_qa(one_flock_problem, rng, ps, truth, rumour, "{lhs} = {value}, so the field has {value} sheep.")
+    return _recall_qa(one_flock_problem, rng, ps, truth, rumour,
+                      lambda steps: equations(steps, "{lhs} = {value}, so the field has {value} sheep."))
 
 
 def one_flock_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
                        ) -> dict[str, str]:
     """A one-flock problem answered in one equation: the task's "compound" style, as some web text skips steps."""
-    return _recall_qa(one_flock_problem, rng, ps, truth, rumour, compound=True)
+    return _recall_qa(one_flock_problem, rng, ps, truth, rumour, compound_equation)
 
 
 # ---- the corpora ----
