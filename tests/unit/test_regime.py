@@ -11,7 +11,8 @@ import pytest
 
 from gift.data import read_jsonl
 from gift.tiny import world
-from gift.tiny.regime import PRECONDITIONS, VARIANTS, example, instruct_solution, problem, solution, steps_of, write_task
+from gift.tiny.regime import (PRECONDITIONS, VARIANTS, example, instruct_solution, problem, solution, steps_of,
+                               write_task, written)
 from tests.conftest import load_script
 
 
@@ -193,6 +194,15 @@ def test_two_step_compound_prose_is_the_compound_style_on_problems_without_flock
         ex = world.two_step_compound(rng, people)
         assert "sheep" not in ex["prompt"]
         assert ex["completion"] == solution(steps_of(ex["prompt"]), "", "", "compound")
+
+
+def test_written_tells_each_style_of_work_apart_and_reads_the_answer():
+    steps = [("7 + 3", 10), ("10 - 2", 8)]
+    for style, work in (("compound", "one equation"), ("instruct", "one per step"), ("tally", "one per step"),
+                        ("plain", "one per step")):
+        assert written(f"Kami has 7 sheep. {solution(steps, 'Kami', 'sheep', style)}") == {"work": work, "answer": 8}
+    assert written("Kami has 7 sheep. The answer is -3.") == {"work": "none", "answer": -3}
+    assert written("7 + 3 = 10. 10 - 2 =") == {"work": "one per step", "answer": None}
 
 
 def test_an_unknown_style_is_refused():

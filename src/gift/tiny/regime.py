@@ -237,6 +237,20 @@ def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, sli
     return " ".join(parts) + (" So the" if style == "plain" else " The") + f" answer is {carried}."
 
 
+_EQUATION = re.compile(r"\d+(?: [+-] \d+)+ = -?\d+")
+_ANSWER = re.compile(r"answer is (-?\d+)")
+
+
+def written(answer: str) -> dict[str, Any]:
+    """How a greedy answer writes its work and what it answers: `work` "one equation" where an equation holds three
+    numbers or more (the compound style), "one per step" where every equation holds two (the instruct model's own and
+    the tally's), "none" without an equation; `answer` the number after "answer is" (None without one)."""
+    sizes = [eq.split(" = ")[0].count(" ") // 2 + 1 for eq in _EQUATION.findall(answer)]
+    found = _ANSWER.search(answer)
+    return {"work": "none" if not sizes else "one equation" if max(sizes) >= 3 else "one per step",
+            "answer": int(found.group(1)) if found else None}
+
+
 def instruct_solution(row: dict[str, Any]) -> str:
     """A problem's correct solution as the instruct model writes it (a recall problem's opens by recalling the
     flocks, `row["recalled"]`)."""
