@@ -14,12 +14,31 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from gift.data import TemplateOptions, render
 from gift.generate import generate_hf
 from gift.model import load_model, load_tokenizer
 from gift.tiny import world
 from gift.tiny.regime import steps_of, written
+
+
+def styles(pair: Path, rows: list[tuple[str, str]], batch_size: int = 64) -> dict[str, dict[str, Any]]:
+    """For the base and the instruct model of `pair`: shares of greedy answers to (question, recalled flock) `rows`
+    by how they write their work, the share right, and the first answer, each through its own chat template."""
+    truth = [steps_of(q, recalled)[-1][1] for q, recalled in rows]
+    report: dict[str, dict[str, Any]] = {}
+    for name in ("base", "instruct"):
+        tok, model = load_tokenizer(str(pair / name)), load_model(str(pair / name)).eval()
+        prompts = [render(tok, [{"role": "user", "content": q}], TemplateOptions(), add_generation_prompt=True)
+                   for q, _ in rows]
+        answers = [a[0] for a in generate_hf(model, tok, prompts, 1, 0.0, 1.0, 64, batch_size, 0, desc=name)[0]]
+        seen = [written(a) for a in answers]
+        works = Counter(s["work"] for s in seen)
+        report[name] = {**{w: works[w] / len(rows) for w in ("one equation", "one per step", "none")},
+                        "right": sum(s["answer"] == t for s, t in zip(seen, truth)) / len(rows),
+                        "example": answers[0]}
+    return report
 
 
 def main() -> int:
@@ -33,19 +52,7 @@ def main() -> int:
     people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
     rng = random.Random(args.seed)
     rows = [world.RECALL_PROBLEMS[args.recall](rng, people)[:2] for _ in range(args.rows)]
-    truth = [steps_of(q, recalled)[-1][1] for q, recalled in rows]
-    report: dict[str, dict[str, float]] = {}
-    for name in ("base", "instruct"):
-        tok, model = load_tokenizer(str(pair / "instruct")), load_model(str(pair / name)).eval()
-        prompts = [render(tok, [{"role": "user", "content": q}], TemplateOptions(), add_generation_prompt=True)
-                   for q, _ in rows]
-        answers = [a[0] for a in generate_hf(model, tok, prompts, 1, 0.0, 1.0, 64, 64, 0, desc=name)[0]]
-        seen = [written(a) for a in answers]
-        works = Counter(s["work"] for s in seen)
-        report[name] = {**{w: works[w] / len(rows) for w in ("one equation", "one per step", "none")},
-                        "right": sum(s["answer"] == t for s, t in zip(seen, truth)) / len(rows),
-                        "example": answers[0]}
-    print(json.dumps({"problems": args.recall, "rows": args.rows, **report}))
+    print(json.dumps({"problems": args.recall, "rows": args.rows, **styles(pair, rows)}))
     return 0
 
 

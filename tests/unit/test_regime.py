@@ -11,8 +11,17 @@ import pytest
 
 from gift.data import read_jsonl
 from gift.tiny import world
-from gift.tiny.regime import (PRECONDITIONS, VARIANTS, example, instruct_solution, problem, solution, steps_of,
-                               write_task, written)
+from gift.tiny.regime import (
+    PRECONDITIONS,
+    VARIANTS,
+    example,
+    instruct_solution,
+    problem,
+    solution,
+    steps_of,
+    write_task,
+    written,
+)
 from tests.conftest import load_script
 
 
