@@ -46,3 +46,20 @@ def test_gift_against_the_best_baseline_is_the_paired_difference(tmp_path):
     want = paired_difference(*[[np.asarray(s["task"]["metrics"]["accuracy"]["scores"]) for s in per_seed[m].values()]
                                for m in ("gift", "shadow-ft")])
     assert "shadow-ft (λ 0.25)" in row and rt.pct(want) in row and row.count("–") == 2  # no GIFT-BaseT, no published
+
+
+def test_gift_against_a_named_baseline_is_paired_with_that_one_whatever_dev_would_ship(tmp_path):
+    rt = load_script(SCRIPT)
+    rng = np.random.default_rng(1)
+    per_seed = {m: {str(s): {b: {"metrics": {k: {"scores": rng.integers(0, 2, 30).astype(float).tolist()}
+                                             for k in ("accuracy", "avg@16")}} for b in ("task", "retention")}
+                    for s in range(3)} for m in ("rho", "shadow-ft", "gift")}
+    res = {"per_seed": per_seed, "points": {"shadow-ft": {"scale": 1.0}, "rho": {"ratio": 0.6, "scale": 1.0},
+                                            "gift": {"gamma": 0.5, "scale": 1.0}},
+           "selection": selection({"gift": (0.9, 0.9, 1.0), "rho": (0.8, 0.9, 1.0), "shadow-ft": (0.7, 0.9, 1.0)})}
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    assert "| rho (" in rt.versus_baseline([tmp_path]).splitlines()[-1]
+    row = rt.versus_baseline([tmp_path], "shadow-ft").splitlines()[-1]
+    want = paired_difference(*[[np.asarray(s["retention"]["metrics"]["accuracy"]["scores"]) for s in per_seed[m].values()]
+                               for m in ("gift", "shadow-ft")])
+    assert "shadow-ft (λ 1)" in row and row.endswith(f"{rt.pct(want)} | – | – |")
