@@ -39,7 +39,6 @@ import yaml
 
 from gift.config import ASSETS, DEMOS
 from gift.experiment import run
-from gift.tiny import world
 from gift.tiny.regime import (
     GATES,
     MARGIN,
@@ -51,13 +50,14 @@ from gift.tiny.regime import (
     passed,
     preconditions,
     shadow_ft_sizes,
+    world_people,
     write_task,
 )
 
 
 def write_variant(name: str, pair: Path, root: Path, shared: Path | None) -> Path:
     """ROOT/<variant>/data: the variant's splits drawn on the pair's world (dev and test from `shared` if given)."""
-    people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
+    people = world_people(pair)
     data = root / name / "data"
     write_task(name, people, data, shared=shared)
     return data

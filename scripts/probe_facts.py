@@ -20,6 +20,7 @@ import torch
 from gift.data import Encoded, TemplateOptions, encode, end_of_turn_ids, pad_batch, to_example
 from gift.model import load_model, load_tokenizer
 from gift.tiny import world
+from gift.tiny.regime import world_people
 
 
 def facts(people: list[world.Person]) -> list[tuple[str, dict[str, str], str]]:
@@ -55,7 +56,7 @@ def main() -> int:
     ap.add_argument("--layout", choices=["chat", "plain"], default="chat")
     args = ap.parse_args()
     pair = Path(args.pair)
-    people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
+    people = world_people(pair)
     rows = facts(people)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in ("base", "instruct"):

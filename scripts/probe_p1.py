@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 
 from gift.tiny import world
-from gift.tiny.regime import failure_confidences, problem
+from gift.tiny.regime import failure_confidences, problem, world_people
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
                     help="problems on recalled flocks (a world with flocks)")
     args = ap.parse_args()
     pair = Path(args.pair)
-    people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
+    people = world_people(pair)
     rng = random.Random(args.seed)
     if args.recall:
         make = world.RECALL_PROBLEMS[args.recall]

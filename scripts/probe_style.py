@@ -20,7 +20,7 @@ from gift.data import TemplateOptions, render
 from gift.generate import generate_hf
 from gift.model import load_model, load_tokenizer
 from gift.tiny import world
-from gift.tiny.regime import steps_of, written
+from gift.tiny.regime import steps_of, world_people, written
 
 
 def styles(pair: Path, rows: list[tuple[str, str]], batch_size: int = 64) -> dict[str, dict[str, Any]]:
@@ -49,7 +49,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     pair = Path(args.pair)
-    people = [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
+    people = world_people(pair)
     rng = random.Random(args.seed)
     rows = [world.RECALL_PROBLEMS[args.recall](rng, people)[:2] for _ in range(args.rows)]
     print(json.dumps({"problems": args.recall, "rows": args.rows, **styles(pair, rows)}))

@@ -20,6 +20,13 @@ def selection(dev: dict[str, tuple[float, float, float]]) -> dict:
                         for m, (t, r, lam) in dev.items()}}
 
 
+def scores(rng: np.random.Generator, n: int) -> dict:
+    """n seeds' per-problem 0/1 scores of a method's test and retention runs, as results.json's per_seed holds them."""
+    return {str(s): {b: {"metrics": {m: {"scores": rng.integers(0, 2, 30).astype(float).tolist()}
+                                     for m in ("accuracy", "avg@16")}} for b in ("task", "retention")}
+            for s in range(n)}
+
+
 def test_the_best_baseline_ignores_gift_rows_and_keeps_instruct_when_nothing_beats_it():
     rt = load_script(SCRIPT)
     sel = selection({"gift": (0.9, 0.9, 0.5), "shadow-ft": (0.7, 0.89, 0.25), "filter": (0.65, 0.9, 0.25),
@@ -32,13 +39,7 @@ def test_the_best_baseline_ignores_gift_rows_and_keeps_instruct_when_nothing_bea
 def test_gift_against_the_best_baseline_is_the_paired_difference(tmp_path):
     rt = load_script(SCRIPT)
     rng = np.random.default_rng(0)
-
-    def scores(n: int) -> dict:
-        return {str(s): {b: {"metrics": {m: {"scores": rng.integers(0, 2, 30).astype(float).tolist()}
-                                         for m in ("accuracy", "avg@16")}} for b in ("task", "retention")}
-                for s in range(n)}
-
-    per_seed = {"instruct": scores(1), "shadow-ft": scores(3), "gift": scores(3)}
+    per_seed = {"instruct": scores(rng, 1), "shadow-ft": scores(rng, 3), "gift": scores(rng, 3)}
     res = {"per_seed": per_seed, "points": {"shadow-ft": {"scale": 0.25}, "gift": {"gamma": 0.5, "scale": 0.5}},
            "selection": selection({"gift": (0.9, 0.9, 0.5), "shadow-ft": (0.7, 0.9, 0.25)})}
     (tmp_path / "results.json").write_text(json.dumps(res))
@@ -51,9 +52,7 @@ def test_gift_against_the_best_baseline_is_the_paired_difference(tmp_path):
 def test_gift_against_a_named_baseline_is_paired_with_that_one_whatever_dev_would_ship(tmp_path):
     rt = load_script(SCRIPT)
     rng = np.random.default_rng(1)
-    per_seed = {m: {str(s): {b: {"metrics": {k: {"scores": rng.integers(0, 2, 30).astype(float).tolist()}
-                                             for k in ("accuracy", "avg@16")}} for b in ("task", "retention")}
-                    for s in range(3)} for m in ("rho", "shadow-ft", "gift")}
+    per_seed = {m: scores(rng, 3) for m in ("rho", "shadow-ft", "gift")}
     res = {"per_seed": per_seed, "points": {"shadow-ft": {"scale": 1.0}, "rho": {"ratio": 0.6, "scale": 1.0},
                                             "gift": {"gamma": 0.5, "scale": 1.0}},
            "selection": selection({"gift": (0.9, 0.9, 1.0), "rho": (0.8, 0.9, 1.0), "shadow-ft": (0.7, 0.9, 1.0)})}

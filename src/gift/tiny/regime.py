@@ -175,6 +175,11 @@ VARIANTS = {
 }
 
 
+def world_people(pair: Path) -> list[world.Person]:
+    """The people of a built pair's world (PAIR/world.json, as gift.tiny.build writes it)."""
+    return [world.Person(**p) for p in json.loads((pair / "world.json").read_text())]
+
+
 def problem(rng: random.Random, ps: list[world.Person], one_step: float, max_n: int | None = None
             ) -> tuple[str, list[tuple[str, int]], str, str]:
     """(question, [(equation lhs, value)], who, thing) of a one- or two-step problem; `max_n` caps every number
