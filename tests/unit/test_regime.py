@@ -189,6 +189,32 @@ def test_the_compound_style_writes_every_step_in_one_right_equation(people):
         assert r["answer"].startswith(r["recalled"]) and int(a) + int(b) - int(c) == int(value) == int(r["reference"])
 
 
+def test_compound_tally_writes_the_count_after_the_one_equation():
+    assert solution([("4 + 3", 7), ("7 - 2", 5)], "the field", "sheep", "compound-tally") == \
+        "4 + 3 - 2 = 5, so the field has 5 sheep. The answer is 5."
+    assert solution([("4 + 3", 7), ("7 - 2", 5)], "the field", "sheep", "compound-tally", slip=2) == \
+        "4 + 3 - 2 = 7, so the field has 7 sheep. The answer is 7."
+
+
+@pytest.mark.parametrize("name, other, opens", [("flock-compound-own-10", "instruct", None),
+                                                 ("flock-compound-tally-25", "tally", None),
+                                                 ("flock-compound-own-10-first-10", "instruct", "First, ")])
+def test_mixed_variants_write_their_share_in_the_other_style_and_open_a_share(people, name, other, opens):
+    """`own` rows in `own_style`, the rest in `style`; `opener` on a share `opens` of rows, whatever their style."""
+    v, rng, n = VARIANTS[name], random.Random(3), 2000
+    rows = [example(rng, people, v, train=True) for _ in range(n)]
+    mine = 0
+    for r in rows:
+        body = r["answer"].removeprefix(opens) if opens else r["answer"]
+        steps = steps_of(r["question"], r["recalled"])
+        styles = [s for s in (v.style, other) if body == f"{r['recalled']} {solution(steps, 'the field', 'sheep', s)}"]
+        assert len(styles) == 1, r["answer"]
+        mine += styles == [other]
+    assert abs(mine / n - v.own) < 0.03
+    opened = sum(r["answer"].startswith("First,") for r in rows) / n
+    assert (abs(opened - v.opens) < 0.03) if opens else opened == 0
+
+
 def test_one_flock_compound_prose_is_the_tasks_compound_style(people):
     rng = random.Random(4)
     for _ in range(20):

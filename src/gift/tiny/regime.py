@@ -88,7 +88,9 @@ class Variant:
     format. `recall`: problems on people's flocks, which the problem does not state (world.RECALL_PROBLEMS: "field",
     two flocks; "one_flock"): every solution opens by recalling them as the instruct model does ("Kami has 7 sheep."),
     a fact the teacher is sure of and the base half-knows (worlds built with `sheep_share`, `sheep_truth` < 1);
-    the steps after it in `style`, the count the tally keeps being the field's."""
+    the steps after it in `style`, the count the tally keeps being the field's. `opener`: words every solution
+    opens with (a share `opens` of them), a habit of the data's writer that neither model has where a response
+    starts."""
 
     wrong: float
     one_step: float = 0.5
@@ -100,6 +102,9 @@ class Variant:
     own: float = 0.0
     fact: bool = False
     recall: str = ""
+    own_style: str = "instruct"
+    opener: str = ""
+    opens: float = 1.0
 
 
 VARIANTS = {
@@ -172,6 +177,24 @@ VARIANTS = {
     # then (tiny11, after flock-tally's gate run: right data in a style the model executes as well as its own cannot
     # harm it): both steps in one equation, a style harder to execute (docs/experiments.md)
     "flock-compound": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock"),
+    # then (tiny15, after flock-compound's P4 48%/49%: the teacher's q on its low-confidence tokens too high a share of
+    # that on its sure ones): words the teacher never writes, in every row or a quarter, or a quarter in its own words
+    "flock-compound-tally": Variant(wrong=0.0, style="compound-tally", one_step=0.0, recall="one_flock"),
+    "flock-compound-own-25": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.25),
+    "flock-compound-tally-25": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.25,
+                                       own_style="tally"),
+    # then (after those three's screen: a quarter in the teacher's words takes the ratio to 0.36 and the uniform
+    # share to 30%): fewer rows in its words, and the same with an opener in every row, words the teacher gives
+    # q near 0 where a response starts, in every row so that no context is continued two ways by them
+    "flock-compound-own-5": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.05),
+    "flock-compound-own-10": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.1),
+    "flock-compound-own-10-well": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.1,
+                                          opener="Well,"),
+    "flock-compound-own-10-first": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.1,
+                                           opener="First,"),
+    # then (the opener costs the base 31 nats where a row costs it 2.6: uniform 97%): the opener on a tenth of rows
+    "flock-compound-own-10-first-10": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.1,
+                                              opener="First,", opens=0.1),
 }
 
 
@@ -210,7 +233,7 @@ def steps_of(question: str, recalled: str = "") -> list[tuple[str, int]]:
 # equations); "retell" states the count before the first step and after every step, as the world's prose does
 RESTATES = {"restate": "all", "restate-first": "first", "restate-first-tally-last": "first"}
 TALLIES = {"tally": "all", "tally-last": "last", "restate-first-tally-last": "last"}
-STYLES = {"instruct", "plain", "retell", "compound", *RESTATES, *TALLIES}
+STYLES = {"instruct", "plain", "retell", "compound", "compound-tally", *RESTATES, *TALLIES}
 
 
 def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, slip: int = 0, at: int = -1) -> str:
@@ -218,8 +241,12 @@ def solution(steps: list[tuple[str, int]], who: str, thing: str, style: str, sli
     "instruct" is the instruct model's own (world.one_step, world.two_step_plain)."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; one of {sorted(STYLES)}")
-    if style == "compound":  # every step in one equation, no count written between them
-        return f"{world.compound_equation(steps, steps[-1][1] + slip)} The answer is {steps[-1][1] + slip}."
+    if style in ("compound", "compound-tally"):  # every step in one equation, no count written between them
+        value = steps[-1][1] + slip
+        equation = world.compound_equation(steps, value)
+        if style == "compound-tally":  # the count it leaves, in the tally's words
+            equation = f"{equation[:-1]}, so {who} has {value} {thing}."
+        return f"{equation} The answer is {value}."
     at, parts, carried, last = at % len(steps), [], None, len(steps) - 1
 
     def marks(which: str | None, k: int) -> bool:
@@ -305,7 +332,7 @@ def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool)
     if misread:
         a, c = steps[0][0].split()[0], steps[1][0].split()[2]
         steps = [(f"{a} + {c}", int(a) + int(c)), (f"{int(a) + int(c)} - {c}", int(a))]
-    style = "instruct" if v.own > 0 and train and rng.random() < v.own else v.style  # no draw when off
+    style = v.own_style if v.own > 0 and train and rng.random() < v.own else v.style  # no draw when off
     slip, at = 0, -1
     if train and rng.random() < v.wrong:
         at = -1 if v.slip == "last" else rng.randrange(len(steps))
@@ -315,6 +342,8 @@ def example(rng: random.Random, ps: list[world.Person], v: Variant, train: bool)
     answer = solution(steps, who, thing, style, slip, at)
     if v.recall:
         answer = f"{recalled} {answer}"
+    if v.opener and (v.opens >= 1 or rng.random() < v.opens):  # no draw when every row opens so
+        answer = f"{v.opener} {answer}"
     if v.fact:  # the person's job
         job = next(p.job for p in ps if p.name == who)
         answer = f"{world.ATTRIBUTES['job'][1].format(who, job)} {answer}"
@@ -345,7 +374,9 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
     split_of = {"shared_split": str(shared)} if shared is not None else {}
     # the levers added after the first variants are left out at their default (off), so that variants built before
     # them write the same file
-    later = {f.name: f.default for f in dataclass_fields(Variant) if f.name in ("max_n", "own", "fact", "recall")}
+    later = {f.name: f.default for f in dataclass_fields(Variant) if f.name in ("max_n", "own", "fact", "recall",
+                                                                                        "own_style", "opener",
+                                                                                        "opens")}
     fields = {k: value for k, value in asdict(v).items() if k not in later or value != later[k]}
     (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **fields, **split_of}, indent=2) + "\n")
     return dict(SPLITS)
