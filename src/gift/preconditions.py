@@ -7,7 +7,8 @@ on a GIFT result (gift check-pair reports them; docs/experiments.md states the t
   (q ≥ 0.9) and the base is not (p_base < 0.1): what instruction tuning already taught, learnt again.
 - P3 branch inversion: contexts the data continues in several ways, where GIFT's weights reverse the data's majority
   (the data's 1,598 stop : 402 continue turned 0.2 : 394.6 made this project's merged models run on).
-- P4 low-confidence shares of the step-0 loss, uniform (Shadow-FT) and GIFT (the paper: 79.7% and 29.6%).
+- P4 low-confidence shares of the step-0 loss, uniform (Shadow-FT) and GIFT (the paper: 79.7% and 29.6%), and the
+  tokens that carry them.
 - P5 ‖ΔW‖ / ‖W_I − W_B‖ of a plain adapter: a real LoRA adapter is small against instruction tuning.
 
 Pure arithmetic on per-token arrays and weight tensors; diagnose.py reads the models and the data.
@@ -62,6 +63,28 @@ def loss_shares(q: Tensor, p_base: Tensor, is_eot: Tensor, gamma: float = 1.0) -
     ones = torch.ones_like(w)
     return {"uniform_low": share(ones, low), "gift_low": share(w, low), "uniform_relearn": share(ones, relearn),
             "gift_relearn": share(w, relearn), "relearn_tokens": float(relearn.double().mean())}
+
+
+def low_q_carriers(ids: Tensor, q: Tensor, p_base: Tensor, is_eot: Tensor, top: int = 5) -> dict[str, Any]:
+    """Where P4's low-confidence loss sits: the `top` tokens (by id) carrying most of GIFT's step-0 loss on q < 0.5
+    tokens, each with its share of the uniform and of GIFT's loss and the teacher's CE-weighted mean q there; and
+    `odds_ratio`, the exact link between P4's two shares (GIFT's odds = the uniform odds × this ratio: GIFT's mean
+    weight on the low side over that on the sure side, each CE-weighted), which data can only lower by putting loss
+    on tokens the teacher all but never writes (the paper's 79.7% / 29.6% is a ratio of 0.11)."""
+    ce = -p_base.clamp_min(1e-30).double().log()
+    w = gift_weights(q, is_eot, WeightParams(1.0, 1e-4, 0.6)).double()
+    low = q < UNLIKELY
+    ce_low, wce_low = ce[low].sum(), (w * ce)[low].sum()
+    ce_sure, wce_sure = ce[~low].sum(), (w * ce)[~low].sum()
+    ratio = float((wce_low / ce_low) / (wce_sure / ce_sure)) if min(ce_low, ce_sure, wce_sure) > 0 else None
+    uniform_total, gift_total = ce.sum(), (w * ce).sum()
+    by_id_ce = torch.zeros(int(ids.max()) + 1 if len(ids) else 0, dtype=torch.float64).index_add_(0, ids[low], ce[low])
+    by_id_wce = torch.zeros_like(by_id_ce).index_add_(0, ids[low], (w * ce)[low])
+    by_id_qce = torch.zeros_like(by_id_ce).index_add_(0, ids[low], (q.double() * ce)[low])
+    order = by_id_wce.argsort(descending=True)[:top]
+    carriers = [{"token": int(t), "uniform": float(by_id_ce[t] / uniform_total), "gift": float(by_id_wce[t] / gift_total),
+                 "mean_q": float(by_id_qce[t] / by_id_ce[t])} for t in order if by_id_wce[t] > 0]
+    return {"odds_ratio": ratio, "carriers": carriers}
 
 
 def is_runaway(inversion: dict[str, Any]) -> bool:

@@ -219,6 +219,13 @@ def test_preconditions_on_the_paper_task_and_an_adapter_against_a_hand_computati
     warned = " ".join(f["message"] for f in levels(result, "WARNING"))
     assert "re-learns" in warned and "reverse the data's choice" in warned
     assert f"context(s), {pre['runaway_contexts']} of them runaways" in warned
+    # where P4's loss sits: the carriers' shares within P4's, and GIFT's odds the uniform odds × the reported ratio
+    odds = pre["gift_low"] / (1 - pre["gift_low"])
+    assert odds == pytest.approx(pre["uniform_low"] / (1 - pre["uniform_low"]) * pre["low_q_odds_ratio"])
+    carriers = pre["low_q_carriers"]
+    assert carriers and sum(c["gift"] for c in carriers) <= pre["gift_low"] + 1e-9
+    assert all(c["mean_q"] < 0.5 for c in carriers)
+    assert f"sits most on {carriers[0]['text']!r}" in " ".join(f["message"] for f in levels(result, "INFO"))
 
     lora = load_file(adapter / "adapter_model.safetensors")
     base, instruct = load_file(TINY / "base" / "model.safetensors"), load_file(TINY / "instruct" / "model.safetensors")

@@ -6,7 +6,14 @@ import math
 import pytest
 import torch
 
-from gift.preconditions import branch_inversions, failure_confidence, first_divergence, is_runaway, loss_shares
+from gift.preconditions import (
+    branch_inversions,
+    failure_confidence,
+    first_divergence,
+    is_runaway,
+    loss_shares,
+    low_q_carriers,
+)
 
 
 def test_loss_shares_by_hand():
@@ -78,3 +85,22 @@ def test_p1_takes_q_where_greedy_first_leaves_the_solution():
     got = failure_confidence([None, 0.3, 0.05, None, 0.02, 0.5])
     assert got == {"rows": 6, "failures": 4, "median": pytest.approx((0.05 + 0.3) / 2), "below": 0.5}
     assert failure_confidence([None, None]) == {"rows": 2, "failures": 0, "median": None, "below": None}
+
+
+def test_low_q_carriers_by_hand_and_the_odds_identity():
+    ids = torch.tensor([7, 8, 7, 9, 5])
+    q = torch.tensor([0.2, 0.01, 0.4, 0.9, 0.3])
+    p_base = torch.tensor([0.5, 0.1, 0.25, 0.2, 0.9])
+    eot = torch.tensor([False, False, False, False, True])  # a low-q end of turn keeps weight 1
+    ce = [-math.log(p) for p in p_base.tolist()]
+    w = [0.2, 0.01, 0.4, 0.9, 1.0]
+    got = low_q_carriers(ids, q, p_base, eot, top=2)
+    uniform, gift = sum(ce), sum(a * b for a, b in zip(w, ce))
+    assert [c["token"] for c in got["carriers"]] == [7, 5]  # 0.2·0.69 + 0.4·1.39 = 0.69 > 1·0.105 > 0.01·2.3
+    seven = got["carriers"][0]
+    assert seven["uniform"] == pytest.approx((ce[0] + ce[2]) / uniform)
+    assert seven["gift"] == pytest.approx((0.2 * ce[0] + 0.4 * ce[2]) / gift)
+    assert seven["mean_q"] == pytest.approx((0.2 * ce[0] + 0.4 * ce[2]) / (ce[0] + ce[2]))
+    shares = loss_shares(q, p_base, eot)
+    odds = lambda s: s / (1 - s)  # noqa: E731
+    assert odds(shares["gift_low"]) == pytest.approx(odds(shares["uniform_low"]) * got["odds_ratio"])
