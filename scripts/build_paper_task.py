@@ -39,12 +39,12 @@ import yaml
 
 from gift.config import ASSETS, DEMOS
 from gift.experiment import run
+from gift.preconditions import from_check
 from gift.tiny.regime import (
     GATES,
     MARGIN,
     PRECONDITIONS,
     VARIANTS,
-    data_preconditions,
     gate_config,
     gate_figures,
     passed,
@@ -104,7 +104,7 @@ def screen(name: str, pair: Path, root: Path, shared: Path | None) -> dict:
     data = write_variant(name, pair, root, shared)
     pre = check_pair(CheckConfig(base=str(pair / "base"), instruct=str(pair / "instruct"),
                                  data=str(data / "train.jsonl"), max_length=256), quiet=True)
-    return data_preconditions(pre["data_figures"]["preconditions"])
+    return from_check(pre["data_figures"]["preconditions"])
 
 
 def screen_table(screened: dict) -> str:

@@ -64,6 +64,7 @@ from .merge import merge
 from .metrics import paired_difference, seed_problem_ci
 from .model import content_sha256, load_config, load_tokenizer, model_shape, shape_mismatch, weight_files
 from .plan import PRESETS, Cost, Workload, cost, describe, human_bytes, lora_parameters, parameters
+from .preconditions import BOUNDS, from_check
 from .report import composite, headline, write_report
 from .selection import Point, choose, recommend
 from .serve import Candidate, HFServer, Served, VLLMServer, release_gpu, server, unservable
@@ -252,6 +253,23 @@ class Experiment:
                 check_pair(CheckConfig(base=self.cfg.base, instruct=self.cfg.instruct, out=str(path),
                                        data=str(self.annotation("instruct")) if teacher else None), quiet=True)
         return json.loads((path / "check.json").read_text())
+
+    def preconditions(self, pair_check: dict[str, Any]) -> dict[str, Any]:
+        """Issue 44's P2-P5 (gift.preconditions.BOUNDS) where this run holds their inputs: P2-P4 from the pair check's
+        data figures (with a teacher annotation), P5 from the first seed's Shadow-FT adapter (one more streamed pass
+        over the pair's weights, cached in OUT/check-shadow-ft); each with its verdict."""
+        pre = pair_check.get("data_figures", {}).get("preconditions")
+        figures: dict[str, Any] = from_check(pre) if pre else {}
+        adapter = self.adapter_path("shadow-ft", self.cfg.seeds[0])
+        if "shadow-ft" in self.cfg.methods and done(adapter):
+            path = self.out / "check-shadow-ft"
+            with claim(path, self.locks):
+                if not done(path):
+                    check_pair(CheckConfig(base=self.cfg.base, instruct=self.cfg.instruct, adapter=str(adapter),
+                                           out=str(path)), quiet=True)
+            figures["P5"] = [json.loads((path / "check.json").read_text())["adapter"]["delta_over_tuning"]]
+        measured = [p for p in BOUNDS if p in figures]
+        return {**figures, "met": {p: bool(BOUNDS[p][0](figures)) for p in measured}} if measured else {}
 
     def annotation(self, teacher: str) -> Path:
         path = self.out / "annotations" / teacher
@@ -450,7 +468,8 @@ class Experiment:
         recommended = selection["recommendation"]["method"] if selection else None
         shipped = self.ship(selection["recommendation"], selection["seeds"][0]) if selection else None
         self.close_server()
-        summary = {"check": pair_check["findings"], "methods": aggregate(per_seed), "points": points,
+        summary = {"check": pair_check["findings"], "preconditions": self.preconditions(pair_check),
+                   "methods": aggregate(per_seed), "points": points,
                    "shipped": shipped,
                    "paired": paired(per_seed, recommended), "selection": selection,
                    "recommendation": selection["recommendation"] if selection else None,

@@ -32,6 +32,27 @@ MIN_DECISIONS = 20  # a context seen fewer times decides nothing
 RUNAWAY_MAJORITY, RUNAWAY_WEIGHT = 0.4, 0.05
 
 
+# the bounds docs/experiments.md fixed before any GIFT result on a new world (issue 44), on figures as `from_check`
+# gives them (P5 one figure per Shadow-FT seed); P1 and P6 need the task's own solutions (gift.tiny.regime)
+BOUNDS = {
+    "P2": (lambda f: f["P2"] <= 0.5, "GIFT's step-0 loss on tokens instruct is sure of and base is not ≤ 50%"),
+    # P3 as first written counted every reversal; the number near-ties (8% against 8%) it caught on tiny2 made it
+    # the sharper form docs/experiments.md fixed before any later candidate was measured: none that all but erases
+    # a clear majority (is_runaway); "P3" stays reported beside it
+    "P3": (lambda f: f["P3_runaway"] == 0,
+           "no frequent context where GIFT's weights all but erase a clear majority (≥ 40% of it, < 5% of the weight)"),
+    "P4": (lambda f: 0.65 <= f["P4"]["uniform"] <= 0.90 and 0.15 <= f["P4"]["gift"] <= 0.45,
+           "step-0 loss on q < 0.5 tokens: uniform 65-90%, GIFT 15-45%"),
+    "P5": (lambda f: sum(f["P5"]) / len(f["P5"]) <= 0.3, "‖ΔW_Shadow-FT‖ / ‖W_I − W_B‖ ≤ 0.3 (mean over seeds)"),
+}
+
+
+def from_check(pre: dict[str, Any]) -> dict[str, Any]:
+    """P2, P3 (every reversal and the runaways) and P4 as BOUNDS reads them, from check-pair's precondition figures."""
+    return {"P2": pre["gift_relearn"], "P3": pre["inverted_contexts"], "P3_runaway": pre["runaway_contexts"],
+            "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}}
+
+
 def first_divergence(q: Tensor, agrees: Tensor) -> float | None:
     """P1 for one solution, teacher-forced: q of the correct token at the first labelled position where the teacher's
     argmax is another token (where greedy decoding leaves the solution); None where greedy follows it to the end.

@@ -75,6 +75,20 @@ def interval(d: dict[str, float]) -> str:
     return f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
 
 
+def preconditions_line(pre: dict[str, Any]) -> str:
+    """Issue 44's preconditions this run measured, each against its bound (gift.preconditions.BOUNDS): whether the
+    pair and data are like the paper's in what decides if GIFT can add anything, read before any result."""
+    text = {"P2": lambda: f"P2 re-learning {pre['P2']:.1%} of GIFT's step-0 loss (≤ 50%)",
+            "P3": lambda: f"P3 {pre['P3_runaway']} runaway(s) of {pre['P3']} reversal(s) (none)",
+            "P4": lambda: f"P4 low-q loss {pre['P4']['uniform']:.1%} uniform / {pre['P4']['gift']:.1%} GIFT "
+                          f"(65-90% / 15-45%; paper 79.7% / 29.6%)",
+            "P5": lambda: f"P5 Shadow-FT ‖ΔW‖/‖W_I − W_B‖ {sum(pre['P5']) / len(pre['P5']):.3f} (≤ 0.3)"}
+    met = pre["met"]
+    cells = [f"{text[p]()} {'✓' if ok else '✗'}" for p, ok in met.items()]
+    return (f"Preconditions ({sum(met.values())} of {len(met)} met; docs/experiments.md; a world that misses one says "
+            f"nothing about the paper's claim): " + "; ".join(cells))
+
+
 def verdict(summary: dict[str, Any]) -> str:
     """A few lines for the screen: per method, its (dev-chosen) point and its test change against instruct with the
     paired 95% interval, then the model to ship."""
@@ -84,6 +98,8 @@ def verdict(summary: dict[str, Any]) -> str:
     warned = [f for f in summary.get("check", []) if f["level"] == "WARNING"]
     lines = [f"Pair check: {len(warned)} warning(s) (report.md opens with them): "
              + "; ".join(f"{f['topic']}: {f['message'].split(':')[0]}" for f in warned)] if warned else []
+    if summary.get("preconditions"):
+        lines.append(preconditions_line(summary["preconditions"]))
     task = [b for b in roles if roles[b] == "task" and b in methods["instruct"]]
     kept = [b for b in roles if roles[b] == "retention" and b in methods["instruct"]]
     if not task:
@@ -232,10 +248,11 @@ def write_report(out: Path, cfg: Any, summary: dict[str, Any], per_seed: dict[st
     found = sorted(summary.get("check", []), key=lambda f: f["level"] != "WARNING")
     check = ["## Pair check (gift check-pair; check/check.md has every figure)", "", "| level | topic | finding |",
              "|---|---|---|", *(f"| {f['level']} | {f['topic']} | {f['message']} |" for f in found), ""] if found else []
-    lines = ["# Experiment report", "", *check, f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, "
-             f"seeds {cfg.seeds}. Values are means over seeds with 95% t intervals for the crossed seed × problem "
-             f"design (with one seed: over problems).", "", verdict_table(methods, roles), "",
-             results_table(methods, roles), ""]
+    pre = [preconditions_line(summary["preconditions"]), ""] if summary.get("preconditions") else []
+    lines = ["# Experiment report", "", *check, *pre,
+             f"Base `{cfg.base}`, instruct `{cfg.instruct}`, data `{cfg.train_data}`, seeds {cfg.seeds}. Values are "
+             f"means over seeds with 95% t intervals for the crossed seed × problem design (with one seed: over "
+             f"problems).", "", verdict_table(methods, roles), "", results_table(methods, roles), ""]
     if summary.get("selection"):
         lines += ["## Selection on dev (the same budget for every transfer method; test never read)", "",
                   selection_table(summary["selection"]), ""]

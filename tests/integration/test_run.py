@@ -13,6 +13,8 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gift.cli import main
+from gift.config import CheckConfig
+from gift.diagnose import check_pair
 from gift.experiment import Experiment, load_run_config
 from gift.model import load_config, model_shape
 from gift.plan import lora_parameters
@@ -255,7 +257,16 @@ def test_gift_run_end_to_end_and_resumes_from_cache(mini_pair, tmp_path, capsys)
     for fig in ("accuracy.png", "scaling.png", "confidence_hist.png", "signal.png", "frontier.png"):
         assert (run_dir / fig).stat().st_size > 1000 and report.count(f"]({fig})") == 1  # each figure shown once
     assert report.index("## Pair check") < report.index("| method |")  # the check opens the report
-    assert json.loads((run_dir / "check" / "check.json").read_text())["data_figures"]["rows"] > 0
+    checked = json.loads((run_dir / "check" / "check.json").read_text())["data_figures"]
+    assert checked["rows"] > 0
+    # issue 44's preconditions open the verdict: P2-P4 from the pair check, P5 from seed 0's Shadow-FT adapter
+    pre = results["preconditions"]
+    assert pre["P2"] == checked["preconditions"]["gift_relearn"] and set(pre["met"]) == {"P2", "P3", "P4", "P5"}
+    alone = check_pair(CheckConfig(base=str(out / "base"), instruct=str(out / "instruct"),
+                                   adapter=str(run_dir / "adapters" / "shadow-ft-s0")), quiet=True)
+    assert pre["P5"] == [alone["adapter"]["delta_over_tuning"]]
+    line = next(x for x in printed.splitlines() if x.startswith("Preconditions ("))
+    assert printed.index(line) < printed.index("change against the untouched instruct model") and line in report
     # candidates are served: the run writes the shipped model alone (none when it keeps the instruct model)
     merged = sorted(p.name for p in (run_dir / "models").glob("*")) if (run_dir / "models").is_dir() else []
     shipped = results["shipped"]

@@ -78,3 +78,17 @@ def test_select_needs_both_dev_roles_and_instruct():
         RunConfig(base="b", instruct="i", train_data="d", benchmarks=[{**task, "role": "test"}])
     cfg = RunConfig(base="b", instruct="i", train_data="d", benchmarks=[task, dev, kept], select={"scales": [0.5]})
     assert cfg.selection().scales == [0.0, 0.5]  # λ 0, the instruct model, is always a candidate
+
+
+def test_the_verdict_opens_with_the_preconditions_measured_each_against_its_bound():
+    pre = {"P2": 0.0, "P3": 7, "P3_runaway": 0, "P4": {"uniform": 0.66, "gift": 0.49}, "P5": [0.1]}
+    met = {"P2": True, "P3": True, "P4": False, "P5": True}
+    lines = verdict({**summary("shadow-ft"), "preconditions": {**pre, "met": met}}).splitlines()
+    assert lines[0] == ("Preconditions (3 of 4 met; docs/experiments.md; a world that misses one says nothing about "
+                        "the paper's claim): P2 re-learning 0.0% of GIFT's step-0 loss (≤ 50%) ✓; P3 0 runaway(s) "
+                        "of 7 reversal(s) (none) ✓; P4 low-q loss 66.0% uniform / 49.0% GIFT (65-90% / 15-45%; paper "
+                        "79.7% / 29.6%) ✗; P5 Shadow-FT ‖ΔW‖/‖W_I − W_B‖ 0.100 (≤ 0.3) ✓")
+    # only what was measured: a run without Shadow-FT has no P5
+    only = verdict({**summary("shadow-ft"), "preconditions": {**pre, "met": {"P2": True}}}).splitlines()[0]
+    assert only.startswith("Preconditions (1 of 1 met;") and "P5" not in only
+    assert not verdict(summary("shadow-ft")).startswith("Preconditions")

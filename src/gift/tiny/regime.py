@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import read_jsonl
+from ..preconditions import BOUNDS, from_check
 from . import world
 
 SPLITS = {"train": 2000, "dev": 200, "test": 300}
@@ -53,15 +54,7 @@ GATES = {
 PRECONDITIONS = {
     "P1": (lambda f: f["P1"]["failures"] == 0 or (f["P1"]["median"] >= 0.1 and f["P1"]["below"] < 0.5),
            "where instruct fails on dev, q of the correct token: median ≥ 0.1, under half below 0.1"),
-    "P2": (lambda f: f["P2"] <= 0.5, "GIFT's step-0 loss on tokens instruct is sure of and base is not ≤ 50%"),
-    # P3 as first written counted every reversal; the number near-ties (8% against 8%) it caught on tiny2 made it
-    # the sharper form docs/experiments.md fixed before any later candidate was measured: none that all but erases
-    # a clear majority (gift.preconditions.is_runaway); "P3" stays reported beside it
-    "P3": (lambda f: f["P3_runaway"] == 0,
-           "no frequent context where GIFT's weights all but erase a clear majority (≥ 40% of it, < 5% of the weight)"),
-    "P4": (lambda f: 0.65 <= f["P4"]["uniform"] <= 0.90 and 0.15 <= f["P4"]["gift"] <= 0.45,
-           "step-0 loss on q < 0.5 tokens: uniform 65-90%, GIFT 15-45%"),
-    "P5": (lambda f: sum(f["P5"]) / len(f["P5"]) <= 0.3, "‖ΔW_Shadow-FT‖ / ‖W_I − W_B‖ ≤ 0.3 (mean over seeds)"),
+    **BOUNDS,
     "P6": (lambda f: f["P6"] <= 0.10, "wrong training rows ≤ 10%"),
 }
 
@@ -404,12 +397,6 @@ def gate_figures(summary: dict[str, Any], margin: float = 0.0) -> dict[str, Any]
     return {**g, "per_seed": per_seed, "margin": margin, "passed": passed(g, margin)}
 
 
-def data_preconditions(pre: dict[str, Any]) -> dict[str, Any]:
-    """P2, P3 (every reversal and the runaways) and P4 as PRECONDITIONS reads them, from check-pair's figures."""
-    return {"P2": pre["gift_relearn"], "P3": pre["inverted_contexts"], "P3_runaway": pre["runaway_contexts"],
-            "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}}
-
-
 def shadow_ft_sizes(pair: Path, run_dir: Path, seeds: list[int]) -> list[float]:
     """P5 of each seed's Shadow-FT adapter in a gift run's `run_dir`: ‖ΔW‖ / ‖W_I − W_B‖ (gift check-pair)."""
     from ..config import CheckConfig
@@ -426,7 +413,7 @@ def preconditions(pair: Path, task: Path, run_dir: Path, seeds: list[int]) -> di
     pre = json.loads((run_dir / "check" / "check.json").read_text())["data_figures"]["preconditions"]
     train = [row for _, row in read_jsonl(task / "train.jsonl")]
     figures = {"P1": failure_confidences(pair / "instruct", [row for _, row in read_jsonl(task / "dev.jsonl")]),
-               **data_preconditions(pre), "P5": shadow_ft_sizes(pair, run_dir, seeds),
+               **from_check(pre), "P5": shadow_ft_sizes(pair, run_dir, seeds),
                "P6": sum(r["slipped"] or r["misread"] for r in train) / len(train)}
     return {**figures, "met": {p: bool(holds(figures)) for p, (holds, _) in PRECONDITIONS.items()}}
 
