@@ -351,7 +351,7 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
         findings.append(Finding("INFO", "preconditions", "GIFT's q < 0.5 loss sits most on " + ", ".join(
             f"{c['text']!r} {c['gift']:.1%} (uniform {c['uniform']:.1%}, mean q {c['mean_q']:.2f})" for c in carriers)
             + f"; its odds are the uniform odds × {sits['odds_ratio']:.2f} (the paper's 79.7% / 29.6%: × 0.11), a "
-              f"ratio that only loss on tokens the teacher all but never writes lowers"))
+              f"ratio that falls only where the base's loss sits on tokens the teacher gives q nearer 0 or 1"))
     if shares["gift_relearn"] > 0.5:
         findings.append(Finding("WARNING", "preconditions", f"{shares['gift_relearn']:.0%} of GIFT's first-step loss "
                                 f"re-learns tokens the instruct model is sure of and the base is not (chat markers the "

@@ -90,8 +90,8 @@ def low_q_carriers(ids: Tensor, q: Tensor, p_base: Tensor, is_eot: Tensor, top: 
     """Where P4's low-confidence loss sits: the `top` tokens (by id) carrying most of GIFT's step-0 loss on q < 0.5
     tokens, each with its share of the uniform and of GIFT's loss and the teacher's CE-weighted mean q there; and
     `odds_ratio`, the exact link between P4's two shares (GIFT's odds = the uniform odds × this ratio: GIFT's mean
-    weight on the low side over that on the sure side, each CE-weighted), which data can only lower by putting loss
-    on tokens the teacher all but never writes (the paper's 79.7% / 29.6% is a ratio of 0.11)."""
+    weight on the low side over that on the sure side, each CE-weighted), which falls only where the base's loss
+    moves to tokens the teacher gives q nearer 0 or nearer 1 (the paper's 79.7% / 29.6% is a ratio of 0.11)."""
     ce = -p_base.clamp_min(1e-30).double().log()
     w = gift_weights(q, is_eot, WeightParams(1.0, 1e-4, 0.6)).double()
     low = q < UNLIKELY

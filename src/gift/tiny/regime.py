@@ -170,8 +170,9 @@ VARIANTS = {
     # then (tiny11, after flock-tally's gate run: right data in a style the model executes as well as its own cannot
     # harm it): both steps in one equation, a style harder to execute (docs/experiments.md)
     "flock-compound": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock"),
-    # then (tiny15, after flock-compound's P4 48%/49%: the teacher's q on its low-confidence tokens too high a share of
-    # that on its sure ones): words the teacher never writes, in every row or a quarter, or a quarter in its own words
+    # then (tiny15, after flock-compound's P4 66.0% / 49.0%: the teacher's q on its low-confidence tokens too high
+    # against that on its sure ones): words the teacher never writes, in every row or a quarter, or a quarter in its
+    # own words
     "flock-compound-tally": Variant(wrong=0.0, style="compound-tally", one_step=0.0, recall="one_flock"),
     "flock-compound-own-25": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.25),
     "flock-compound-tally-25": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.25,
