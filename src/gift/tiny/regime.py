@@ -189,6 +189,13 @@ VARIANTS = {
     # then (the opener costs the base 31 nats where a row costs it 2.6: uniform 97%): the opener on a tenth of rows
     "flock-compound-own-10-first-10": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock", own=0.1,
                                               opener="First,", opens=0.1),
+    # then (tiny15-i3, a teacher sure of the flocks: the uniform share 46%): the opener alone on a share of the rows
+    **{f"flock-compound-first-{k}": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock",
+                                            opener="First,", opens=k / 100) for k in (10, 20, 30)},
+    # then (tiny15-i3 solves 89.5% of flock problems): the sheep that come drawn to 20, the arithmetic the difficulty
+    "wide-compound": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock_wide"),
+    "wide-compound-first-10": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock_wide",
+                                      opener="First,", opens=0.1),
 }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 SYLLABLES = ["ka", "lo", "mi", "ru", "te", "zo", "ba", "ni", "vo", "shi", "del", "mar", "tor", "pen", "qui", "sa"]
@@ -236,20 +237,23 @@ def field_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumo
     return field_question(p.name, q.name, c), facts, add_then_lose(a, b, c)
 
 
-def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
-                      ) -> tuple[str, str, list[tuple[str, int]]]:
+def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0,
+                      most: int = SHEEP_MAX) -> tuple[str, str, list[tuple[str, int]]]:
     """(question, the flock as stated, [(equation lhs, value)]) of a one-flock problem: a two-step problem whose
-    first number is a flock to recall. The name opens the question, where the world's other problems put it (the
-    field problem's second name, mid-question, is one neither model of tiny8 learnt to copy)."""
+    first number is a flock to recall, then 1-`most` sheep come. The name opens the question, where the world's other
+    problems put it (the field problem's second name, mid-question, is one neither model of tiny8 learnt to copy)."""
     p = rng.choice(ps)
-    a, b = flock(rng, p, truth, rumour), rng.randint(1, SHEEP_MAX)
+    a, b = flock(rng, p, truth, rumour), rng.randint(1, most)
     c = rng.randint(1, a + b)
     question = (f"{p.name} takes the flock to a field. Then {b} more sheep come and {c} sheep run away. "
                 "How many sheep are in the field now?")
     return question, flock_sentence(p.name, a), add_then_lose(a, b, c)
 
 
-RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem}  # problems on flocks they do not state
+# problems on flocks they do not state; "one_flock_wide" draws the sheep that come over the world's range, a task
+# only (no document draws it)
+RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem,
+                   "one_flock_wide": partial(one_flock_problem, most=MAX_N)}
 
 
 def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
