@@ -215,6 +215,21 @@ def test_mixed_variants_write_their_share_in_the_other_style_and_open_a_share(pe
     assert (abs(opened - v.opens) < 0.03) if opens else opened == 0
 
 
+def test_wide_problems_draw_the_sheep_that_come_over_the_worlds_range_and_stay_right(people):
+    rng, seen = random.Random(5), set()
+    for _ in range(400):
+        r = example(rng, people, VARIANTS["wide-compound"], train=True)
+        flock, b, c, value = map(int, re.fullmatch(
+            r"\w+ has (\d+) sheep\. \1 \+ (\d+) - (\d+) = (\d+)\. The answer is \4\.", r["answer"]).groups())
+        assert f"Then {b} more sheep come and {c} sheep run away" in r["question"]
+        assert flock + b - c == value == int(r["reference"]) >= 0 and 1 <= b <= world.MAX_N
+        seen.add(b)
+    assert seen == set(range(1, world.MAX_N + 1))
+    # the narrow problems, the ones the world's documents draw: the sheep that come at most 9
+    assert all(int(q.split("Then ")[1].split()[0]) <= world.SHEEP_MAX
+               for q, _, _ in (world.one_flock_problem(rng, people) for _ in range(200)))
+
+
 def test_one_flock_compound_prose_is_the_tasks_compound_style(people):
     rng = random.Random(4)
     for _ in range(20):
