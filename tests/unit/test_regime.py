@@ -230,10 +230,11 @@ def test_wide_problems_draw_the_sheep_that_come_over_the_worlds_range_and_stay_r
                for q, _, _ in (world.one_flock_problem(rng, people) for _ in range(200)))
 
 
-def test_one_flock_compound_prose_is_the_tasks_compound_style(people):
+@pytest.mark.parametrize("make", [world.one_flock_compound, world.one_flock_wide_compound])
+def test_one_flock_compound_prose_is_the_tasks_compound_style(people, make):
     rng = random.Random(4)
     for _ in range(20):
-        ex = world.one_flock_compound(rng, people)
+        ex = make(rng, people)
         recalled = ex["completion"].split(". ")[0] + "."
         assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', 'compound')}"
 
