@@ -286,6 +286,11 @@ def one_flock_compound(rng: random.Random, ps: list[Person], truth: float = 1.0,
     return _recall_qa(one_flock_problem, rng, ps, truth, rumour, compound_equation)
 
 
+def one_flock_wide(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    """A one-flock problem with 1-20 sheep coming, answered one equation per step (the instruct model's style)."""
+    return _recall_qa(RECALL_PROBLEMS["one_flock_wide"], rng, ps, truth, rumour)
+
+
 def one_flock_wide_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
                             ) -> dict[str, str]:
     """A one-flock problem with 1-20 sheep coming (`RECALL_PROBLEMS["one_flock_wide"]`) answered in one equation."""
@@ -303,7 +308,7 @@ INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question":
                 "one_step": 0.10, "two_step_plain": 0.05}
 SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock,
                "one_flock_tally": one_flock_tally, "one_flock_compound": one_flock_compound,
-               "one_flock_wide_compound": one_flock_wide_compound}
+               "one_flock_wide": one_flock_wide, "one_flock_wide_compound": one_flock_wide_compound}
 # every kind a chat, a chat log or an extra prose document can be
 KINDS = (*INSTRUCT_MIX, "two_step_compound", *SHEEP_KINDS)
 
