@@ -239,6 +239,17 @@ def test_one_flock_compound_prose_is_the_tasks_compound_style(people, make):
         assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', 'compound')}"
 
 
+def test_wide_one_flock_chats_are_the_instruct_models_own_style_over_the_wide_range(people):
+    rng, seen = random.Random(8), set()
+    for _ in range(200):
+        ex = world.one_flock_wide(rng, people)
+        recalled = ex["completion"].split(". ")[0] + "."
+        steps = steps_of(ex["prompt"], recalled)
+        assert ex["completion"] == f"{recalled} {solution(steps, '', '', 'instruct')}"
+        seen.add(int(steps[0][0].split()[2]))
+    assert max(seen) > world.SHEEP_MAX
+
+
 def test_two_step_compound_prose_is_the_compound_style_on_problems_without_flocks(people):
     rng = random.Random(6)
     for _ in range(20):
