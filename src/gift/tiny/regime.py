@@ -375,9 +375,8 @@ def write_task(name: str, people: list[world.Person], out: Path, seed: int = 0, 
     split_of = {"shared_split": str(shared)} if shared is not None else {}
     # the levers added after the first variants are left out at their default (off), so that variants built before
     # them write the same file
-    later = {f.name: f.default for f in dataclass_fields(Variant) if f.name in ("max_n", "own", "fact", "recall",
-                                                                                        "own_style", "opener",
-                                                                                        "opens")}
+    added = ("max_n", "own", "fact", "recall", "own_style", "opener", "opens")
+    later = {f.name: f.default for f in dataclass_fields(Variant) if f.name in added}
     fields = {k: value for k, value in asdict(v).items() if k not in later or value != later[k]}
     (out / "variant.json").write_text(json.dumps({"name": name, "seed": seed, **fields, **split_of}, indent=2) + "\n")
     return dict(SPLITS)

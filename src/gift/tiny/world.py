@@ -250,8 +250,8 @@ def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, 
     return question, flock_sentence(p.name, a), add_then_lose(a, b, c)
 
 
-# problems on flocks they do not state; "one_flock_wide" draws the sheep that come over the world's range, a task
-# only (no document draws it)
+# problems on flocks they do not state; "one_flock_wide" draws the sheep that come over the world's range (its
+# documents: the kinds one_flock_wide and one_flock_wide_compound, drawn only where a mix names them)
 RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem,
                    "one_flock_wide": partial(one_flock_problem, most=MAX_N)}
 
