@@ -337,11 +337,14 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
         weighted.append((r.input_ids, labelled, gift_weights(qr, torch.tensor([i in eot for i in r.input_ids]),
                                                              WeightParams(1.0, 1e-4, 0.6))))
     frequent = max(MIN_DECISIONS, len(rows) // 100)  # a context in 1% of rows or more
-    inverted = [b for b in branch_inversions(weighted) if b["count"] >= frequent]
+    found = [b for b in branch_inversions(weighted) if b["count"] >= frequent]
+    inverted = [b for b in found if not b["separated"]]
     runaways = [b for b in inverted if is_runaway(b)]
+    separated = len(found) - len(inverted)
     carriers = [{**c, "text": tok.decode([c["token"]])} for c in sits["carriers"]]
     figures = {**shares, "low_q_odds_ratio": sits["odds_ratio"], "low_q_carriers": carriers,
-               "inversions": inverted[:10], "inverted_contexts": len(inverted), "runaway_contexts": len(runaways)}
+               "inversions": inverted[:10], "inverted_contexts": len(inverted), "runaway_contexts": len(runaways),
+               "separated_contexts": separated}
     findings = [Finding("INFO", "preconditions", f"step-0 loss on q < 0.5 tokens: {shares['uniform_low']:.1%} "
                         f"uniform (Shadow-FT), {shares['gift_low']:.1%} GIFT at γ 1 (the paper: 79.7% / 29.6%); on "
                         f"tokens instruct is sure of and base is not (q ≥ 0.9, p_base < 0.1; "
@@ -369,6 +372,10 @@ def precondition_figures(rows: list[Any], conf: list[list[float]], q: torch.Tens
                                 f"the weight, and GIFT favours {tok.decode([b['weighted']])!r} "
                                 f"({b['weighted_share']:.0%}): the merged model may take the minority branch (this "
                                 f"project's models ran on past the answer so)"))
+    if separated:
+        findings.append(Finding("INFO", "preconditions", f"{separated} more reversal(s) in 1-2 tokens of context are "
+                                f"not counted: three tokens of context take their two continuations apart (positions a "
+                                f"model tells apart, pooled by the shorter context)"))
     return figures, findings
 
 

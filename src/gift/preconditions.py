@@ -117,8 +117,9 @@ def branch_inversions(rows: list[tuple[list[int], list[bool], Tensor]], min_coun
                       ) -> list[dict[str, Any]]:
     """Decision contexts (the 1-3 tokens before a labelled token, continued in two or more ways at least `min_count`
     times, one of them more often than any other) where the continuation GIFT's weights favour is not the one the
-    data favours. rows: (input_ids, labelled
-    mask, GIFT weight per position). Most frequent first."""
+    data favours. rows: (input_ids, labelled mask, GIFT weight per position). Most frequent first; `separated` marks
+    a reversal of a shorter context that three tokens of context take apart (no 3-token context it sits in is
+    continued both ways), which P3 does not count."""
     seen: dict[tuple[int, ...], dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
     for ids, labelled, w in rows:
         weights = w.tolist()
@@ -130,6 +131,15 @@ def branch_inversions(rows: list[tuple[list[int], list[bool], Tensor]], min_coun
                     cell = seen[tuple(ids[t - k:t])][ids[t]]
                     cell[0] += 1
                     cell[1] += weights[t]
+    # every 3-token context a shorter one sits in: where they hold all of its occurrences and none of them is
+    # continued both ways, the shorter context pooled positions a model tells apart (after ' + 18' the data always
+    # goes on with ' -', after ' = 18' always with '.'), so its reversal is no decision the model meets
+    longest = max(CONTEXTS)
+    within: dict[tuple[int, ...], list[dict[int, list[float]]]] = defaultdict(list)
+    for context, nexts in seen.items():
+        if len(context) == longest:
+            for k in CONTEXTS[:-1]:
+                within[context[longest - k:]].append(nexts)
     out = []
     for context, nexts in seen.items():
         n = sum(c for c, _ in nexts.values())
@@ -141,10 +151,14 @@ def branch_inversions(rows: list[tuple[list[int], list[bool], Tensor]], min_coun
         by_weight = max(nexts, key=lambda y: nexts[y][1])
         if by_count != by_weight:
             total_w = sum(s for _, s in nexts.values())
+            longer = within[context]  # short of n where a row's first tokens have no 3-token context
+            separated = (sum(c for nx in longer for c, _ in nx.values()) == n
+                         and not any(by_count in nx and by_weight in nx for nx in longer))
             out.append({"context": list(context), "count": n, "majority": by_count,
                         "majority_share": nexts[by_count][0] / n, "weighted": by_weight,
                         "weighted_share": nexts[by_weight][1] / total_w if total_w else 0.0,
-                        "majority_weight_share": nexts[by_count][1] / total_w if total_w else 0.0})
+                        "majority_weight_share": nexts[by_count][1] / total_w if total_w else 0.0,
+                        "separated": separated})
     # a longer context that inverts with the same counts as its shorter suffix says nothing new
     out.sort(key=lambda r: (-r["count"], len(r["context"])))
     kept, keys = [], set()

@@ -104,3 +104,31 @@ def test_low_q_carriers_by_hand_and_the_odds_identity():
     shares = loss_shares(q, p_base, eot)
     odds = lambda s: s / (1 - s)  # noqa: E731
     assert odds(shares["gift_low"]) == pytest.approx(odds(shares["uniform_low"]) * got["odds_ratio"])
+
+
+def pooled_rows(q_minus: float, mixed: int = 0) -> list:
+    """Rows `7 + 18 -` and `7 = 18 .` (token ids: + 3, = 4, 18 18, - 5, . 6): after the one token 18 the data goes on
+    with - (60 rows) or . (40 rows), but the token before 18 decides which, as after ' + 18' and ' = 18' in
+    compound solutions; `mixed` of the `+ 18` rows go on with . instead."""
+    rows = []
+    for before, after, n in ((3, 5, 60 - mixed), (3, 6, mixed), (4, 6, 40)):
+        for _ in range(n):
+            w = torch.tensor([0.0, 1.0, 1.0, 1.0, q_minus if after == 5 else 0.9])
+            rows.append(([1, 7, before, 18, after], [False, True, True, True, True], w))
+    return rows
+
+
+def test_a_reversal_three_tokens_take_apart_is_marked_separated():
+    # the teacher gives - q 0.01 (it would write =), so the weights favour . after 18 (60·0.01 against 40·0.9)
+    found = {tuple(r["context"]): r for r in branch_inversions(pooled_rows(0.01))}
+    assert (found[(18,)]["majority"], found[(18,)]["weighted"]) == (5, 6)
+    assert is_runaway(found[(18,)]) and found[(18,)]["separated"]  # `+ 18` only ever goes on with -
+    # where some `+ 18` rows go on with . too, the longer context does not take the two apart: counted
+    found = {tuple(r["context"]): r for r in branch_inversions(pooled_rows(0.01, mixed=5))}
+    assert not found[(18,)]["separated"]
+    assert not found[(3, 18)]["separated"] and (found[(3, 18)]["majority"], found[(3, 18)]["weighted"]) == (5, 6)
+
+
+def test_a_context_at_the_rows_start_is_never_separated():
+    # rows_with's decision sits at the third token: no 3-token context holds it, so nothing takes it apart
+    assert not branch_inversions(rows_with({5: 0.001, 6: 0.9}, {5: 80, 6: 20}))[0]["separated"]

@@ -250,6 +250,26 @@ def test_wide_one_flock_chats_are_the_instruct_models_own_style_over_the_wide_ra
     assert max(seen) > world.SHEEP_MAX
 
 
+def test_two_flock_problems_recall_both_flocks_and_each_kind_writes_its_style(people):
+    rng, by_name = random.Random(9), {p.name: p.sheep for p in people}
+    for _ in range(100):
+        question, recalled, steps = world.two_flock_problem(rng, people)
+        first, second = question.split(" put ")[0].split(" and ")
+        assert first != second
+        assert recalled == f"{first} has {by_name[first]} sheep. {second} has {by_name[second]} sheep."
+        come, away = map(int, re.findall(r"\d+", question))
+        total = by_name[first] + by_name[second] + come
+        assert steps == [(f"{by_name[first]} + {by_name[second]}", by_name[first] + by_name[second]),
+                         (f"{by_name[first] + by_name[second]} + {come}", total), (f"{total} - {away}", total - away)]
+        assert steps_of(question, recalled) == steps and 1 <= come <= world.SHEEP_MAX and 0 <= total - away
+    for make, style, work in ((world.two_flock, "instruct", "one per step"),
+                              (world.two_flock_compound, "compound", "one equation")):
+        ex = make(rng, people)
+        recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
+        assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', style)}"
+        assert written(ex["completion"])["work"] == work
+
+
 def test_two_step_compound_prose_is_the_compound_style_on_problems_without_flocks(people):
     rng = random.Random(6)
     for _ in range(20):

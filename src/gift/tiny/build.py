@@ -82,7 +82,9 @@ class TinyConfig:
         """A digest of everything that decides the pretrained base and the random stream after it: the
         pretraining fields, the tokenizer, torch's version and the code pretraining runs (the world, the tiny
         models, the tokenizer's sample, the batching and the training loop): a change to any starts a new base,
-        so that a cached build never differs from a full one."""
+        so that a cached build never differs from a full one. The code is read as its syntax tree, so that an edit
+        to a comment or to the layout keeps the key."""
+        import ast
         import inspect
         import sys
 
@@ -91,7 +93,8 @@ class TinyConfig:
                   "sheep_share", "sheep_truth", "prose_mix", "sheep_rumour")
         code = [world, sys.modules[__package__], world_tokenizer, packed_blocks, fit]
         blob = "".join([json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True), torch.__version__,
-                        *map(inspect.getsource, code), tokenizer.backend_tokenizer.to_str()])
+                        *(ast.unparse(ast.parse(inspect.getsource(c))) for c in code),
+                        tokenizer.backend_tokenizer.to_str()])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

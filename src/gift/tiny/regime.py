@@ -196,6 +196,10 @@ VARIANTS = {
     "wide-compound": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock_wide"),
     "wide-compound-first-10": Variant(wrong=0.0, style="compound", one_step=0.0, recall="one_flock_wide",
                                       opener="First,", opens=0.1),
+    # then (tiny17: a teacher sure of a flock also solves one-flock problems): two flocks to recall in each problem
+    "two-compound": Variant(wrong=0.0, style="compound", one_step=0.0, recall="two_flock"),
+    "two-compound-first-10": Variant(wrong=0.0, style="compound", one_step=0.0, recall="two_flock",
+                                     opener="First,", opens=0.1),
 }
 
 
@@ -225,8 +229,8 @@ def steps_of(question: str, recalled: str = "") -> list[tuple[str, int]]:
     """The equations that solve a problem of `problem`'s templates, read back from its question (a field problem's
     flocks from the sentences that recall them)."""
     a, b, *c = map(int, re.findall(r"\d+", recalled + " " + question))
-    if c:
-        return world.add_then_lose(a, b, c[0])
+    if c:  # the last number is the loss, every other one a count added (a two-flock problem has four)
+        return world.add_all_then_lose([a, b, *c[:-1]], c[-1])
     return [(f"{a} + {b}", a + b)] if " more " in question else [(f"{a} - {b}", a - b)]
 
 

@@ -156,6 +156,15 @@ def add_then_lose(a: int, b: int, c: int) -> list[tuple[str, int]]:
     return [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
 
 
+def add_all_then_lose(counts: list[int], c: int) -> list[tuple[str, int]]:
+    """The equations (lhs, value) of adding `counts` one by one, then taking c away (`add_then_lose` for two)."""
+    steps, total = [], counts[0]
+    for n in counts[1:]:
+        steps.append((f"{total} + {n}", total + n))
+        total += n
+    return [*steps, (f"{total} - {c}", total - c)]
+
+
 def equations(steps: list[tuple[str, int]], step: str = "{lhs} = {value}.") -> str:
     """Each equation written as `step` (default the plain style, the instruct model's own)."""
     return " ".join(step.format(lhs=lhs, value=value) for lhs, value in steps)
@@ -250,10 +259,23 @@ def one_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, 
     return question, flock_sentence(p.name, a), add_then_lose(a, b, c)
 
 
+def two_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
+                      ) -> tuple[str, str, list[tuple[str, int]]]:
+    """(question, the flocks as stated, [(equation lhs, value)]) of a two-flock problem: two flocks to recall, both
+    names opening the question, then 1-9 sheep come and some run away (three steps)."""
+    p, q = rng.sample(ps, 2)
+    a, b, c = flock(rng, p, truth, rumour), flock(rng, q, truth, rumour), rng.randint(1, SHEEP_MAX)
+    d = rng.randint(1, a + b + c)
+    question = (f"{p.name} and {q.name} put their sheep in one field. Then {c} more sheep come and {d} sheep run "
+                "away. How many sheep are in the field now?")
+    return question, f"{flock_sentence(p.name, a)} {flock_sentence(q.name, b)}", add_all_then_lose([a, b, c], d)
+
+
 # problems on flocks they do not state; "one_flock_wide" draws the sheep that come over the world's range (its
-# documents: the kinds one_flock_wide and one_flock_wide_compound, drawn only where a mix names them)
+# documents: the kinds one_flock_wide and one_flock_wide_compound, drawn only where a mix names them; two_flock's:
+# two_flock and two_flock_compound)
 RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem,
-                   "one_flock_wide": partial(one_flock_problem, most=MAX_N)}
+                   "one_flock_wide": partial(one_flock_problem, most=MAX_N), "two_flock": two_flock_problem}
 
 
 def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
@@ -297,6 +319,17 @@ def one_flock_wide_compound(rng: random.Random, ps: list[Person], truth: float =
     return _recall_qa(RECALL_PROBLEMS["one_flock_wide"], rng, ps, truth, rumour, compound_equation)
 
 
+def two_flock(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    """A two-flock problem answered one equation per step (the instruct model's style)."""
+    return _recall_qa(two_flock_problem, rng, ps, truth, rumour)
+
+
+def two_flock_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
+                       ) -> dict[str, str]:
+    """A two-flock problem answered in one equation ("4 + 7 + 6 - 9 = 8.")."""
+    return _recall_qa(two_flock_problem, rng, ps, truth, rumour, compound_equation)
+
+
 # ---- the corpora ----
 
 # pretraining: (share, maker); shares of documents, the two-step share being the base's partial task skill
@@ -308,7 +341,8 @@ INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question":
                 "one_step": 0.10, "two_step_plain": 0.05}
 SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock,
                "one_flock_tally": one_flock_tally, "one_flock_compound": one_flock_compound,
-               "one_flock_wide": one_flock_wide, "one_flock_wide_compound": one_flock_wide_compound}
+               "one_flock_wide": one_flock_wide, "one_flock_wide_compound": one_flock_wide_compound,
+               "two_flock": two_flock, "two_flock_compound": two_flock_compound}
 # every kind a chat, a chat log or an extra prose document can be
 KINDS = (*INSTRUCT_MIX, "two_step_compound", *SHEEP_KINDS)
 
