@@ -219,6 +219,9 @@ def test_preconditions_on_the_paper_task_and_an_adapter_against_a_hand_computati
     warned = " ".join(f["message"] for f in levels(result, "WARNING"))
     assert "re-learns" in warned and "reverse the data's choice" in warned
     assert f"context(s), {pre['runaway_contexts']} of them runaways" in warned
+    assert not any(b["separated"] for b in pre["inversions"])  # P3 counts only what three tokens do not take apart
+    informed = " ".join(f["message"] for f in levels(result, "INFO"))
+    assert (f"{pre['separated_contexts']} more reversal(s)" in informed) == (pre["separated_contexts"] > 0)
     # where P4's loss sits: the carriers' shares within P4's, and GIFT's odds the uniform odds × the reported ratio
     odds = pre["gift_low"] / (1 - pre["gift_low"])
     assert odds == pytest.approx(pre["uniform_low"] / (1 - pre["uniform_low"]) * pre["low_q_odds_ratio"])
