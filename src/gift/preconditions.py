@@ -48,9 +48,10 @@ BOUNDS = {
 
 
 def from_check(pre: dict[str, Any]) -> dict[str, Any]:
-    """P2, P3 (every reversal and the runaways) and P4 as BOUNDS reads them, from check-pair's precondition figures."""
+    """P2, P3 (every reversal and the runaways; beside them the reversals three tokens take apart, None from a check
+    made before they were set aside) and P4 as BOUNDS reads them, from check-pair's precondition figures."""
     return {"P2": pre["gift_relearn"], "P3": pre["inverted_contexts"], "P3_runaway": pre["runaway_contexts"],
-            "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}}
+            "P3_separated": pre.get("separated_contexts"), "P4": {"uniform": pre["uniform_low"], "gift": pre["gift_low"]}}
 
 
 def first_divergence(q: Tensor, agrees: Tensor) -> float | None:
