@@ -4,7 +4,8 @@
 
 Greedy answers of the base and the instruct model, both through the chat template (the layout a task's training
 rows and its evaluation use), on problems drawn as scripts/probe_p1.py draws them; for each model the share of
-answers written as one equation (the compound style), one equation per step, or none, and the share answered right.
+answers written as one equation (the compound style), one equation per step, or none, the share answered right and
+the share whose recall names the question's people in order (a two-flock problem's second name is one to copy).
 It measures, on the two models only, whether a style is the base's own and not the instruct model's (issue 44).
 """
 from __future__ import annotations
@@ -23,6 +24,11 @@ from gift.tiny import world
 from gift.tiny.regime import steps_of, world_people, written
 
 
+def names(text: str, n: int | None = None) -> list[str]:
+    """The names opening the first `n` sentences of `text` (all of them by default): who a recall names, in order."""
+    return [sentence.split(" ", 1)[0] for sentence in text.split(". ")[:n]]
+
+
 def styles(pair: Path, rows: list[tuple[str, str]], batch_size: int = 64) -> dict[str, dict[str, Any]]:
     """For the base and the instruct model of `pair`: shares of greedy answers to (question, recalled flock) `rows`
     by how they write their work, the share right, and the first answer, each through its own chat template."""
@@ -35,9 +41,10 @@ def styles(pair: Path, rows: list[tuple[str, str]], batch_size: int = 64) -> dic
         answers = [a[0] for a in generate_hf(model, tok, prompts, 1, 0.0, 1.0, 64, batch_size, 0, desc=name)[0]]
         seen = [written(a) for a in answers]
         works = Counter(s["work"] for s in seen)
+        named = sum(names(a, len(names(r))) == names(r) for a, (_, r) in zip(answers, rows))
         report[name] = {**{w: works[w] / len(rows) for w in ("one equation", "one per step", "none")},
                         "right": sum(s["answer"] == t for s, t in zip(seen, truth)) / len(rows),
-                        "example": answers[0]}
+                        "names copied": named / len(rows), "example": answers[0]}
     return report
 
 

@@ -40,3 +40,12 @@ def test_each_models_answers_are_its_greedy_answers_alone_and_their_shares_add_u
         assert report[name]["right"] == sum(s["answer"] == steps_of(q, r)[-1][1] for s, (q, r) in zip(seen, rows)) / 6
         assert sum(report[name][w] for w in ("one equation", "one per step", "none")) == 1.0
         assert report[name]["one per step"] == sum(s["work"] == "one per step" for s in seen) / 6
+        # who each answer's recall names, against the question's one person (the name opening its flock sentence)
+        assert report[name]["names copied"] == sum(a.split(" ", 1)[0] == q.split(" ", 1)[0]
+                                                   for a, (q, _) in zip(answers, rows)) / 6
+
+
+def test_names_reads_who_each_sentence_opens_with():
+    recalled = "Nini has 5 sheep. Marba has 4 sheep."
+    assert script.names(recalled) == ["Nini", "Marba"]
+    assert script.names("Nini has 5 sheep. Mimi has 7 sheep. 5 + 7 = 12.", 2) == ["Nini", "Mimi"]
