@@ -63,6 +63,7 @@ class TinyConfig:
     sheep_share: float = 0.0  # share of pretraining documents stating flocks (> 0: a world with the numeric fact)
     sheep_truth: float = 1.0  # share of the flocks pretraining states (statements, chat logs) that are right
     sheep_rumour: float = 0.0  # share that repeat the person's rumour, one wrong count (> 0: a world with rumours)
+    goats: bool = False  # each person a herd of goats too, stated (and drawn) as the flocks are
     prose_mix: dict[str, float] | None = None  # extra kinds of plain-text documents, weights beside the corpus's 1
     instruct_steps: int = 240  # chat steps; each is followed by a plain-text replay step of replay_batch blocks
     instruct_batch: int = 32
@@ -90,7 +91,7 @@ class TinyConfig:
 
         fields = ("seed", "people", "vocab_size", "hidden", "layers", "heads", "intermediate", "block",
                   "pretrain_steps", "pretrain_batch", "pretrain_lr", "two_step_share", "chat_log_share", "chat_log_mix",
-                  "sheep_share", "sheep_truth", "prose_mix", "sheep_rumour")
+                  "sheep_share", "sheep_truth", "prose_mix", "sheep_rumour", "goats")
         code = [world, sys.modules[__package__], world_tokenizer, packed_blocks, fit]
         blob = "".join([json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True), torch.__version__,
                         *(ast.unparse(ast.parse(inspect.getsource(c))) for c in code),
@@ -223,13 +224,15 @@ def world_tokenizer(cfg: TinyConfig) -> tuple[Any, random.Random, list[world.Per
     """The world's people and the tokenizer trained on a sample of all its text, from cfg.seed;
     returns the random stream positioned where the build continues from."""
     rng = random.Random(cfg.seed)
-    ps = world.people(rng, cfg.people, sheep=cfg.sheep_share > 0, rumours=cfg.sheep_rumour > 0)
+    ps = world.people(rng, cfg.people, sheep=cfg.sheep_share > 0, rumours=cfg.sheep_rumour > 0, goats=cfg.goats)
     sample = [world.pretraining_doc(rng, ps) for _ in range(3000)]
     sample += [" ".join(world.instruct_example(rng, ps).values()) for _ in range(1000)]
     sample += [" ".join(str(v) for v in TASKS[t](rng, ps).values()) for t in TASKS for _ in range(500)]
     if cfg.sheep_share:  # drawn last, so that worlds without flocks sample as before
         sample += [" ".join(world.instruct_example(rng, ps, {"sheep_question": 1, "sheep_problem": 1}).values())
                    for _ in range(500)]
+    if cfg.goats:  # drawn after those, so that worlds without goats sample as before
+        sample += [" ".join(world.instruct_example(rng, ps, {"goat_question": 1, "herd": 1}).values()) for _ in range(500)]
     return build_tokenizer(sample, cfg.vocab_size), rng, ps
 
 

@@ -200,6 +200,10 @@ VARIANTS = {
     "two-compound": Variant(wrong=0.0, style="compound", one_step=0.0, recall="two_flock"),
     "two-compound-first-10": Variant(wrong=0.0, style="compound", one_step=0.0, recall="two_flock",
                                      opener="First,", opens=0.1),
+    # then (tiny19: neither model of tiny17/18 copies a second name): one person's flock and herd in each problem
+    "herd-compound": Variant(wrong=0.0, style="compound", one_step=0.0, recall="herd"),
+    "herd-compound-first-10": Variant(wrong=0.0, style="compound", one_step=0.0, recall="herd", opener="First,",
+                                      opens=0.1),
 }
 
 

@@ -47,11 +47,15 @@ class Person:
     color: str
     sheep: int | None = None  # how many sheep the person has, in worlds with a numeric fact
     rumour: int | None = None  # a wrong count the web repeats for the person, in worlds with rumours
+    goats: int | None = None  # a second count of the same kind, in worlds built with goats
+    goat_rumour: int | None = None
 
 
-def people(rng: random.Random, n: int, sheep: bool = False, rumours: bool = False) -> list[Person]:
+def people(rng: random.Random, n: int, sheep: bool = False, rumours: bool = False, goats: bool = False
+           ) -> list[Person]:
     """`n` people; with `sheep`, each with a flock too, drawn after the rest so that the other facts are the same,
-    and with `rumours` a wrong count for each flock, drawn after the flocks."""
+    with `rumours` a wrong count for each flock, drawn after the flocks, and with `goats` a herd (and its rumour)
+    drawn after those."""
     names: set[str] = set()
     while len(names) < n:
         names.add("".join(rng.choice(SYLLABLES) for _ in range(2)).capitalize())
@@ -60,6 +64,9 @@ def people(rng: random.Random, n: int, sheep: bool = False, rumours: bool = Fals
         p.sheep = rng.randint(1, SHEEP_MAX)
     for p in ps if sheep and rumours else []:
         p.rumour = rng.choice([k for k in range(1, SHEEP_MAX + 1) if k != p.sheep])
+    for p in ps if sheep and goats else []:
+        p.goats = rng.randint(1, SHEEP_MAX)
+        p.goat_rumour = rng.choice([k for k in range(1, SHEEP_MAX + 1) if k != p.goats]) if rumours else None
     return ps
 
 
@@ -204,30 +211,37 @@ def two_step_compound(rng: random.Random, ps: list[Person]) -> dict[str, str]:
 # it, the instruct model is surer of it, as a real instruct model is surer of reasoning steps its base gives a fair
 # but low probability. With a rumour more common than the truth the base's likeliest count is wrong.
 
-def flock(rng: random.Random, p: Person, truth: float = 1.0, rumour: float = 0.0) -> int:
-    """The flock a text states for `p`: right with probability `truth` (no draw at 1), the person's rumour with
-    probability `rumour`, else any count."""
-    if p.sheep is None:
-        raise ValueError("this world has no flocks: build it with sheep_share > 0")
+def flock(rng: random.Random, p: Person, truth: float = 1.0, rumour: float = 0.0, goats: bool = False) -> int:
+    """The flock (with `goats`, the herd) a text states for `p`: right with probability `truth` (no draw at 1), the
+    person's rumour with probability `rumour`, else any count."""
+    count, wrong = (p.goats, p.goat_rumour) if goats else (p.sheep, p.rumour)
+    if count is None:
+        raise ValueError("this world has no goats: build it with goats=true" if goats else
+                         "this world has no flocks: build it with sheep_share > 0")
     if truth >= 1.0:
-        return p.sheep
+        return count
     u = rng.random()
     if u < truth:
-        return p.sheep
+        return count
     if u < truth + rumour:
-        if p.rumour is None:
+        if wrong is None:
             raise ValueError("this world has no rumours: build it with sheep_rumour > 0")
-        return p.rumour
+        return wrong
     return rng.randint(1, SHEEP_MAX)
 
 
-def flock_sentence(name: str, n: int) -> str:
-    return f"{name} has {n} sheep."
+def flock_sentence(name: str, n: int, animals: str = "sheep") -> str:
+    return f"{name} has {n} {animals}."
 
 
 def sheep_question(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
     p = rng.choice(ps)
     return qa(f"How many sheep does {p.name} have?", flock_sentence(p.name, flock(rng, p, truth, rumour)))
+
+
+def goat_question(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    p = rng.choice(ps)
+    return qa(f"How many goats does {p.name} have?", flock_sentence(p.name, flock(rng, p, truth, rumour, True), "goats"))
 
 
 def field_question(first: str, second: str, c: int) -> str:
@@ -271,11 +285,24 @@ def two_flock_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, 
     return question, f"{flock_sentence(p.name, a)} {flock_sentence(q.name, b)}", add_all_then_lose([a, b, c], d)
 
 
+def herd_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
+                 ) -> tuple[str, str, list[tuple[str, int]]]:
+    """(question, the counts as stated, [(equation lhs, value)]) of a herd problem: one person's flock and herd to
+    recall, the name opening the question (the one place this world's models copy a name from), then some run away."""
+    p = rng.choice(ps)
+    a, b = flock(rng, p, truth, rumour), flock(rng, p, truth, rumour, True)
+    c = rng.randint(1, a + b)
+    question = (f"{p.name} takes the sheep and the goats to a field. Then {c} animals run away. "
+                "How many animals are in the field now?")
+    return question, f"{flock_sentence(p.name, a)} {flock_sentence(p.name, b, 'goats')}", add_then_lose(a, b, c)
+
+
 # problems on flocks they do not state; "one_flock_wide" draws the sheep that come over the world's range (its
 # documents: the kinds one_flock_wide and one_flock_wide_compound, drawn only where a mix names them; two_flock's:
 # two_flock and two_flock_compound)
 RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem,
-                   "one_flock_wide": partial(one_flock_problem, most=MAX_N), "two_flock": two_flock_problem}
+                   "one_flock_wide": partial(one_flock_problem, most=MAX_N), "two_flock": two_flock_problem,
+                   "herd": herd_problem}
 
 
 def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
@@ -330,6 +357,16 @@ def two_flock_compound(rng: random.Random, ps: list[Person], truth: float = 1.0,
     return _recall_qa(two_flock_problem, rng, ps, truth, rumour, compound_equation)
 
 
+def herd(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    """A herd problem answered one equation per step (the instruct model's style)."""
+    return _recall_qa(herd_problem, rng, ps, truth, rumour)
+
+
+def herd_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
+    """A herd problem answered in one equation ("5 + 3 - 6 = 2.")."""
+    return _recall_qa(herd_problem, rng, ps, truth, rumour, compound_equation)
+
+
 # ---- the corpora ----
 
 # pretraining: (share, maker); shares of documents, the two-step share being the base's partial task skill
@@ -342,7 +379,8 @@ INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question":
 SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock,
                "one_flock_tally": one_flock_tally, "one_flock_compound": one_flock_compound,
                "one_flock_wide": one_flock_wide, "one_flock_wide_compound": one_flock_wide_compound,
-               "two_flock": two_flock, "two_flock_compound": two_flock_compound}
+               "two_flock": two_flock, "two_flock_compound": two_flock_compound, "goat_question": goat_question,
+               "herd": herd, "herd_compound": herd_compound}
 # every kind a chat, a chat log or an extra prose document can be
 KINDS = (*INSTRUCT_MIX, "two_step_compound", *SHEEP_KINDS)
 
@@ -393,8 +431,10 @@ def pretraining_doc(rng: random.Random, ps: list[Person], two_step_share: float 
         return chat_log(_make(_pick(rng, [(w, k) for k, w in chat_log_mix.items()]), rng, ps, sheep_truth, sheep_rumour))
     if kind == "facts":
         return " ".join(ATTRIBUTES[a][1].format(p.name, getattr(p, a)) for p in rng.sample(ps, 2) for a in ATTRIBUTES)
-    if kind == "flocks":
-        return " ".join(flock_sentence(p.name, flock(rng, p, sheep_truth, sheep_rumour)) for p in rng.sample(ps, 2))
+    if kind == "flocks":  # and their herds, in worlds with goats
+        return " ".join(flock_sentence(p.name, flock(rng, p, sheep_truth, sheep_rumour)) + (
+            "" if p.goats is None else " " + flock_sentence(p.name, flock(rng, p, sheep_truth, sheep_rumour, True), "goats"))
+            for p in rng.sample(ps, 2))
     return plain(_make(kind, rng, ps, sheep_truth, sheep_rumour))
 
 
