@@ -27,7 +27,8 @@ from tests.conftest import load_script
 
 @pytest.fixture(scope="module")
 def people():
-    return world.people(random.Random(0), 8, sheep=True)  # flocks for the field variants; the rest never read them
+    # flocks (and herds) for the recall variants; the rest never read them
+    return world.people(random.Random(0), 8, sheep=True, goats=True)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -264,6 +265,37 @@ def test_two_flock_problems_recall_both_flocks_and_each_kind_writes_its_style(pe
         assert steps_of(question, recalled) == steps and 1 <= come <= world.SHEEP_MAX and 0 <= total - away
     for make, style, work in ((world.two_flock, "instruct", "one per step"),
                               (world.two_flock_compound, "compound", "one equation")):
+        ex = make(rng, people)
+        recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
+        assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', style)}"
+        assert written(ex["completion"])["work"] == work
+
+
+def test_goats_are_drawn_after_every_other_fact_and_stated_after_each_flock():
+    without = world.people(random.Random(3), 12, sheep=True, rumours=True)
+    with_goats = world.people(random.Random(3), 12, sheep=True, rumours=True, goats=True)
+    for a, b in zip(without, with_goats):
+        assert (a.name, a.town, a.job, a.color, a.sheep, a.rumour) == (b.name, b.town, b.job, b.color, b.sheep, b.rumour)
+        assert a.goats is None and 1 <= b.goats <= world.SHEEP_MAX and b.goat_rumour not in (None, b.goats)
+    rng = random.Random(5)
+    doc = world.pretraining_doc(rng, with_goats, sheep_share=1e9, sheep_truth=1.0)  # a "flocks" document
+    by_name = {p.name: p for p in with_goats}
+    first, _, second, _ = (by_name[sentence.split()[0]] for sentence in doc.split(". "))
+    assert doc == (f"{first.name} has {first.sheep} sheep. {first.name} has {first.goats} goats. "
+                   f"{second.name} has {second.sheep} sheep. {second.name} has {second.goats} goats.")
+    with pytest.raises(ValueError, match="no goats"):
+        world.goat_question(rng, without)
+
+
+def test_herd_problems_recall_one_persons_flock_and_herd_and_each_kind_writes_its_style(people):
+    rng = random.Random(11)
+    for _ in range(100):
+        question, recalled, steps = world.herd_problem(rng, people)
+        p = next(p for p in people if question.startswith(f"{p.name} takes the sheep and the goats"))
+        assert recalled == f"{p.name} has {p.sheep} sheep. {p.name} has {p.goats} goats."
+        away = int(re.findall(r"\d+", question)[0])
+        assert steps == world.add_then_lose(p.sheep, p.goats, away) == steps_of(question, recalled)
+    for make, style, work in ((world.herd, "instruct", "one per step"), (world.herd_compound, "compound", "one equation")):
         ex = make(rng, people)
         recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
         assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', style)}"
