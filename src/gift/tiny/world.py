@@ -48,7 +48,7 @@ class Person:
     sheep: int | None = None  # how many sheep the person has, in worlds with a numeric fact
     rumour: int | None = None  # a wrong count the web repeats for the person, in worlds with rumours
     goats: int | None = None  # a second count of the same kind, in worlds built with goats
-    goat_rumour: int | None = None
+    goat_rumour: int | None = None  # the herd's wrong count, in worlds with goats and rumours
 
 
 def people(rng: random.Random, n: int, sheep: bool = False, rumours: bool = False, goats: bool = False
@@ -160,11 +160,11 @@ def two_step_numbers(rng: random.Random, ps: list[Person]) -> tuple[str, str, in
 
 def add_then_lose(a: int, b: int, c: int) -> list[tuple[str, int]]:
     """The equations (lhs, value) of a two-step problem: b more, then c taken away."""
-    return [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
+    return add_all_then_lose([a, b], c)
 
 
 def add_all_then_lose(counts: list[int], c: int) -> list[tuple[str, int]]:
-    """The equations (lhs, value) of adding `counts` one by one, then taking c away (`add_then_lose` for two)."""
+    """The equations (lhs, value) of adding `counts` one by one, then taking c away."""
     steps, total = [], counts[0]
     for n in counts[1:]:
         steps.append((f"{total} + {n}", total + n))
