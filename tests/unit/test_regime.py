@@ -231,7 +231,7 @@ def test_wide_problems_draw_the_sheep_that_come_over_the_worlds_range_and_stay_r
                for q, _, _ in (world.one_flock_problem(rng, people) for _ in range(200)))
 
 
-@pytest.mark.parametrize("make", [world.one_flock_compound, world.one_flock_wide_compound])
+@pytest.mark.parametrize("make", [world.SHEEP_KINDS["one_flock_compound"], world.SHEEP_KINDS["one_flock_wide_compound"]])
 def test_one_flock_compound_prose_is_the_tasks_compound_style(people, make):
     rng = random.Random(4)
     for _ in range(20):
@@ -243,7 +243,7 @@ def test_one_flock_compound_prose_is_the_tasks_compound_style(people, make):
 def test_wide_one_flock_chats_are_the_instruct_models_own_style_over_the_wide_range(people):
     rng, seen = random.Random(8), set()
     for _ in range(200):
-        ex = world.one_flock_wide(rng, people)
+        ex = world.SHEEP_KINDS["one_flock_wide"](rng, people)
         recalled = ex["completion"].split(". ")[0] + "."
         steps = steps_of(ex["prompt"], recalled)
         assert ex["completion"] == f"{recalled} {solution(steps, '', '', 'instruct')}"
@@ -263,8 +263,8 @@ def test_two_flock_problems_recall_both_flocks_and_each_kind_writes_its_style(pe
         assert steps == [(f"{by_name[first]} + {by_name[second]}", by_name[first] + by_name[second]),
                          (f"{by_name[first] + by_name[second]} + {come}", total), (f"{total} - {away}", total - away)]
         assert steps_of(question, recalled) == steps and 1 <= come <= world.SHEEP_MAX and 0 <= total - away
-    for make, style, work in ((world.two_flock, "instruct", "one per step"),
-                              (world.two_flock_compound, "compound", "one equation")):
+    for make, style, work in ((world.SHEEP_KINDS["two_flock"], "instruct", "one per step"),
+                              (world.SHEEP_KINDS["two_flock_compound"], "compound", "one equation")):
         ex = make(rng, people)
         recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
         assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', style)}"
@@ -284,7 +284,7 @@ def test_goats_are_drawn_after_every_other_fact_and_stated_after_each_flock():
     assert doc == (f"{first.name} has {first.sheep} sheep. {first.name} has {first.goats} goats. "
                    f"{second.name} has {second.sheep} sheep. {second.name} has {second.goats} goats.")
     with pytest.raises(ValueError, match="no goats"):
-        world.goat_question(rng, without)
+        world.SHEEP_KINDS["goat_question"](rng, without)
 
 
 def test_herd_problems_recall_one_persons_flock_and_herd_and_each_kind_writes_its_style(people):
@@ -295,7 +295,8 @@ def test_herd_problems_recall_one_persons_flock_and_herd_and_each_kind_writes_it
         assert recalled == f"{p.name} has {p.sheep} sheep. {p.name} has {p.goats} goats."
         away = int(re.findall(r"\d+", question)[0])
         assert steps == world.add_then_lose(p.sheep, p.goats, away) == steps_of(question, recalled)
-    for make, style, work in ((world.herd, "instruct", "one per step"), (world.herd_compound, "compound", "one equation")):
+    for make, style, work in ((world.SHEEP_KINDS["herd"], "instruct", "one per step"),
+                              (world.SHEEP_KINDS["herd_compound"], "compound", "one equation")):
         ex = make(rng, people)
         recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
         assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', style)}"
@@ -383,11 +384,11 @@ def test_field_variants_recall_both_flocks_and_the_instruct_solution_solves_them
         (c,) = map(int, re.findall(r"\d+", r["question"]))  # the question states only what runs away
         assert r["reference"] == str(truth[first] + truth[second] - c)
         assert r["answer"].startswith(r["recalled"] + " ")
-    for r in rows["field-instruct"]:  # the instruct model's own: world.sheep_problem's answer, on these flocks
+    for r in rows["field-instruct"]:  # the instruct model's own: a "sheep_problem" document's answer, on these flocks
         assert r["answer"] == instruct_solution(r)
     assert all(", so the field has " in r["answer"] for r in rows["field-tally"])
     rng = random.Random(2)
-    ex = world.sheep_problem(rng, people)
+    ex = world.SHEEP_KINDS["sheep_problem"](rng, people)
     recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
     assert instruct_solution({"question": ex["prompt"], "recalled": recalled}) == ex["completion"]
 

@@ -234,14 +234,12 @@ def flock_sentence(name: str, n: int, animals: str = "sheep") -> str:
     return f"{name} has {n} {animals}."
 
 
-def sheep_question(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
-    p = rng.choice(ps)
-    return qa(f"How many sheep does {p.name} have?", flock_sentence(p.name, flock(rng, p, truth, rumour)))
-
-
-def goat_question(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
-    p = rng.choice(ps)
-    return qa(f"How many goats does {p.name} have?", flock_sentence(p.name, flock(rng, p, truth, rumour, True), "goats"))
+def sheep_question(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0, goats: bool = False
+                   ) -> dict[str, str]:
+    """A question on one person's flock (with `goats`, herd) and its answer, the count drawn as `flock` draws it."""
+    p, animals = rng.choice(ps), "goats" if goats else "sheep"
+    return qa(f"How many {animals} does {p.name} have?", flock_sentence(p.name, flock(rng, p, truth, rumour, goats),
+                                                                          animals))
 
 
 def field_question(first: str, second: str, c: int) -> str:
@@ -306,20 +304,12 @@ RECALL_PROBLEMS = {"field": field_problem, "one_flock": one_flock_problem,
 
 
 def _recall_qa(problem: Callable[..., tuple[str, str, list[tuple[str, int]]]], rng: random.Random,
-               ps: list[Person], truth: float, rumour: float,
+               ps: list[Person], truth: float = 1.0, rumour: float = 0.0,
                write: Callable[[list[tuple[str, int]]], str] = equations) -> dict[str, str]:
     """A recall problem answered: the flocks recalled, then the steps as `write` writes them (default the plain
     style, the instruct model's equations)."""
     question, facts, steps = problem(rng, ps, truth, rumour)
     return qa(question, f"{facts} {worked(steps, write)}")
-
-
-def sheep_problem(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
-    return _recall_qa(field_problem, rng, ps, truth, rumour)
-
-
-def one_flock(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
-    return _recall_qa(one_flock_problem, rng, ps, truth, rumour)
 
 
 def one_flock_tally(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
@@ -329,42 +319,11 @@ def one_flock_tally(rng: random.Random, ps: list[Person], truth: float = 1.0, ru
                       lambda steps: equations(steps, "{lhs} = {value}, so the field has {value} sheep."))
 
 
-def one_flock_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
-                       ) -> dict[str, str]:
-    """A one-flock problem answered in one equation: the task's "compound" style, as some web text skips steps."""
-    return _recall_qa(one_flock_problem, rng, ps, truth, rumour, compound_equation)
-
-
-def one_flock_wide(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
-    """A one-flock problem with 1-20 sheep coming, answered one equation per step (the instruct model's style)."""
-    return _recall_qa(RECALL_PROBLEMS["one_flock_wide"], rng, ps, truth, rumour)
-
-
-def one_flock_wide_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
-                            ) -> dict[str, str]:
-    """A one-flock problem with 1-20 sheep coming (`RECALL_PROBLEMS["one_flock_wide"]`) answered in one equation."""
-    return _recall_qa(RECALL_PROBLEMS["one_flock_wide"], rng, ps, truth, rumour, compound_equation)
-
-
-def two_flock(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
-    """A two-flock problem answered one equation per step (the instruct model's style)."""
-    return _recall_qa(two_flock_problem, rng, ps, truth, rumour)
-
-
-def two_flock_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0
-                       ) -> dict[str, str]:
-    """A two-flock problem answered in one equation ("4 + 7 + 6 - 9 = 8.")."""
-    return _recall_qa(two_flock_problem, rng, ps, truth, rumour, compound_equation)
-
-
-def herd(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
-    """A herd problem answered one equation per step (the instruct model's style)."""
-    return _recall_qa(herd_problem, rng, ps, truth, rumour)
-
-
-def herd_compound(rng: random.Random, ps: list[Person], truth: float = 1.0, rumour: float = 0.0) -> dict[str, str]:
-    """A herd problem answered in one equation ("5 + 3 - 6 = 2.")."""
-    return _recall_qa(herd_problem, rng, ps, truth, rumour, compound_equation)
+def _answered(problem: str, write: Callable[[list[tuple[str, int]]], str] = equations) -> Callable[..., dict[str, str]]:
+    """A kind of document: a problem of RECALL_PROBLEMS answered by recalling its counts, then its steps as `write`
+    writes them (default the instruct model's equations; `compound_equation`: the task's compound style, as some web
+    text skips steps)."""
+    return partial(_recall_qa, RECALL_PROBLEMS[problem], write=write)
 
 
 # ---- the corpora ----
@@ -376,11 +335,13 @@ PRETRAIN_MIX = [(0.12, "facts"), (0.10, "fact_question"), (0.12, "choice_questio
 # chats; the bundled pair's instruction tuning sets its own weights, TinyConfig.instruct_mix)
 INSTRUCT_MIX = {"general_skill": 0.50, "fact_question": 0.10, "choice_question": 0.15, "sum_question": 0.10,
                 "one_step": 0.10, "two_step_plain": 0.05}
-SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": sheep_problem, "one_flock": one_flock,
-               "one_flock_tally": one_flock_tally, "one_flock_compound": one_flock_compound,
-               "one_flock_wide": one_flock_wide, "one_flock_wide_compound": one_flock_wide_compound,
-               "two_flock": two_flock, "two_flock_compound": two_flock_compound, "goat_question": goat_question,
-               "herd": herd, "herd_compound": herd_compound}
+SHEEP_KINDS = {"sheep_question": sheep_question, "sheep_problem": _answered("field"), "one_flock": _answered("one_flock"),
+               "one_flock_tally": one_flock_tally, "one_flock_compound": _answered("one_flock", compound_equation),
+               "one_flock_wide": _answered("one_flock_wide"),
+               "one_flock_wide_compound": _answered("one_flock_wide", compound_equation),
+               "two_flock": _answered("two_flock"), "two_flock_compound": _answered("two_flock", compound_equation),
+               "goat_question": partial(sheep_question, goats=True), "herd": _answered("herd"),
+               "herd_compound": _answered("herd", compound_equation)}
 # every kind a chat, a chat log or an extra prose document can be
 KINDS = (*INSTRUCT_MIX, "two_step_compound", *SHEEP_KINDS)
 
