@@ -251,7 +251,7 @@ def test_wide_one_flock_chats_are_the_instruct_models_own_style_over_the_wide_ra
     assert max(seen) > world.SHEEP_MAX
 
 
-def test_two_flock_problems_recall_both_flocks_and_each_kind_writes_its_style(people):
+def test_two_flock_problems_recall_both_flocks(people):
     rng, by_name = random.Random(9), {p.name: p.sheep for p in people}
     for _ in range(100):
         question, recalled, steps = world.two_flock_problem(rng, people)
@@ -263,12 +263,6 @@ def test_two_flock_problems_recall_both_flocks_and_each_kind_writes_its_style(pe
         assert steps == [(f"{by_name[first]} + {by_name[second]}", by_name[first] + by_name[second]),
                          (f"{by_name[first] + by_name[second]} + {come}", total), (f"{total} - {away}", total - away)]
         assert steps_of(question, recalled) == steps and 1 <= come <= world.SHEEP_MAX and 0 <= total - away
-    for make, style, work in ((world.SHEEP_KINDS["two_flock"], "instruct", "one per step"),
-                              (world.SHEEP_KINDS["two_flock_compound"], "compound", "one equation")):
-        ex = make(rng, people)
-        recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
-        assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', style)}"
-        assert written(ex["completion"])["work"] == work
 
 
 def test_goats_are_drawn_after_every_other_fact_and_stated_after_each_flock():
@@ -287,7 +281,7 @@ def test_goats_are_drawn_after_every_other_fact_and_stated_after_each_flock():
         world.SHEEP_KINDS["goat_question"](rng, without)
 
 
-def test_herd_problems_recall_one_persons_flock_and_herd_and_each_kind_writes_its_style(people):
+def test_herd_problems_recall_one_persons_flock_and_herd(people):
     rng = random.Random(11)
     for _ in range(100):
         question, recalled, steps = world.herd_problem(rng, people)
@@ -295,9 +289,16 @@ def test_herd_problems_recall_one_persons_flock_and_herd_and_each_kind_writes_it
         assert recalled == f"{p.name} has {p.sheep} sheep. {p.name} has {p.goats} goats."
         away = int(re.findall(r"\d+", question)[0])
         assert steps == world.add_then_lose(p.sheep, p.goats, away) == steps_of(question, recalled)
-    for make, style, work in ((world.SHEEP_KINDS["herd"], "instruct", "one per step"),
-                              (world.SHEEP_KINDS["herd_compound"], "compound", "one equation")):
-        ex = make(rng, people)
+
+
+@pytest.mark.parametrize("kind, style, work", [("two_flock", "instruct", "one per step"),
+                                               ("two_flock_compound", "compound", "one equation"),
+                                               ("herd", "instruct", "one per step"),
+                                               ("herd_compound", "compound", "one equation")])
+def test_each_two_count_kind_recalls_both_counts_then_writes_its_style(people, kind, style, work):
+    rng = random.Random(12)
+    for _ in range(20):
+        ex = world.SHEEP_KINDS[kind](rng, people)
         recalled = ". ".join(ex["completion"].split(". ")[:2]) + "."
         assert ex["completion"] == f"{recalled} {solution(steps_of(ex['prompt'], recalled), '', '', style)}"
         assert written(ex["completion"])["work"] == work
